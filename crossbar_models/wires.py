@@ -1,0 +1,351 @@
+"""Wire resistance (IR drop) of a resistive crossbar: exact circuit solve and the exact fast path.
+
+Circuit convention (docs/architecture.md, "Crossbar circuit"): an R x C array. Row ``i`` is
+driven at its left end by ``v[i]`` through ``r_src``; neighbouring cells of a row are joined by
+``r_row``; cell ``(i, j)`` is a conductance ``G[i, j]`` from row node ``(i, j)`` to column node
+``(i, j)``; neighbouring cells of a column are joined by ``r_col``; column ``j`` leaves its
+bottom node (after the last row) through ``r_sink`` into a virtual ground at 0 V. The output of
+column ``j`` is the current into that virtual ground. With every resistance zero this is
+``I = v @ G``.
+
+Two ways to get the column currents:
+
+* :func:`solve_currents` assembles the nodal equations of the whole network (zero-ohm wires
+  merge their end nodes) and solves them with a sparse LU factorisation, once per tile, for all
+  reads. It is the reference: slow, general, obviously right.
+* :func:`effective_conductance` exploits that the network is linear: for a programmed tile the
+  currents are ``v @ M`` for an R x C matrix ``M``. ``M`` is computed exactly (up to rounding)
+  by sweeping the array row by row, keeping the multi-port Norton equivalent of the rows
+  already swept as seen from the column wires. After that, every read with IR drop costs the
+  same matmul as an ideal read.
+
+Units: conductances in siemens, resistances in ohms, voltages in volts, currents in amperes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ._checks import check_finite_tensor, check_positive_tensor, check_real, check_tensor
+
+__all__ = ["WireModel", "effective_conductance", "solve_currents"]
+
+
+@dataclass(frozen=True)
+class WireModel:
+    """Parasitic resistances of one crossbar, in ohms (each >= 0; zero means an ideal wire).
+
+    r_row: row wire segment between neighbouring cells. r_col: column wire segment between
+    neighbouring cells. r_src: output resistance of each row driver. r_sink: input resistance
+    of each column's sense amplifier (between the bottom column node and virtual ground).
+    """
+
+    r_row: float = 0.0
+    r_col: float = 0.0
+    r_src: float = 0.0
+    r_sink: float = 0.0
+
+    def __post_init__(self):
+        for name in ("r_row", "r_col", "r_src", "r_sink"):
+            object.__setattr__(self, name, check_real(f"WireModel.{name}", getattr(self, name), low=0.0))
+
+    @property
+    def is_ideal(self) -> bool:
+        """True when every resistance is zero (then ``I = v @ G`` exactly)."""
+        return self.r_row == 0 and self.r_col == 0 and self.r_src == 0 and self.r_sink == 0
+
+
+def _check_G(G) -> torch.Tensor:
+    G = check_tensor("G", G, min_dim=2)
+    if G.shape[-1] < 1 or G.shape[-2] < 1:
+        raise ValueError(f"G must have at least one row and one column, got shape {tuple(G.shape)}")
+    check_positive_tensor("G", G, unit="siemens (a cell conductance)")
+    return G
+
+
+def _check_wires(wires) -> WireModel:
+    if not isinstance(wires, WireModel):
+        raise ValueError(f"wires must be a WireModel, got {type(wires).__name__}")
+    return wires
+
+
+# --------------------------------------------------------------------------------------------
+# Fast exact path: effective conductance by a row-by-row Norton sweep
+# --------------------------------------------------------------------------------------------
+
+
+def _series(g: torch.Tensor, r: float) -> torch.Tensor:
+    """Conductance ``g`` in series with resistance ``r`` (handles g = inf and r = 0)."""
+    return 1.0 / (1.0 / g + r)
+
+
+def _row_chains(G: torch.Tensor, wires: WireModel):
+    """Per-row quantities of every row wire, with the column ports held at 0 V.
+
+    For a row with cells ``G_k`` (k = 0..C-1) along a wire of segments ``r_row`` fed through
+    ``r_src``, returns (all shaped like G, float64):
+
+    * ``yinv``: 1 / (conductance to ground at node k) = the diagonal of the inverse nodal
+      matrix A of that row;
+    * ``c``: cumulative log of the attenuation of a voltage travelling right-to-left between
+      neighbouring nodes, so that ``inv(A)[j, k] = yinv[max(j,k)] * exp(-|c[k] - c[j]|)``;
+    * ``u``: node voltages for a unit source voltage (columns grounded), so the current the
+      row injects into column port k is ``G_k * u_k``.
+    """
+    r, r_src = wires.r_row, wires.r_src
+    C = G.shape[-1]
+    g_in = float("inf") if r_src == 0 else 1.0 / r_src
+    left = torch.empty_like(G)  # conductance to ground seen leftwards from node k (excl. G_k)
+    right = torch.empty_like(G)  # ... rightwards
+    left[..., 0] = g_in
+    for k in range(1, C):
+        left[..., k] = _series(G[..., k - 1] + left[..., k - 1], r)
+    right[..., C - 1] = 0.0
+    for k in range(C - 2, -1, -1):
+        right[..., k] = _series(G[..., k + 1] + right[..., k + 1], r)
+    y = G + left + right
+    yinv = 1.0 / y
+    if r == 0:
+        logrho = torch.zeros_like(G)
+    else:
+        logrho = -torch.log1p(r * (G + left))
+        if r_src == 0:
+            logrho[..., 0] = 0.0  # node 0 is pinned to the source; handled by zeroing below
+    c = torch.cumsum(logrho, dim=-1) - logrho  # exclusive cumulative sum
+    # Voltages for a unit source: divider through r_src, then along the row.
+    F = G + right
+    u = torch.empty_like(G)
+    u[..., 0] = 1.0 / (1.0 + r_src * F[..., 0])
+    for k in range(1, C):
+        u[..., k] = u[..., k - 1] / (1.0 + r * F[..., k])
+    return yinv, c, u
+
+
+def _row_coupling_factors(G, yinv, c, pinned_first: bool):
+    """Factors (alpha, beta) with ``Q = diag(G) - sym(alpha_j * beta_k for j <= k)``.
+
+    Q is the Kron-reduced conductance matrix of one row wire between its C column ports
+    (source grounded): ``Q = D - D inv(A) D`` with ``inv(A)[j, k] = yinv[k] exp(c[k] - c[j])``
+    for j <= k. Splitting the exponential into ``exp(-c_j) * exp(c_k)`` turns the dense C x C
+    construction into outer products; a per-row shift keeps both factors finite. Returns None
+    when the attenuation along a row is too extreme for that split (then use the direct form).
+    """
+    shift = 0.5 * (c[..., :1] + c[..., -1:])
+    if bool(((c - shift).abs() > 600).any()):
+        return None
+    alpha = G * torch.exp(shift - c)
+    beta = G * yinv * torch.exp(c - shift)
+    if pinned_first:
+        alpha[..., 0] = 0.0  # node 0 pinned to the source: no coupling through it
+        beta[..., 0] = 0.0
+    return alpha, beta
+
+
+def _row_conductance(Gi, yinv_i, c_i, factors_i, upper, pinned_first: bool):
+    """Kron-reduced conductance matrix (n, C, C) between the column ports of one row."""
+    if factors_i is not None:
+        a, b = factors_i
+        K = torch.where(upper, a.unsqueeze(-1) * b.unsqueeze(-2), b.unsqueeze(-1) * a.unsqueeze(-2))
+    else:  # direct form, safe for any attenuation
+        diff = c_i.unsqueeze(-2) - c_i.unsqueeze(-1)  # [j, k] = c_k - c_j
+        ymax = torch.where(upper, yinv_i.unsqueeze(-2), yinv_i.unsqueeze(-1))
+        K = Gi.unsqueeze(-1) * ymax * torch.exp(-diff.abs()) * Gi.unsqueeze(-2)
+        if pinned_first:
+            K[..., 0, :] = 0.0
+            K[..., :, 0] = 0.0
+    K = K.neg_()
+    K.diagonal(dim1=-2, dim2=-1).add_(Gi)
+    return K
+
+
+def _spd_inverse(A: torch.Tensor, leaf: int = 32) -> torch.Tensor:
+    """Inverse of a batch of well-conditioned symmetric positive definite matrices.
+
+    Block recursion on the Schur complement (no pivoting needed for SPD), so almost all the
+    work is batched matrix products, which run several times faster than small batched
+    LAPACK calls on a CPU. Used for ``I + r N`` whose eigenvalues are all >= 1.
+    """
+    m = A.shape[-1]
+    if m <= leaf:
+        return torch.linalg.inv_ex(A)[0]
+    h = m // 2
+    A11, A12, A22 = A[..., :h, :h], A[..., :h, h:], A[..., h:, h:]
+    X11 = _spd_inverse(A11, leaf)
+    T = X11 @ A12
+    Y = _spd_inverse(A22 - A12.mT @ T, leaf)  # inverse of the Schur complement
+    U = T @ Y
+    top = torch.cat([X11 + U @ T.mT, -U], dim=-1)
+    bottom = torch.cat([-U.mT, Y], dim=-1)
+    return torch.cat([top, bottom], dim=-2)
+
+
+def effective_conductance(G: torch.Tensor, wires: WireModel, *, chunk: int = 64) -> torch.Tensor:
+    """Exact effective conductance ``M`` (same shape as ``G``) with ``v @ M == solve_currents``.
+
+    G: (..., R, C) cell conductances in siemens, all finite and > 0. Leading dimensions are
+    independent tiles, solved together (``chunk`` tiles at a time to bound memory). Returns M
+    in G's dtype; the sweep itself runs in float64.
+
+    The sweep goes down the rows keeping, at the current row of column nodes, the Norton
+    equivalent of everything above: a C x C conductance matrix N and the short-circuit
+    currents J (C per input row). Adding a row adds its Kron-reduced conductance Q_i to N
+    and its injection to J; moving one column segment down replaces N by
+    ``(I + r_col N)^-1 N`` and J by ``(I + r_col N)^-1 J``; at the bottom the sense
+    resistance does the same once more, and J (C x R) is M transposed.
+    Cost: R steps of one C x C inverse plus products, O(R C^3) per tile, once per
+    programmed tile; every read afterwards is a plain matmul.
+    """
+    G = _check_G(G)
+    wires = _check_wires(wires)
+    chunk = int(chunk)
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if wires.is_ideal:
+        return G.clone()
+    *lead, R, C = G.shape
+    flat = G.reshape(-1, R, C)
+    out = torch.empty_like(flat)
+    for s in range(0, flat.shape[0], chunk):
+        out[s : s + chunk] = _sweep(flat[s : s + chunk].to(torch.float64), wires).to(G.dtype)
+    return out.reshape(*lead, R, C)
+
+
+def _sweep(G: torch.Tensor, wires: WireModel) -> torch.Tensor:
+    n, R, C = G.shape
+    yinv, c, u = _row_chains(G, wires)
+    h = G * u  # (n, R, C): current row i injects into column port j per volt of v_i
+    pinned = wires.r_src == 0 and wires.r_row > 0
+    factors = _row_coupling_factors(G, yinv, c, pinned)
+    upper = torch.ones(C, C, dtype=torch.bool, device=G.device).triu()
+
+    def row_q(i):
+        f = None if factors is None else (factors[0][:, i], factors[1][:, i])
+        return _row_conductance(G[:, i], yinv[:, i], c[:, i], f, upper, pinned)
+
+    r_col, r_sink = wires.r_col, wires.r_sink
+    N = row_q(0)  # Norton conductance of the rows swept so far, at the current column nodes
+    JT = torch.zeros(n, R, C, dtype=G.dtype, device=G.device)  # Norton currents, per input row
+    JT[:, 0] = h[:, 0]
+    for i in range(1, R):
+        if r_col > 0:  # one column segment down: P = (I + r N)^-1; N <- P N = (I - P) / r
+            A = N.mul(r_col)
+            A.diagonal(dim1=-2, dim2=-1).add_(1.0)
+            P = _spd_inverse(A)
+            JT[:, :i] = JT[:, :i] @ P  # P is symmetric: (P J)^T = J^T P
+            N = row_q(i).sub_(P, alpha=1.0 / r_col)
+            N.diagonal(dim1=-2, dim2=-1).add_(1.0 / r_col)
+        else:
+            N = N + row_q(i)
+        JT[:, i] = h[:, i]
+    if r_sink > 0:  # through the sense resistance into virtual ground
+        A = N.mul(r_sink)
+        A.diagonal(dim1=-2, dim2=-1).add_(1.0)
+        JT = JT @ _spd_inverse(A)
+    return JT
+
+
+# --------------------------------------------------------------------------------------------
+# Reference path: sparse nodal analysis of the full network
+# --------------------------------------------------------------------------------------------
+
+
+def _nodal_solve_tile(G: np.ndarray, V: np.ndarray, w: WireModel) -> np.ndarray:
+    """Column currents (B, C) of one tile G (R, C) for reads V (B, R), by nodal analysis."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+    from scipy.sparse.linalg import splu
+
+    R, C = G.shape
+    B = V.shape[0]
+    rc = R * C
+    row = np.arange(rc).reshape(R, C)
+    col = rc + np.arange(rc).reshape(R, C)
+    src = 2 * rc + np.arange(R)  # fixed at v_i
+    gnd = 2 * rc + R + np.arange(C)  # virtual grounds, fixed at 0 V
+    n_nodes = 2 * rc + R + C
+
+    # Every two-terminal element as (a, b, resistance).
+    parts = [
+        (src, row[:, 0], np.full(R, w.r_src)),
+        (row[:, :-1].ravel(), row[:, 1:].ravel(), np.full(R * (C - 1), w.r_row)),
+        (row.ravel(), col.ravel(), 1.0 / G.ravel()),
+        (col[:-1, :].ravel(), col[1:, :].ravel(), np.full((R - 1) * C, w.r_col)),
+        (col[-1, :], gnd, np.full(C, w.r_sink)),
+    ]
+    a = np.concatenate([p[0] for p in parts])
+    b = np.concatenate([p[1] for p in parts])
+    res = np.concatenate([p[2] for p in parts])
+
+    # Zero-ohm elements join their two nodes into one.
+    short = res == 0
+    adj = sp.coo_matrix((np.ones(short.sum()), (a[short], b[short])), shape=(n_nodes, n_nodes))
+    _, group = connected_components(adj, directed=False)
+    ga, gb, g = group[a[~short]], group[b[~short]], 1.0 / res[~short]
+    n_groups = group.max() + 1
+
+    # Voltages of fixed groups for every read: sources at v_i, virtual grounds at 0 V.
+    fixed = np.zeros(n_groups, dtype=bool)
+    fixed[group[src]] = True
+    fixed[group[gnd]] = True
+    Vfix = np.zeros((n_groups, B))
+    Vfix[group[src]] = V.T
+
+    lap = sp.coo_matrix(
+        (np.concatenate([g, g, -g, -g]), (np.concatenate([ga, gb, ga, gb]), np.concatenate([ga, gb, gb, ga]))),
+        shape=(n_groups, n_groups),
+    ).tocsr()
+    free = np.flatnonzero(~fixed)
+    fix = np.flatnonzero(fixed)
+    Vall = Vfix.copy()
+    if free.size:
+        L_ff = lap[free][:, free].tocsc()
+        rhs = -(lap[free][:, fix] @ Vfix[fix])
+        Vall[free] = splu(L_ff).solve(np.ascontiguousarray(rhs))
+
+    # Current into each virtual ground = sum over elements entering its group from outside.
+    out = np.zeros((C, B))
+    gid_to_col = np.full(n_groups, -1)
+    gid_to_col[group[gnd]] = np.arange(C)
+    for x, y in ((ga, gb), (gb, ga)):  # element current from x into y
+        j = gid_to_col[y]
+        sel = (j >= 0) & (gid_to_col[x] != j)
+        np.add.at(out, j[sel], (g[sel, None] * (Vall[x[sel]] - Vall[y[sel]])))
+    return out.T
+
+
+def solve_currents(G: torch.Tensor, v: torch.Tensor, wires: WireModel) -> torch.Tensor:
+    """Column currents of crossbar reads, by nodal analysis of the whole resistor network.
+
+    G: (..., R, C) conductances in siemens (finite, > 0); v: (..., B, R) row voltages in
+    volts, leading dimensions matching G's (or broadcastable to them). Returns (..., B, C)
+    amperes: the current into each column's virtual ground. This is the reference solver
+    (sparse LU per tile, on the CPU, float64); use :func:`effective_conductance` for speed.
+    """
+    G = _check_G(G)
+    v = check_tensor("v", v, min_dim=2)
+    wires = _check_wires(wires)
+    R, C = G.shape[-2:]
+    if v.shape[-1] != R:
+        raise ValueError(
+            f"v must have R={R} entries in its last dimension (one voltage per row of G), "
+            f"got shape {tuple(v.shape)}"
+        )
+    check_finite_tensor("v", v)
+    try:
+        lead = torch.broadcast_shapes(G.shape[:-2], v.shape[:-2])
+    except RuntimeError:
+        raise ValueError(
+            f"leading (tile) dimensions of G {tuple(G.shape[:-2])} and v {tuple(v.shape[:-2])} "
+            "must match or broadcast"
+        ) from None
+    B = v.shape[-2]
+    if wires.is_ideal:  # the ideal crossbar, exactly
+        return v.to(torch.promote_types(G.dtype, v.dtype)) @ G.to(torch.promote_types(G.dtype, v.dtype))
+    Gb = G.expand(*lead, R, C).reshape(-1, R, C).detach().to("cpu", torch.float64).numpy()
+    vb = v.expand(*lead, B, R).reshape(-1, B, R).detach().to("cpu", torch.float64).numpy()
+    out = np.stack([_nodal_solve_tile(Gt, vt, wires) for Gt, vt in zip(Gb, vb)])
+    dtype = torch.promote_types(G.dtype, v.dtype)
+    return torch.from_numpy(out).reshape(*lead, B, C).to(device=G.device, dtype=dtype)

@@ -1,0 +1,97 @@
+"""ADC: levels, clipping, monotonicity, calibration, straight-through gradient."""
+
+import pytest
+import torch
+
+from crossbar_models import ADC, RangeObserver
+
+
+def test_unipolar_levels_and_clipping():
+    adc = ADC(bits=3, full_scale=7.0)  # lsb = 1
+    x = torch.tensor([-2.0, 0.0, 0.4, 0.6, 3.2, 6.9, 7.0, 7.4, 100.0])
+    assert adc(x).tolist() == [0.0, 0.0, 0.0, 1.0, 3.0, 7.0, 7.0, 7.0, 7.0]
+    assert adc.codes(x).tolist() == [0, 0, 0, 1, 3, 7, 7, 7, 7]
+    ramp = torch.linspace(-1, 9, 10_001, dtype=torch.float64)
+    assert torch.unique(adc(ramp)).numel() == 8  # 2**bits levels
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8, 12, 16])
+def test_level_count_step_and_monotonic(bits):
+    adc = ADC(bits=bits, full_scale=3e-5)
+    assert adc.lsb == pytest.approx(3e-5 / (2**bits - 1))
+    ramp = torch.linspace(-1e-6, 4e-5, 400_001, dtype=torch.float64)
+    y = adc(ramp)
+    assert bool((y[1:] >= y[:-1]).all())  # monotone
+    assert y.min().item() == 0.0 and y.max().item() == pytest.approx(3e-5)
+    steps = torch.unique(y).diff()
+    torch.testing.assert_close(steps, torch.full_like(steps, adc.lsb), rtol=1e-6, atol=0)
+    # Independent integer reference away from ties: round(x / lsb), clipped.
+    x = (torch.arange(2**bits + 3, dtype=torch.float64) + 0.3) * adc.lsb
+    expect = torch.clamp(torch.arange(2**bits + 3), max=2**bits - 1)
+    assert torch.equal(adc.codes(x), expect)
+
+
+def test_float32_path_agrees_with_float64_path():
+    adc = ADC(bits=6, full_scale=2.0)
+    x = (torch.arange(-5, 70, dtype=torch.float64) + 0.37) * adc.lsb
+    assert torch.equal(adc(x.float()).double().div(adc.lsb).round(), adc(x).div(adc.lsb).round())
+    xg = x.clone().requires_grad_(True)
+    xf = x.float().requires_grad_(True)
+    adc(xg).sum().backward()
+    adc(xf).sum().backward()
+    assert torch.equal(xg.grad.float(), xf.grad)
+
+
+def test_signed_adc_is_symmetric():
+    adc = ADC(bits=4, full_scale=7.0, signed=True)  # codes -7..7, lsb 1
+    x = torch.tensor([-9.0, -6.6, -0.4, 0.0, 2.6, 8.0])
+    assert adc(x).tolist() == [-7.0, -7.0, 0.0, 0.0, 3.0, 7.0]
+    assert adc.code_min == -7 and adc.code_max == 7
+
+
+def test_straight_through_gradient_is_clipped():
+    adc = ADC(bits=2, full_scale=3.0)
+    x = torch.tensor([-1.0, 0.2, 1.7, 2.9, 5.0], requires_grad=True)
+    adc(x).sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+
+
+def test_calibration_from_observed_currents():
+    g = torch.Generator().manual_seed(0)
+    obs = torch.rand(100_000, generator=g, dtype=torch.float64) * 2e-5
+    adc = ADC.calibrated(4, obs)
+    assert adc.full_scale == obs.max().item()
+    adc99 = ADC.calibrated(4, obs, percentile=99.0)
+    assert adc99.full_scale == pytest.approx(0.99 * 2e-5, rel=0.01)
+    # Accumulating over batches equals one pass over everything (for the max).
+    ro = RangeObserver()
+    for chunk in obs.chunk(7):
+        ro.update(chunk)
+    assert ro.full_scale() == adc.full_scale
+    # Calibrated range clips far less than a much smaller fixed one.
+    small = ADC(4, 5e-6)
+    assert (small(obs) - obs).abs().mean() > 10 * (adc(obs) - obs).abs().mean()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(bits=0, full_scale=1.0), r"ADC.bits must be >= 1, got 0"),
+        (dict(bits=17, full_scale=1.0), r"ADC.bits must be <= 16, got 17"),
+        (dict(bits=1, full_scale=1.0, signed=True), r"ADC.bits must be >= 2"),
+        (dict(bits=4, full_scale=0.0), r"ADC.full_scale must be > 0.0, got 0.0"),
+        (dict(bits=4, full_scale=float("inf")), r"ADC.full_scale must be finite"),
+    ],
+)
+def test_bad_adc(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ADC(**kwargs)
+
+
+def test_calibration_errors():
+    with pytest.raises(ValueError, match="no nonzero currents were observed"):
+        RangeObserver().full_scale()
+    with pytest.raises(ValueError, match="percentile must be <= 100.0"):
+        ADC.calibrated(4, torch.ones(3), percentile=150)
+    with pytest.raises(ValueError, match="must be finite"):
+        RangeObserver().update(torch.tensor([1.0, float("nan")]))

@@ -1,0 +1,189 @@
+"""Wire-resistance solvers against an independent dense MNA reference and analytic cases."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from crossbar_models import WireModel, effective_conductance, solve_currents
+from crossbar_models import wires as wires_mod
+from mna_reference import mna_column_currents
+
+COMBOS = [  # (r_row, r_col, r_src, r_sink), zeros in every position and pattern
+    (1.0, 2.0, 3.0, 4.0),
+    (0.0, 2.0, 3.0, 4.0),
+    (1.0, 0.0, 3.0, 4.0),
+    (1.0, 2.0, 0.0, 4.0),
+    (1.0, 2.0, 3.0, 0.0),
+    (0.0, 0.0, 3.0, 4.0),
+    (0.0, 2.0, 0.0, 0.0),
+    (1.0, 0.0, 0.0, 0.0),
+    (0.0, 0.0, 0.0, 5.0),
+    (2.0, 0.0, 0.0, 2.0),
+    (0.5, 20.0, 1.0, 1.0),
+    (1e3, 1e3, 10.0, 10.0),  # absurdly resistive wires: currents fall by orders of magnitude
+]
+
+
+def _reference(G, V, combo):
+    return np.stack([mna_column_currents(G, v, *combo) for v in V])
+
+
+def _rel(a, b):
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (5, 1), (3, 4), (7, 6)])
+@pytest.mark.parametrize("combo", COMBOS)
+def test_both_solvers_match_brute_force_mna(shape, combo):
+    rng = np.random.default_rng(hash((shape, combo)) % 2**32)
+    G = rng.uniform(1e-6, 1e-2, shape)
+    V = rng.uniform(-1.0, 1.0, (3, shape[0]))
+    ref = _reference(G, V, combo)
+    w = WireModel(*combo)
+    I = solve_currents(torch.tensor(G), torch.tensor(V), w).numpy()
+    M = effective_conductance(torch.tensor(G), w).numpy()
+    assert _rel(I, ref) < 1e-9
+    assert _rel(V @ M, ref) < 1e-9
+
+
+def test_single_cell_analytic():
+    for r_src, r_sink, g in [(10.0, 20.0, 1e-4), (0.0, 5.0, 1e-3), (3.0, 0.0, 2e-5)]:
+        w = WireModel(r_row=7.0, r_col=9.0, r_src=r_src, r_sink=r_sink)  # no segment in 1x1
+        G = torch.tensor([[g]], dtype=torch.float64)
+        v = torch.tensor([[0.3], [-0.1]], dtype=torch.float64)
+        expect = v / (r_src + 1.0 / g + r_sink)
+        torch.testing.assert_close(solve_currents(G, v, w), expect, rtol=1e-12, atol=0)
+        torch.testing.assert_close(v @ effective_conductance(G, w), expect, rtol=1e-12, atol=0)
+
+
+def test_one_row_chain_analytic():
+    # One row of two cells, r_row between them, ideal columns: a two-node ladder by hand.
+    g0, g1, r, rs = 1e-3, 2e-3, 50.0, 10.0
+    w = WireModel(r_row=r, r_src=rs)
+    G = torch.tensor([[g0, g1]], dtype=torch.float64)
+    # node voltages u0, u1 for v = 1: (u0-1)/rs + g0 u0 + (u0-u1)/r = 0 ; (u1-u0)/r + g1 u1 = 0
+    A = np.array([[1 / rs + g0 + 1 / r, -1 / r], [-1 / r, 1 / r + g1]])
+    u = np.linalg.solve(A, [1 / rs, 0.0])
+    expect = np.array([g0 * u[0], g1 * u[1]])
+    np.testing.assert_allclose(effective_conductance(G, w).numpy()[0], expect, rtol=1e-12)
+    np.testing.assert_allclose(solve_currents(G, torch.ones(1, 1, dtype=torch.float64), w).numpy()[0], expect, rtol=1e-12)
+
+
+def test_all_zero_resistance_is_exactly_ideal():
+    g = torch.Generator().manual_seed(1)
+    G = torch.rand(3, 16, 8, generator=g, dtype=torch.float64) * 1e-4 + 1e-6
+    v = torch.rand(3, 5, 16, generator=g, dtype=torch.float64)
+    w = WireModel()
+    assert torch.equal(solve_currents(G, v, w), v @ G)
+    assert torch.equal(effective_conductance(G, w), G)
+
+
+def test_tiny_resistances_converge_to_ideal():
+    g = torch.Generator().manual_seed(2)
+    G = torch.rand(6, 5, generator=g, dtype=torch.float64) * 1e-3 + 1e-6
+    v = torch.rand(2, 6, generator=g, dtype=torch.float64)
+    w = WireModel(1e-9, 1e-9, 1e-9, 1e-9)
+    torch.testing.assert_close(v @ effective_conductance(G, w), v @ G, rtol=1e-8, atol=0)
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_effective_conductance_matches_nodal_solve_with_strong_ir_drop(size):
+    g = torch.Generator().manual_seed(size)
+    G = torch.rand(size, size, generator=g, dtype=torch.float64) * (1e-3 - 1e-6) + 1e-6  # 1 uS..1 mS
+    w = WireModel(r_row=2.5, r_col=2.5, r_src=5.0, r_sink=5.0)  # within 0.5..20 ohm
+    v = 0.2 * (torch.rand(6, size, generator=g) < 0.5).double()
+    v[0] = 0.2  # every row on: the worst case
+    I_ref = solve_currents(G, v, w)
+    M = effective_conductance(G, w)
+    torch.testing.assert_close(v @ M, I_ref, rtol=1e-6, atol=1e-6 * I_ref.abs().max().item())
+    loss = 1.0 - (I_ref[0].sum() / (v[0] @ G).sum()).item()
+    assert loss > 0.30, f"expected strong IR drop, got {loss:.1%} current loss"
+
+
+def test_batched_tiles_equal_one_by_one():
+    g = torch.Generator().manual_seed(3)
+    G = torch.rand(2, 3, 9, 7, generator=g, dtype=torch.float64) * 1e-3 + 1e-6
+    w = WireModel(1.0, 3.0, 2.0, 0.5)
+    M = effective_conductance(G, w, chunk=4)
+    for a, b in itertools.product(range(2), range(3)):
+        torch.testing.assert_close(M[a, b], effective_conductance(G[a, b], w), rtol=1e-12, atol=0)
+    v = torch.rand(3, 4, 9, generator=g, dtype=torch.float64)  # broadcasts over the first dim
+    torch.testing.assert_close(solve_currents(G, v, w), v @ M, rtol=1e-9, atol=0)
+
+
+def test_float32_input_keeps_dtype_and_is_accurate():
+    g = torch.Generator().manual_seed(4)
+    G = torch.rand(20, 10, generator=g) * 1e-3 + 1e-6
+    w = WireModel(1.0, 1.0, 1.0, 1.0)
+    M = effective_conductance(G, w)
+    assert M.dtype == torch.float32
+    torch.testing.assert_close(M.double(), effective_conductance(G.double(), w), rtol=1e-6, atol=0)
+
+
+def test_extreme_attenuation_uses_direct_form_and_stays_exact():
+    rng = np.random.default_rng(5)
+    G = rng.uniform(5e-3, 1e-2, (3, 200))
+    combo = (1e5, 1.0, 1.0, 1.0)
+    w = WireModel(*combo)
+    Gt = torch.tensor(G)
+    yinv, c, _ = wires_mod._row_chains(Gt.unsqueeze(0), w)
+    assert wires_mod._row_coupling_factors(Gt.unsqueeze(0), yinv, c, False) is None
+    V = rng.uniform(0, 1, (2, 3))
+    ref = _reference(G, V, combo)
+    M = effective_conductance(Gt, w).numpy()
+    np.testing.assert_allclose(V @ M, ref, rtol=1e-8, atol=1e-12 * np.abs(ref).max())
+
+
+def test_ir_drop_only_ever_reduces_currents_for_positive_inputs():
+    g = torch.Generator().manual_seed(6)
+    G = torch.rand(16, 16, generator=g, dtype=torch.float64) * 1e-3 + 1e-6
+    M1 = effective_conductance(G, WireModel(1.0, 1.0, 1.0, 1.0))
+    M2 = effective_conductance(G, WireModel(4.0, 4.0, 4.0, 4.0))
+    v = torch.ones(1, 16, dtype=torch.float64)
+    I0, I1, I2 = v @ G, v @ M1, v @ M2
+    assert bool((I1 < I0).all()) and bool((I2 < I1).all())
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(r_row=-1.0), r"WireModel.r_row must be >= 0.0, got -1.0"),
+        (dict(r_sink=float("nan")), r"WireModel.r_sink must be finite"),
+        (dict(r_col="3"), r"WireModel.r_col must be a real number"),
+    ],
+)
+def test_bad_wire_model(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        WireModel(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "G, match",
+    [
+        (torch.tensor([[1e-4, -1e-5]]), r"G must be > 0 siemens .* got -1e-05 at index \(0, 1\)"),
+        (torch.tensor([[1e-4, 0.0]]), r"G must be > 0 siemens"),
+        (torch.tensor([[float("nan"), 1e-4]]), r"G must be finite, got nan at index \(0, 0\)"),
+        (torch.tensor([1e-4, 1e-4]), r"G must have at least 2 dimensions"),
+    ],
+)
+def test_bad_conductances(G, match):
+    w = WireModel(1.0, 1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match=match):
+        effective_conductance(G, w)
+    with pytest.raises(ValueError, match=match):
+        solve_currents(G, torch.ones(1, G.shape[-1] if G.dim() > 1 else 2), w)
+
+
+def test_bad_shapes_and_types():
+    G = torch.full((4, 3), 1e-4)
+    w = WireModel(1.0, 1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match=r"v must have R=4 entries in its last dimension.*\(2, 3\)"):
+        solve_currents(G, torch.ones(2, 3), w)
+    with pytest.raises(ValueError, match=r"leading \(tile\) dimensions"):
+        solve_currents(torch.full((2, 4, 3), 1e-4), torch.ones(3, 1, 4), w)
+    with pytest.raises(ValueError, match="wires must be a WireModel"):
+        effective_conductance(G, (1.0, 1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="v must be finite"):
+        solve_currents(G, torch.tensor([[1.0, float("inf"), 0.0, 0.0]]), w)
