@@ -1,3 +1,20 @@
-"""imcsim: spiking and quantized neural networks on simulated analog IMC crossbars."""
+"""imcsim: spiking and quantized neural networks on simulated analog IMC crossbars.
+
+Data flow: trained model -> :func:`convert` (crossbar layers holding programmed tiles) ->
+forward over timesteps / bit planes (layers record events) -> cost model.
+"""
+
+from .convert import ConversionReport, calibrate, convert, crossbar_layers
+from .crossbar import CrossbarConv2d, CrossbarLinear, InputSpec, TiledMatrix
+from .events import collect_events, reset_events
+from .hardware import ADCConfig, HardwareConfig, InputConfig, available_presets
+from .models import Network, build, convnet, mlp, qnn_bits_for
+from .neurons import IF, LIF, QuantAct
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "ADCConfig", "ConversionReport", "CrossbarConv2d", "CrossbarLinear", "HardwareConfig", "IF", "InputConfig",
+    "InputSpec", "LIF", "Network", "QuantAct", "TiledMatrix", "available_presets", "build", "calibrate",
+    "collect_events", "convert", "convnet", "crossbar_layers", "mlp", "qnn_bits_for", "reset_events",
+]

@@ -1,0 +1,80 @@
+"""Event (action) counters recorded by crossbar layers and neurons during a forward.
+
+Layers only count; the cost model (:mod:`imcsim.cost`) prices the counts. Counting is
+cheap: a handful of reductions over a layer's *input* per call, never over its outputs.
+
+Crossbar layer counters (totals since the last reset, over every sample and timestep):
+
+* ``vectors``: input vectors presented (samples x timesteps x conv positions);
+* ``tile_reads``: crossbar tile reads actually performed (one read = one input plane on one
+  tile; reads of all-zero inputs are skipped when the hardware says so);
+* ``active_rows``: row drivers switched on (non-zero input plane entries), summed over reads;
+* ``adc_conversions``: column (or column-pair) conversions;
+* ``shift_adds``: digital shift-and-add operations merging slices, planes and pairs;
+* ``accumulations``: additions of partial sums across row tiles;
+* ``outputs``: output values produced (vectors x output features).
+
+Neuron counters: ``updates`` (membrane updates) and ``spikes`` (spikes emitted), or
+``activations`` for quantised activations.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch.nn as nn
+
+
+class EventCounter:
+    """A named bag of float counters with add / snapshot / reset."""
+
+    def __init__(self, *names: str):
+        self._names = tuple(names)
+        self.counts: dict[str, float] = {n: 0.0 for n in names}
+        self.calls = 0
+
+    def add(self, **counts) -> None:
+        for k, v in counts.items():
+            self.counts[k] += float(v)
+        self.calls += 1
+
+    def reset(self) -> None:
+        for k in self.counts:
+            self.counts[k] = 0.0
+        self.calls = 0
+
+    def snapshot(self) -> dict[str, float]:
+        return dict(self.counts)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v:.6g}" for k, v in self.counts.items())
+        return f"EventCounter({inner})"
+
+
+CROSSBAR_EVENTS = ("vectors", "tile_reads", "active_rows", "adc_conversions", "shift_adds", "accumulations", "outputs")
+NEURON_EVENTS = ("updates", "spikes")
+QUANT_EVENTS = ("updates", "nonzero")
+
+
+def counting_modules(model: nn.Module):
+    """(name, module) of every module in ``model`` that records events, in forward order.
+
+    A counter shared by a wrapper and its inner module (a crossbar layer and its tiles) is
+    listed once, under the outer name."""
+    seen, out = set(), []
+    for n, m in model.named_modules():
+        ev = getattr(m, "events", None)
+        if isinstance(ev, EventCounter) and id(ev) not in seen:
+            seen.add(id(ev))
+            out.append((n, m))
+    return out
+
+
+def reset_events(model: nn.Module) -> None:
+    for _, m in counting_modules(model):
+        m.events.reset()
+
+
+def collect_events(model: nn.Module) -> "OrderedDict[str, dict[str, float]]":
+    """Per-module counter snapshots, keyed by module name."""
+    return OrderedDict((n, m.events.snapshot()) for n, m in counting_modules(model))

@@ -1,0 +1,283 @@
+"""Hardware configuration: crossbar geometry, weight mapping, devices, wires, ADC, inputs.
+
+A :class:`HardwareConfig` is a frozen, validated dataclass. It loads from TOML (see
+``imcsim/presets/hardware/*.toml`` for annotated examples) and has named presets:
+``ideal`` (no non-idealities, lossless read-out) and ``rram`` (a realistic RRAM array;
+values and sources in its TOML file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from crossbar_models import DeviceModel, WireModel
+from crossbar_models._checks import check_choice, check_int, check_real
+
+from .errors import ConfigError
+from .tomlio import load_toml
+
+MAPPINGS = ("differential", "offset")
+GRANULARITIES = ("per_channel", "per_layer")
+ADC_RANGES = ("calibrated", "fixed")
+ADC_PER = ("column", "pair")
+INPUT_MODES = ("bit_serial", "dac")
+
+
+@dataclass(frozen=True)
+class ADCConfig:
+    """Column read-out. bits: 1..16, or None for a lossless read-out (no quantisation).
+    range: ``calibrated`` (full scale = ``percentile`` of column currents seen on
+    calibration data, per layer) or ``fixed`` (full scale = ``full_scale_fraction`` of the
+    largest current a column can carry). per: one conversion per ``column`` or per
+    differential ``pair`` (difference current, signed ADC). columns_per_adc: columns
+    multiplexed onto one ADC (sets conversion latency)."""
+
+    bits: int | None = 4
+    range: str = "calibrated"
+    percentile: float = 99.9
+    full_scale_fraction: float = 1.0
+    per: str = "column"
+    columns_per_adc: int = 8
+
+    def __post_init__(self):
+        if self.bits is not None:
+            object.__setattr__(self, "bits", check_int("adc.bits", self.bits, low=1, high=16))
+        check_choice("adc.range", self.range, ADC_RANGES)
+        object.__setattr__(self, "percentile", check_real("adc.percentile", self.percentile, low=0.0, high=100.0, low_open=True))
+        object.__setattr__(
+            self, "full_scale_fraction",
+            check_real("adc.full_scale_fraction", self.full_scale_fraction, low=0.0, high=1.0, low_open=True),
+        )
+        check_choice("adc.per", self.per, ADC_PER)
+        object.__setattr__(self, "columns_per_adc", check_int("adc.columns_per_adc", self.columns_per_adc, low=1, high=1024))
+
+    @property
+    def lossless(self) -> bool:
+        return self.bits is None
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """How multi-bit (non-spike) inputs drive rows: ``bit_serial`` (one read per bit) or
+    ``dac`` (one multi-level read). bits: resolution of analog inputs (e.g. the pixels of
+    a first layer). v_read: read voltage (V) of a full-scale input. Spikes always drive
+    rows as binary pulses at v_read."""
+
+    mode: str = "bit_serial"
+    bits: int = 8
+    v_read: float = 0.5
+
+    def __post_init__(self):
+        check_choice("inputs.mode", self.mode, INPUT_MODES)
+        object.__setattr__(self, "bits", check_int("inputs.bits", self.bits, low=1, high=16))
+        object.__setattr__(self, "v_read", check_real("inputs.v_read", self.v_read, low=0.0, low_open=True))
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """Everything about the simulated chip that changes what a layer computes.
+
+    rows x cols: crossbar (tile) size. weight_bits: signed weight resolution including the
+    sign (2..16); weights are quantised symmetrically to integers in
+    ``[-(2**(b-1) - 1), 2**(b-1) - 1]`` with one scale per output channel or per layer.
+    mapping: ``differential`` (G+ / G- column pairs) or ``offset`` (one column per weight
+    slice, weight + offset stored, offset removed digitally). skip_zero_reads: tile reads
+    whose inputs are all zero are not performed (affects event counts, not outputs).
+    seed: seeds device programming and read noise (one seed = one chip instance).
+    """
+
+    name: str = "custom"
+    rows: int = 128
+    cols: int = 128
+    weight_bits: int = 4
+    mapping: str = "differential"
+    granularity: str = "per_channel"
+    device: DeviceModel = field(default_factory=DeviceModel)
+    wires: WireModel = field(default_factory=WireModel)
+    adc: ADCConfig = field(default_factory=ADCConfig)
+    inputs: InputConfig = field(default_factory=InputConfig)
+    skip_zero_reads: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "rows", check_int("crossbar.rows", self.rows, low=1, high=4096))
+        object.__setattr__(self, "cols", check_int("crossbar.cols", self.cols, low=1, high=4096))
+        object.__setattr__(self, "weight_bits", check_int("weights.bits", self.weight_bits, low=2, high=16))
+        check_choice("weights.mapping", self.mapping, MAPPINGS)
+        check_choice("weights.granularity", self.granularity, GRANULARITIES)
+        for name, typ in (("device", DeviceModel), ("wires", WireModel), ("adc", ADCConfig), ("inputs", InputConfig)):
+            if not isinstance(getattr(self, name), typ):
+                raise ConfigError(f"{name} must be a {typ.__name__}, got {type(getattr(self, name)).__name__}")
+        if not isinstance(self.skip_zero_reads, bool):
+            raise ConfigError(f"skip_zero_reads must be true or false, got {self.skip_zero_reads!r}")
+        object.__setattr__(self, "seed", check_int("seed", self.seed, low=0))
+        if self.adc.per == "pair" and self.mapping != "differential":
+            raise ConfigError("adc.per = 'pair' needs weights.mapping = 'differential', got 'offset'")
+        if self.adc.per == "pair" and self.adc.bits == 1:
+            raise ConfigError("adc.bits must be >= 2 for adc.per = 'pair' (a signed ADC), got 1")
+        if not self.wires.is_ideal and self.device.g_off == 0:
+            raise ConfigError(
+                "device.g_off must be > 0 S when wire resistance is on (a zero conductance is an "
+                "open cell the circuit solve cannot hold); got g_off = 0"
+            )
+
+    # ---------------------------------------------------------------- derived quantities
+    @property
+    def magnitude_bits(self) -> int:
+        """Bits stored per weight and polarity: b-1 for differential, b for offset."""
+        return self.weight_bits - 1 if self.mapping == "differential" else self.weight_bits
+
+    @property
+    def slices(self) -> int:
+        """Cells (columns) per weight and polarity: ceil(magnitude_bits / bits_per_cell)."""
+        return -(-self.magnitude_bits // self.device.bits_per_cell)
+
+    @property
+    def columns_per_weight(self) -> int:
+        return self.slices * (2 if self.mapping == "differential" else 1)
+
+    @property
+    def weight_qmax(self) -> int:
+        return 2 ** (self.weight_bits - 1) - 1
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def ideal(cls, **overrides) -> "HardwareConfig":
+        """No non-idealities: infinite on/off ratio, no variation, noise, faults or wire
+        resistance, lossless read-out. Weights are still quantised to ``weight_bits``."""
+        base = cls(
+            name="ideal",
+            device=DeviceModel(g_on=1e-4, g_off=0.0, bits_per_cell=2),
+            wires=WireModel(),
+            adc=ADCConfig(bits=None),
+        )
+        return base.replace(**overrides) if overrides else base
+
+    @classmethod
+    def preset(cls, name: str) -> "HardwareConfig":
+        """A named preset: ``ideal`` or one shipped in imcsim/presets/hardware/NAME.toml."""
+        if name == "ideal":
+            return cls.ideal()
+        names = available_presets()
+        if name not in names:
+            raise ConfigError(f"unknown hardware preset {name!r}; available: {', '.join(names)}")
+        path = resources.files("imcsim") / "presets" / "hardware" / f"{name}.toml"
+        with resources.as_file(path) as p:
+            return cls.from_toml(p)
+
+    @classmethod
+    def from_toml(cls, path) -> "HardwareConfig":
+        path = Path(path)
+        data = load_toml(path, what="hardware config")
+        try:
+            return cls.from_dict(data)
+        except ValueError as e:
+            raise ConfigError(f"hardware config {str(path)!r}: {e}") from None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "HardwareConfig":
+        data = dict(data)
+        top = {"name", "seed", "skip_zero_reads", "crossbar", "weights", "device", "wires", "adc", "inputs"}
+        _no_unknown("", data, top)
+        kw: dict[str, Any] = {}
+        for key in ("name", "seed", "skip_zero_reads"):
+            if key in data:
+                kw[key] = data[key]
+        xb = _section(data, "crossbar", {"rows", "cols"})
+        kw.update(xb)
+        w = _section(data, "weights", {"bits", "mapping", "granularity"})
+        if "bits" in w:
+            kw["weight_bits"] = w.pop("bits")
+        kw.update(w)
+        dev = _section(data, "device", {f.name for f in dataclasses.fields(DeviceModel)})
+        wires = _section(data, "wires", {f.name for f in dataclasses.fields(WireModel)})
+        adc = _section(data, "adc", {f.name for f in dataclasses.fields(ADCConfig)})
+        if adc.get("bits") == "lossless":
+            adc["bits"] = None
+        inputs = _section(data, "inputs", {f.name for f in dataclasses.fields(InputConfig)})
+        try:
+            kw["device"] = DeviceModel(**dev)
+            kw["wires"] = WireModel(**wires)
+        except ValueError as e:
+            raise ConfigError(str(e).replace("DeviceModel.", "device.").replace("WireModel.", "wires.")) from None
+        kw["adc"] = ADCConfig(**adc)
+        kw["inputs"] = InputConfig(**inputs)
+        return cls(**kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested dict in the TOML layout (round-trips through :meth:`from_dict`)."""
+        adc = dataclasses.asdict(self.adc)
+        if adc["bits"] is None:
+            adc["bits"] = "lossless"
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "skip_zero_reads": self.skip_zero_reads,
+            "crossbar": {"rows": self.rows, "cols": self.cols},
+            "weights": {"bits": self.weight_bits, "mapping": self.mapping, "granularity": self.granularity},
+            "device": dataclasses.asdict(self.device),
+            "wires": dataclasses.asdict(self.wires),
+            "adc": adc,
+            "inputs": dataclasses.asdict(self.inputs),
+        }
+
+    def replace(self, **changes) -> "HardwareConfig":
+        """Copy with top-level fields or dotted sub-fields changed, e.g.
+        ``cfg.replace(**{"device.variation": 0.1, "adc.bits": 6, "rows": 64})``."""
+        top: dict[str, Any] = {}
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in changes.items():
+            if "." in key:
+                sec, sub = key.split(".", 1)
+                if sec not in ("device", "wires", "adc", "inputs"):
+                    raise ConfigError(f"unknown config section {sec!r} in {key!r}; use device, wires, adc or inputs")
+                fields = {f.name for f in dataclasses.fields(getattr(self, sec))}
+                if sub not in fields:
+                    raise ConfigError(f"unknown field {key!r}; {sec} has: {', '.join(sorted(fields))}")
+                nested.setdefault(sec, {})[sub] = value
+            else:
+                fields = {f.name for f in dataclasses.fields(self)}
+                if key not in fields:
+                    raise ConfigError(f"unknown config field {key!r}; allowed: {', '.join(sorted(fields))}")
+                top[key] = value
+        for sec, sub in nested.items():
+            try:
+                top[sec] = dataclasses.replace(getattr(self, sec), **sub)
+            except ValueError as e:
+                raise ConfigError(str(e).replace("DeviceModel.", "device.").replace("WireModel.", "wires.")) from None
+        return dataclasses.replace(self, **top)
+
+    def describe(self) -> str:
+        d = self.device
+        adc = "lossless" if self.adc.lossless else f"{self.adc.bits}-bit {self.adc.range}"
+        return (
+            f"{self.name}: {self.rows}x{self.cols} tiles, {self.weight_bits}-bit weights ({self.mapping}, "
+            f"{d.bits_per_cell} bit/cell), g_on/g_off {d.g_on:.3g}/{d.g_off:.3g} S, variation {d.variation:g}, "
+            f"read noise {d.read_noise:g}, stuck on/off {d.p_stuck_on:g}/{d.p_stuck_off:g}, wires "
+            f"{self.wires.r_row:g}/{self.wires.r_col:g}/{self.wires.r_src:g}/{self.wires.r_sink:g} ohm, ADC {adc}"
+        )
+
+
+def available_presets() -> list[str]:
+    folder = resources.files("imcsim") / "presets" / "hardware"
+    names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+    return ["ideal"] + names
+
+
+def _no_unknown(prefix: str, data: dict, allowed: set[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        where = f"[{prefix}] " if prefix else ""
+        raise ConfigError(f"{where}unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _section(data: dict, name: str, allowed: set[str]) -> dict:
+    sec = data.get(name, {})
+    if not isinstance(sec, dict):
+        raise ConfigError(f"{name} must be a table ([{name}]), got {type(sec).__name__}")
+    _no_unknown(name, sec, allowed)
+    return dict(sec)

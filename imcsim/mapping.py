@@ -1,0 +1,125 @@
+"""Weights -> integer levels -> cell slices -> conductance tiles, and back.
+
+Pipeline (all integer arithmetic until the conductances):
+
+1. ``quantize_weights``: symmetric uniform quantisation to integers in [-q, q],
+   q = 2**(weight_bits-1) - 1, one scale per output channel or per layer.
+2. ``weight_levels``: signed integers -> non-negative magnitudes per polarity
+   (``differential``: w+ = max(w, 0), w- = max(-w, 0); ``offset``: u = w + q) -> slices of
+   ``bits_per_cell`` bits, least significant first.
+3. ``level_matrix``: (in_features, columns) with columns ordered (output, polarity, slice),
+   so each output's cells sit in adjacent columns.
+4. ``tile``: zero-pad to whole tiles and cut into (row_tiles, col_tiles, rows, cols). Padding
+   cells are level 0 (g_off) and are never read out.
+
+``reconstruct_weights`` inverts 2-4 for tests: it recovers the integer weights exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .hardware import HardwareConfig
+
+
+def quantize_weights(W: torch.Tensor, bits: int, granularity: str):
+    """Return (w_int, scale): ``W ~= w_int * scale[:, None]``, w_int integer-valued float64.
+
+    W: (out, in). scale: (out,) float64, equal across rows for ``per_layer``; an all-zero
+    row gets scale 1 (its integers are all zero).
+    """
+    if W.dim() != 2:
+        raise ValueError(f"weight must be 2-D (out, in), got shape {tuple(W.shape)}")
+    if not bool(torch.isfinite(W).all()):
+        bad = torch.nonzero(~torch.isfinite(W))[0].tolist()
+        raise ValueError(f"weight must be finite, got {W[tuple(bad)].item()} at index {tuple(bad)}")
+    q = 2 ** (bits - 1) - 1
+    W = W.detach().to(torch.float64)
+    amax = W.abs().amax(dim=1) if granularity == "per_channel" else W.abs().amax().expand(W.shape[0])
+    scale = torch.where(amax > 0, amax / q, torch.ones_like(amax))
+    w_int = torch.clamp(torch.round(W / scale[:, None]), -q, q)
+    return w_int, scale.clone()
+
+
+def slice_weights(hw: HardwareConfig) -> torch.Tensor:
+    """Digital weight of each of a weight's columns, ordered (polarity, slice): +-2**(k*bpc)."""
+    bpc = hw.device.bits_per_cell
+    mags = 2.0 ** (bpc * torch.arange(hw.slices, dtype=torch.float64))
+    if hw.mapping == "differential":
+        return torch.cat([mags, -mags])
+    return mags
+
+
+def weight_levels(w_int: torch.Tensor, hw: HardwareConfig) -> torch.Tensor:
+    """(out, in, polarities, slices) int64 cell levels in [0, 2**bits_per_cell - 1]."""
+    w = w_int.to(torch.int64)
+    q = hw.weight_qmax
+    if hw.mapping == "differential":
+        mags = torch.stack([w.clamp(min=0), (-w).clamp(min=0)], dim=-1)
+    else:
+        mags = (w + q).unsqueeze(-1)
+    bpc = hw.device.bits_per_cell
+    shifts = bpc * torch.arange(hw.slices, dtype=torch.int64)
+    return (mags.unsqueeze(-1) >> shifts) & (2**bpc - 1)
+
+
+def level_matrix(w_int: torch.Tensor, hw: HardwareConfig) -> torch.Tensor:
+    """(in, out * columns_per_weight) int64 levels; column index = (o * P + p) * S + s."""
+    lv = weight_levels(w_int, hw)  # (out, in, P, S)
+    out, inp = lv.shape[:2]
+    return lv.permute(1, 0, 2, 3).reshape(inp, out * hw.columns_per_weight)
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """How a (in_features x columns) matrix is cut into rows x cols tiles."""
+
+    in_features: int
+    columns: int
+    rows: int
+    cols: int
+
+    @property
+    def row_tiles(self) -> int:
+        return -(-self.in_features // self.rows)
+
+    @property
+    def col_tiles(self) -> int:
+        return -(-self.columns // self.cols)
+
+    @property
+    def padded_rows(self) -> int:
+        return self.row_tiles * self.rows
+
+    @property
+    def padded_cols(self) -> int:
+        return self.col_tiles * self.cols
+
+    @property
+    def n_tiles(self) -> int:
+        return self.row_tiles * self.col_tiles
+
+
+def tile(matrix: torch.Tensor, grid: TileGrid, fill=0) -> torch.Tensor:
+    """(in, columns) -> (row_tiles, col_tiles, rows, cols), padded with ``fill``."""
+    padded = torch.full((grid.padded_rows, grid.padded_cols), fill, dtype=matrix.dtype, device=matrix.device)
+    padded[: grid.in_features, : grid.columns] = matrix
+    return padded.view(grid.row_tiles, grid.rows, grid.col_tiles, grid.cols).permute(0, 2, 1, 3).contiguous()
+
+
+def untile(tiles: torch.Tensor, grid: TileGrid) -> torch.Tensor:
+    """Inverse of :func:`tile`: (row_tiles, col_tiles, rows, cols) -> (in, columns)."""
+    full = tiles.permute(0, 2, 1, 3).reshape(grid.padded_rows, grid.padded_cols)
+    return full[: grid.in_features, : grid.columns]
+
+
+def reconstruct_weights(levels: torch.Tensor, out_features: int, hw: HardwareConfig) -> torch.Tensor:
+    """Integer weights (out, in) from a level matrix (in, out * columns_per_weight)."""
+    inp = levels.shape[0]
+    lv = levels.to(torch.float64).view(inp, out_features, hw.columns_per_weight)
+    w = lv @ slice_weights(hw)  # (in, out)
+    if hw.mapping == "offset":
+        w = w - hw.weight_qmax
+    return w.t()

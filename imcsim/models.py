@@ -1,0 +1,148 @@
+"""Networks whose topology can be instantiated as an SNN (T timesteps) or a QNN (b bits).
+
+A :class:`Network` is a plain ``nn.Sequential`` body plus how to run it:
+
+* ``kind="snn"``: the input is encoded over T timesteps (``direct``: the same analog
+  input every step; ``rate``: Bernoulli spikes with probability = pixel intensity), the
+  body runs on (T*B, ...) with spiking neurons unfolding (T, B, ...), and the output layer
+  gives logits per timestep (T, B, K);
+* ``kind="qnn"``: one pass with b-bit :class:`~imcsim.neurons.QuantAct` activations; the
+  output is (1, B, K).
+
+The prediction is the class with the largest mean logit over timesteps in both cases. The
+zoo builders (:func:`mlp`, :func:`convnet`) record their arguments in ``arch`` so a
+checkpoint can rebuild the model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from .neurons import IF, LIF, QuantAct, SpikingNeuron
+
+KINDS = ("snn", "qnn")
+ENCODINGS = ("direct", "rate")
+NEURON_TYPES = ("if", "lif")
+
+
+def qnn_bits_for(timesteps: int) -> int:
+    """Activation bits of the QNN equivalent to a T-step SNN: ceil(log2(T + 1))."""
+    return max(1, math.ceil(math.log2(timesteps + 1)))
+
+
+class Network(nn.Module):
+    def __init__(self, body: nn.Sequential, kind: str, timesteps: int = 1, encoding: str = "direct", arch: dict | None = None):
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+        if kind == "snn" and (not isinstance(timesteps, int) or timesteps < 1):
+            raise ValueError(f"timesteps must be an integer >= 1, got {timesteps!r}")
+        self.body = body
+        self.kind = kind
+        self.timesteps = timesteps if kind == "snn" else 1
+        self.encoding = encoding
+        self.arch = dict(arch or {})
+
+    def encode(self, x: torch.Tensor, T: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, ...) -> (T, B, ...) network input for T timesteps."""
+        if self.encoding == "direct":
+            return x.unsqueeze(0).expand(T, *x.shape)
+        if generator is None and not self.training:
+            raise ValueError("rate encoding at evaluation needs a torch.Generator (same seed, same spikes)")
+        p = x.clamp(0, 1).unsqueeze(0).expand(T, *x.shape)
+        return torch.bernoulli(p, generator=generator)
+
+    def forward(self, x: torch.Tensor, timesteps: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Logits per timestep, (T, B, K); T = 1 for a QNN."""
+        if self.kind == "qnn":
+            return self.body(x).unsqueeze(0)
+        T = self.timesteps if timesteps is None else int(timesteps)
+        if T < 1:
+            raise ValueError(f"timesteps must be >= 1, got {T}")
+        B = x.shape[0]
+        h = self.encode(x, T, generator).reshape(T * B, *x.shape[1:])
+        for m in self.body:
+            if isinstance(m, SpikingNeuron):
+                h = m(h.view(T, B, *h.shape[1:])).reshape(T * B, *h.shape[1:])
+            else:
+                h = m(h)
+        return h.view(T, B, *h.shape[1:])
+
+    def predict(self, x: torch.Tensor, **kw) -> torch.Tensor:
+        return self(x, **kw).mean(0).argmax(-1)
+
+
+def _activation(kind: str, neuron: str, bits: int | None, threshold: float, leak: float | None, v_init: float):
+    if kind == "qnn":
+        return QuantAct(bits, clip=threshold)
+    if neuron == "if":
+        return IF(threshold=threshold, v_init=v_init)
+    return LIF(threshold=threshold, leak=leak if leak is not None else math.exp(-0.5), v_init=v_init)
+
+
+def _check_common(kind, timesteps, bits, neuron):
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if neuron not in NEURON_TYPES:
+        raise ValueError(f"neuron must be one of {NEURON_TYPES}, got {neuron!r}")
+    if kind == "qnn" and bits is None:
+        bits = qnn_bits_for(timesteps)
+    return bits
+
+
+def mlp(in_shape=(1, 8, 8), num_classes=10, hidden=(128,), kind="snn", timesteps=4, bits=None, neuron="if",
+        threshold=1.0, leak=None, v_init=0.0, encoding="direct", batchnorm=True) -> Network:
+    """Flatten -> [Linear -> (BN) -> act] x len(hidden) -> Linear."""
+    bits = _check_common(kind, timesteps, bits, neuron)
+    arch = dict(name="mlp", in_shape=list(in_shape), num_classes=num_classes, hidden=list(hidden), kind=kind,
+                timesteps=timesteps, bits=bits, neuron=neuron, threshold=threshold, leak=leak, v_init=v_init,
+                encoding=encoding, batchnorm=batchnorm)
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = int(math.prod(in_shape))
+    for h in hidden:
+        layers.append(nn.Linear(width, h, bias=not batchnorm))
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(h))
+        layers.append(_activation(kind, neuron, bits, threshold, leak, v_init))
+        width = h
+    layers.append(nn.Linear(width, num_classes))
+    return Network(nn.Sequential(*layers), kind, timesteps, encoding, arch)
+
+
+def convnet(in_shape=(1, 28, 28), num_classes=10, channels=(16, 32), hidden=128, kind="snn", timesteps=4, bits=None,
+            neuron="if", threshold=1.0, leak=None, v_init=0.0, encoding="direct", pool=(True, True)) -> Network:
+    """Small VGG-style net: [Conv3x3 -> BN -> act -> (MaxPool2)] per stage -> Flatten ->
+    Linear -> BN -> act -> Linear."""
+    bits = _check_common(kind, timesteps, bits, neuron)
+    pool = list(pool) + [False] * (len(channels) - len(pool))
+    arch = dict(name="convnet", in_shape=list(in_shape), num_classes=num_classes, channels=list(channels), hidden=hidden,
+                kind=kind, timesteps=timesteps, bits=bits, neuron=neuron, threshold=threshold, leak=leak, v_init=v_init,
+                encoding=encoding, pool=pool[: len(channels)])
+    c, h, w = in_shape
+    layers: list[nn.Module] = []
+    for ch, p in zip(channels, pool):
+        layers += [nn.Conv2d(c, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch), _activation(kind, neuron, bits, threshold, leak, v_init)]
+        if p:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        c = ch
+    layers += [nn.Flatten(), nn.Linear(c * h * w, hidden, bias=False), nn.BatchNorm1d(hidden),
+               _activation(kind, neuron, bits, threshold, leak, v_init), nn.Linear(hidden, num_classes)]
+    return Network(nn.Sequential(*layers), kind, timesteps, encoding, arch)
+
+
+BUILDERS = {"mlp": mlp, "convnet": convnet}
+
+
+def build(arch: dict) -> Network:
+    """Rebuild a zoo network from its ``arch`` record."""
+    arch = dict(arch)
+    name = arch.pop("name", None)
+    if name not in BUILDERS:
+        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(BUILDERS)}")
+    return BUILDERS[name](**arch)

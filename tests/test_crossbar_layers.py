@@ -1,0 +1,211 @@
+"""Crossbar layers against an independent integer reference, and each non-ideality's effect."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from imcsim import CrossbarConv2d, CrossbarLinear, HardwareConfig, InputSpec, calibrate
+from imcsim.errors import CalibrationError
+
+
+def _int_weights(W, bits):
+    """Reference quantisation, written independently of imcsim.mapping (integer arithmetic)."""
+    q = 2 ** (bits - 1) - 1
+    W = W.double()
+    s = W.abs().amax(1, keepdim=True) / q
+    return torch.clamp(torch.round(W / s), -q, q).long()
+
+
+def _ideal(mapping, bpc, bits=4, rows=16, cols=16):
+    return HardwareConfig.ideal(mapping=mapping, weight_bits=bits, rows=rows, cols=cols, **{"device.bits_per_cell": bpc})
+
+
+CASES = list(itertools.product(["differential", "offset"], [1, 2, 3], [4, 6]))
+
+
+@pytest.mark.parametrize("mapping, bpc, bits", CASES)
+@pytest.mark.parametrize("in_bits", [1, 3])
+def test_linear_is_exact_on_ideal_hardware(mapping, bpc, bits, in_bits):
+    g = torch.Generator().manual_seed(bpc * 100 + bits + in_bits)
+    lin = nn.Linear(37, 23)  # not multiples of the 16x16 tiles
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(23, 37, generator=g))
+    spec = InputSpec("spike") if in_bits == 1 else InputSpec("quantized", in_bits, 1.0)
+    layer = CrossbarLinear(lin, _ideal(mapping, bpc, bits), spec)
+    x = torch.randint(0, 2**in_bits, (50, 37), generator=g).float()
+    ref = x.long() @ _int_weights(lin.weight, bits).t()  # integer matmul
+    assert torch.equal(layer.tiles.integer_product(x), ref.double())
+    # the full layer: integer result x per-channel scale x input step + bias
+    scale = lin.weight.detach().double().abs().amax(1) / (2 ** (bits - 1) - 1)
+    torch.testing.assert_close(layer(x), (ref.double() * scale + lin.bias.double()).float(), rtol=1e-6, atol=1e-6)
+
+
+CONV_GEOMS = [  # (kernel, stride, padding, dilation)
+    (3, 1, 1, 1),
+    (3, 2, 0, 1),
+    (1, 1, 0, 1),
+    (5, 2, 2, 1),
+    (3, 1, 2, 2),
+    ((2, 3), (1, 2), (1, 0), 1),
+]
+
+
+@pytest.mark.parametrize("geom", CONV_GEOMS)
+@pytest.mark.parametrize("mapping, bpc", [("differential", 2), ("offset", 1), ("differential", 3)])
+def test_conv_is_exact_on_ideal_hardware(geom, mapping, bpc):
+    k, s, p, d = geom
+    g = torch.Generator().manual_seed(7)
+    conv = nn.Conv2d(3, 5, k, stride=s, padding=p, dilation=d)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
+    layer = CrossbarConv2d(conv, _ideal(mapping, bpc, rows=8, cols=12), InputSpec("quantized", 2, 1.0))
+    x = torch.randint(0, 4, (2, 3, 9, 10), generator=g).float()
+    wq = _int_weights(conv.weight.reshape(5, -1), 4).reshape(conv.weight.shape)
+    ref = F.conv2d(x.double(), wq.double(), None, s, p, d)  # integer-valued, exact in float64
+    scale = conv.weight.detach().reshape(5, -1).double().abs().amax(1) / 7
+    expect = ref * scale.view(1, -1, 1, 1) + conv.bias.detach().double().view(1, -1, 1, 1)
+    out = layer(x)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, expect.float(), rtol=1e-6, atol=1e-6)
+    # and the integer product itself, exactly
+    cols = F.unfold(x, k, dilation=d, padding=p, stride=s).transpose(1, 2).reshape(-1, 3 * conv.weight[0, 0].numel())
+    assert torch.equal(layer.tiles.integer_product(cols), (cols.long() @ wq.reshape(5, -1).t()).double())
+
+
+def test_pair_adc_and_dac_inputs_lossless_are_exact_or_close():
+    g = torch.Generator().manual_seed(3)
+    lin = nn.Linear(20, 7, bias=False)
+    hw = _ideal("differential", 2).replace(**{"adc.per": "pair"})
+    layer = CrossbarLinear(lin, hw, InputSpec("quantized", 4, 1.0))
+    x = torch.randint(0, 16, (9, 20), generator=g).float()
+    ref = (x.long() @ _int_weights(lin.weight, 4).t()).double()
+    assert torch.equal(layer.tiles.integer_product(x), ref)
+    dac = CrossbarLinear(lin, hw.replace(**{"inputs.mode": "dac"}), InputSpec("quantized", 4, 1.0))
+    torch.testing.assert_close(dac.tiles.integer_product(x), ref, rtol=1e-6, atol=1e-4)
+    assert dac.tiles.driver().n_planes == 1 and layer.tiles.driver().n_planes == 4
+
+
+# ------------------------------------------------------------------------ non-idealities
+
+
+def _positive_layer(hw, n_in=64, n_out=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lin = nn.Linear(n_in, n_out, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.rand(n_out, n_in, generator=g) + 0.1)  # all positive
+    return CrossbarLinear(lin, hw, InputSpec("spike"), seed=seed)
+
+
+def _spikes(n=200, n_in=64, p=0.5, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, n_in, generator=g) < p).float()
+
+
+BASE = HardwareConfig.ideal(rows=64, cols=64, **{"device.g_off": 1e-6})
+
+
+def test_wire_resistance_lowers_outputs_monotonically():
+    x = _spikes()
+    outs = [_positive_layer(BASE.replace(wires=type(BASE.wires)(r, r, r, r)))(x) for r in (0.0, 2.0, 10.0)]
+    assert bool((outs[1] < outs[0]).all()) and bool((outs[2] < outs[1]).all())
+
+
+def test_programming_variation_error_grows_with_sigma_and_is_seeded():
+    x = _spikes()
+    ideal = _positive_layer(BASE)(x)
+    errs = []
+    for sigma in (0.02, 0.1, 0.3):
+        hw = BASE.replace(**{"device.variation": sigma})
+        errs.append((_positive_layer(hw)(x) - ideal).abs().mean().item())
+    assert 0 < errs[0] < errs[1] < errs[2]
+    hw = BASE.replace(**{"device.variation": 0.1})
+    assert torch.equal(_positive_layer(hw, seed=5)(x), _positive_layer(hw, seed=5)(x))
+    assert not torch.equal(_positive_layer(hw, seed=5)(x), _positive_layer(hw, seed=6)(x))
+
+
+def test_read_noise_varies_per_read_scales_with_sigma_and_is_reproducible():
+    x = _spikes(n=1).expand(400, 64).contiguous()  # the same input read 400 times
+    spread = []
+    for sigma in (0.01, 0.05):
+        layer = _positive_layer(BASE.replace(**{"device.read_noise": sigma}))
+        y = layer(x)
+        spread.append(y.std(0).mean().item())
+        layer.tiles.reseed_reads()
+        assert torch.equal(layer(x), y)  # same seed, same noisy reads
+    assert spread[0] > 0 and spread[1] / spread[0] == pytest.approx(5.0, rel=0.15)
+    clean = _positive_layer(BASE)(x[:1])
+    noisy = _positive_layer(BASE.replace(**{"device.read_noise": 0.05}))(x)
+    torch.testing.assert_close(noisy.mean(0), clean[0], rtol=0.02, atol=0)
+
+
+def test_stuck_at_faults_push_outputs_the_right_way():
+    # With offset mapping every cell adds to the output: stuck-on cells raise it,
+    # stuck-off cells lower it, and more faults move it further.
+    base = BASE.replace(mapping="offset")
+    x = _spikes()
+    ideal = _positive_layer(base)(x)
+    shifts = []
+    for kind in ("p_stuck_on", "p_stuck_off"):
+        for p in (0.02, 0.1):
+            shifts.append((_positive_layer(base.replace(**{f"device.{kind}": p}))(x) - ideal).mean().item())
+    assert 0 < shifts[0] < shifts[1] and 0 > shifts[2] > shifts[3]
+
+
+def test_fewer_adc_bits_more_error():
+    x = _spikes()
+    ideal = _positive_layer(BASE)(x)
+    errs = []
+    for bits in (8, 5, 3):
+        layer = _positive_layer(BASE.replace(**{"adc.bits": bits}))
+        calibrate(layer, x)
+        errs.append((layer(x) - ideal).abs().mean().item())
+    assert errs[0] < errs[1] < errs[2]
+    fixed = _positive_layer(BASE.replace(**{"adc.bits": 5, "adc.range": "fixed"}))
+    assert (fixed(x) - ideal).abs().mean().item() > errs[1]  # a worst-case range wastes levels
+
+
+def test_events_are_counted_by_hand():
+    hw = _ideal("differential", 2, rows=4, cols=8)  # 4-bit weights -> 2 slices x 2 polarities
+    lin = nn.Linear(6, 3, bias=False)  # 2 row tiles (4 + 2 rows), 12 columns -> 2 col tiles
+    layer = CrossbarLinear(lin, hw, InputSpec("spike"))
+    x = torch.tensor([[1, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0.0]])
+    layer(x)
+    ev = layer.events.snapshot()
+    # non-zero row-tile reads: v0 -> tiles {0, 1}, v1 -> none (skipped), v2 -> {0}: 3 row-tile reads
+    assert ev == dict(vectors=3, tile_reads=3 * 2, active_rows=4, adc_conversions=3 * 12, shift_adds=36,
+                      accumulations=1 * 3, outputs=9)
+    layer.events.reset()
+    CrossbarLinear(lin, hw.replace(skip_zero_reads=False), InputSpec("spike"))  # fresh counters
+    layer2 = CrossbarLinear(lin, hw.replace(skip_zero_reads=False), InputSpec("spike"))
+    layer2(x)
+    assert layer2.events.counts["tile_reads"] == 3 * 2 * 2 and layer2.events.counts["adc_conversions"] == 6 * 12
+
+
+# ------------------------------------------------------------------------ bad input
+
+
+def test_bad_inputs_give_clear_errors():
+    lin = nn.Linear(8, 4)
+    spike = CrossbarLinear(lin, HardwareConfig.ideal(), InputSpec("spike"), name="fc")
+    with pytest.raises(ValueError, match=r"'fc' expects binary spikes \(0 or 1\).*got 0.5"):
+        spike(torch.full((2, 8), 0.5))
+    with pytest.raises(ValueError, match=r"'fc': inputs must be >= 0.*got min -1"):
+        spike(torch.full((2, 8), -1.0))
+    with pytest.raises(ValueError, match=r"'fc' expects inputs \(vectors, 8\), got \(2, 7\)"):
+        spike(torch.zeros(2, 7))
+    analog = CrossbarLinear(lin, HardwareConfig.ideal(), InputSpec("analog", 8, None), name="fc0")
+    with pytest.raises(CalibrationError, match=r"'fc0' takes analog inputs whose range is not calibrated"):
+        analog(torch.rand(2, 8))
+    adc = CrossbarLinear(lin, HardwareConfig.preset("rram"), InputSpec("spike"), name="fc1")
+    with pytest.raises(CalibrationError, match=r"'fc1' has a calibrated ADC range but saw no calibration data"):
+        adc(torch.ones(2, 8))
+    with pytest.raises(ValueError, match=r"groups=2 \(only groups=1 is supported\)"):
+        CrossbarConv2d(nn.Conv2d(4, 4, 3, groups=2), HardwareConfig.ideal())
+    bad = nn.Linear(3, 2)
+    with torch.no_grad():
+        bad.weight[0, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"weight must be finite, got inf at index \(0, 1\)"):
+        CrossbarLinear(bad, HardwareConfig.ideal())

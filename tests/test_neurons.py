@@ -1,0 +1,115 @@
+"""Neuron dynamics by hand, the SNN/QNN equivalence, surrogate gradients, QuantAct."""
+
+import math
+
+import pytest
+import torch
+
+from imcsim import IF, LIF, QuantAct
+from imcsim.models import qnn_bits_for
+from imcsim.neurons import if_spike_count, set_persistent
+
+
+def _seq(values):
+    return torch.tensor(values, dtype=torch.float64).view(-1, 1)
+
+
+def test_if_reset_by_subtraction_by_hand():
+    # threshold 1: v = 0.6, 1.2->spike->0.2, 0.8, 1.4->spike->0.4, 0.4+0.0
+    s = IF(threshold=1.0)(_seq([0.6, 0.6, 0.6, 0.6, 0.0]))
+    assert s.view(-1).tolist() == [0, 1, 0, 1, 0]
+
+
+def test_if_reset_to_zero_by_hand():
+    # v = 0.6, 1.2->spike->0, 0.6, 1.2->spike->0, 0
+    s = IF(threshold=1.0, reset="zero")(_seq([0.6, 0.6, 0.6, 0.6, 0.0]))
+    assert s.view(-1).tolist() == [0, 1, 0, 1, 0]
+    # a large input: subtraction keeps the excess, zero-reset loses it
+    sub = IF(threshold=1.0)(_seq([1.7, 0.4, 0.0])).view(-1).tolist()
+    zero = IF(threshold=1.0, reset="zero")(_seq([1.7, 0.4, 0.0])).view(-1).tolist()
+    assert sub == [1, 1, 0] and zero == [1, 0, 0]
+
+
+def test_lif_by_hand():
+    # leak 0.5, threshold 1: v = 0.8 ; 0.4+0.8=1.2 spike -> 0.2 ; 0.1+0.5=0.6 ; 0.3+0.5=0.8 ; 0.4
+    lif = LIF(threshold=1.0, leak=0.5)
+    s = lif(_seq([0.8, 0.8, 0.5, 0.5, 0.0]))
+    assert s.view(-1).tolist() == [0, 1, 0, 0, 0]
+    lif.persistent = True
+    lif(_seq([0.8]))
+    assert lif.v.item() == pytest.approx(0.8)
+    assert LIF(tau=2.0).leak == pytest.approx(math.exp(-0.5))
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 4, 5, 7, 8, 15])
+def test_if_spike_count_is_a_T_plus_1_level_quantizer(T):
+    """Convention tested: IF, reset by subtraction, threshold 1, membrane starting at half the
+    threshold (v_init = 0.5), constant input c in [0, 1) for T steps. The spike count is
+    floor(T c + 1/2): c quantised to the T + 1 levels {0, 1/T, ..., 1} rounding half up."""
+    cs = torch.cat([torch.linspace(0, 0.999, 1001, dtype=torch.float64), torch.arange(T, dtype=torch.float64) / T])
+    # dyadic ties (k + 1/2) / T are exact in binary floating point for T a power of two
+    if T & (T - 1) == 0:
+        cs = torch.cat([cs, (torch.arange(T, dtype=torch.float64) + 0.5) / T])
+    neuron = IF(threshold=1.0, v_init=0.5)
+    counts = neuron(cs.unsqueeze(0).expand(T, -1).contiguous()).sum(0)
+    expect = torch.tensor([if_spike_count(c.item(), T, 1.0, 0.5) for c in cs], dtype=torch.float64)
+    assert torch.equal(counts, expect)
+    assert set(counts.unique().tolist()) <= set(range(T + 1))
+    assert counts.unique().numel() == T + 1  # every level is reached
+    # ...which a ceil(log2(T+1))-bit QNN activation can represent: for T + 1 = 2**b the
+    # b-bit QuantAct over [0, 1] gives the same level (away from exact ties, where it
+    # rounds half to even).
+    b = qnn_bits_for(T)
+    assert 2**b >= T + 1
+    if T + 1 == 2**b:
+        frac = (cs * T) % 1
+        away = (frac - 0.5).abs() > 1e-9
+        q = QuantAct(b, clip=1.0)(cs) * T
+        assert torch.equal(torch.round(q[away]), counts[away])
+
+
+def test_if_with_v_init_zero_floors():
+    T = 4
+    cs = torch.tensor([0.0, 0.24, 0.25, 0.49, 0.5, 0.99], dtype=torch.float64)
+    counts = IF(v_init=0.0)(cs.unsqueeze(0).expand(T, -1).contiguous()).sum(0)
+    assert counts.tolist() == [math.floor(T * c) for c in cs.tolist()]
+
+
+def test_surrogate_gradient_flows_and_peaks_at_threshold():
+    for surrogate in ("atan", "sigmoid", "triangle"):
+        u = torch.tensor([[0.0, 0.9, 1.0, 1.1, 3.0]], requires_grad=True)
+        IF(surrogate=surrogate)(u).sum().backward()
+        g = u.grad.view(-1)
+        assert g[2] == g.max() and g[2] > 0 and g[4] < g[2]
+
+
+def test_quantact_levels_clip_and_gradients():
+    q = QuantAct(2, clip=3.0)  # levels 0, 1, 2, 3
+    x = torch.tensor([-1.0, 0.4, 0.6, 1.5, 2.5, 2.9, 7.0], requires_grad=True)
+    y = q(x)
+    assert y.tolist() == [0.0, 0.0, 1.0, 2.0, 2.0, 3.0, 3.0]  # 1.5 and 2.5 round half to even
+    y.sum().backward()
+    assert x.grad.tolist() == [0, 1, 1, 1, 1, 1, 0]
+    assert q.clip.grad.item() == pytest.approx(1.0)  # PACT: from the one clipped input
+    assert q.scale == pytest.approx(1.0)
+
+
+def test_persistent_state_matches_one_long_run():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 5, generator=g)
+    full = LIF(leak=0.8)(x)
+    lif = LIF(leak=0.8)
+    set_persistent(lif, True)
+    steps = torch.cat([lif(x[t : t + 1]) for t in range(6)])
+    assert torch.equal(full, steps)
+
+
+def test_bad_neuron_parameters():
+    with pytest.raises(ValueError, match="threshold must be a finite number > 0"):
+        IF(threshold=0.0)
+    with pytest.raises(ValueError, match=r"leak must be in \(0, 1\]"):
+        LIF(leak=1.5)
+    with pytest.raises(ValueError, match="reset must be 'subtract' or 'zero'"):
+        IF(reset="soft")
+    with pytest.raises(ValueError, match=r"bits must be an integer in 1..16, got 0"):
+        QuantAct(0)
