@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from crossbar_models import ADC, InputDriver, RangeObserver, effective_conductance
 
 from .errors import CalibrationError
-from .events import CROSSBAR_EVENTS, EventCounter
+from .events import CROSSBAR_EVENTS, EventCounter, counting_enabled
 from .hardware import HardwareConfig
 from .mapping import TileGrid, level_matrix, quantize_weights, slice_weights, tile
 
@@ -242,7 +242,7 @@ class TiledMatrix(nn.Module):
         pw = [float(w) for w in drv.plane_weights(dtype=torch.float64)]
         adc = None if self._observer is not None else self.adc()
         chunk = max(1, _CHUNK_ELEMENTS // max(1, self.grid.row_tiles * P * self.G.shape[-1]))
-        tally = [0.0, 0.0, 0.0]  # active rows, row-tile reads, partial-sum accumulations
+        tally = [0.0, 0.0, 0.0, 0.0]  # active rows, row-tile reads, accumulations, vector reads
         direct = None if dtype == torch.float64 else scale
         for s in range(0, V, chunk):
             y[s : s + chunk] = self._read(planes[:, s : s + chunk], pw, adc, tally, direct)
@@ -251,14 +251,17 @@ class TiledMatrix(nn.Module):
         if scale is not None and direct is None:
             y = (y * scale.double()).float()
         conversions = tally[1] * self.conversion_columns
+        Tc = self.grid.col_tiles
         self.events.add(
             vectors=V,
-            tile_reads=tally[1] * self.grid.col_tiles,
-            active_rows=tally[0],
+            vector_reads=tally[3],
+            tile_reads=tally[1] * Tc,
+            active_rows=tally[0] * Tc,  # every column tile drives its own copy of a row
             adc_conversions=conversions,
             shift_adds=conversions,
             accumulations=tally[2] * self.out_features,
             outputs=V * self.out_features,
+            input_bits=V * self.in_features * drv.bits,
         )
         return y
 
@@ -272,7 +275,8 @@ class TiledMatrix(nn.Module):
         Xt = X.reshape(P * V, Tr, R).transpose(0, 1)  # (Tr, P*V, R)
         if Tr > 1:
             Xt = Xt.contiguous()
-        self._tally(Xt, tally)
+        if counting_enabled():
+            self._tally(Xt, tally)
         # Without autograd the ADC runs in place on output codes: the conductances are
         # pre-divided by the ADC step, and the step is applied in the shift-add.
         fast_adc = adc is not None and not (torch.is_grad_enabled() and Xt.requires_grad)
@@ -314,9 +318,11 @@ class TiledMatrix(nn.Module):
             reads = (Xt.amax(-1) > 0).sum(0)  # (P*V,) row tiles with any active row
             tally[1] += float(reads.sum())
             tally[2] += float((reads - 1).clamp(min=0).sum())
+            tally[3] += float((reads > 0).sum())
         else:
             tally[1] += Tr * PV
             tally[2] += (Tr - 1) * PV
+            tally[3] += PV
 
     def _adc_matrix(self, adc: ADC) -> torch.Tensor:
         if self._adc_G is None or self._adc_G[0] != adc.lsb or self._adc_G[1].device != self.G.device:

@@ -6,13 +6,17 @@ cheap: a handful of reductions over a layer's *input* per call, never over its o
 Crossbar layer counters (totals since the last reset, over every sample and timestep):
 
 * ``vectors``: input vectors presented (samples x timesteps x conv positions);
+* ``vector_reads``: (input plane, vector) pairs that needed at least one tile read -- the
+  reads that take time, since all tiles of a layer read in parallel;
 * ``tile_reads``: crossbar tile reads actually performed (one read = one input plane on one
   tile; reads of all-zero inputs are skipped when the hardware says so);
-* ``active_rows``: row drivers switched on (non-zero input plane entries), summed over reads;
+* ``active_rows``: row drivers switched on (non-zero input plane entries on every tile that
+  receives them), summed over reads;
 * ``adc_conversions``: column (or column-pair) conversions;
 * ``shift_adds``: digital shift-and-add operations merging slices, planes and pairs;
 * ``accumulations``: additions of partial sums across row tiles;
-* ``outputs``: output values produced (vectors x output features).
+* ``outputs``: output values produced (vectors x output features);
+* ``input_bits``: input bits fetched from the activation buffer (vectors x inputs x input bits).
 
 Neuron counters: ``updates`` (membrane updates) and ``spikes`` (spikes emitted), or
 ``activations`` for quantised activations.
@@ -21,8 +25,26 @@ Neuron counters: ``updates`` (membrane updates) and ``spikes`` (spikes emitted),
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import torch.nn as nn
+
+_ENABLED = [True]
+
+
+def counting_enabled() -> bool:
+    return _ENABLED[0]
+
+
+@contextmanager
+def no_counting():
+    """Run without recording events (to measure what counting costs, or for warm-ups)."""
+    old = _ENABLED[0]
+    _ENABLED[0] = False
+    try:
+        yield
+    finally:
+        _ENABLED[0] = old
 
 
 class EventCounter:
@@ -34,6 +56,8 @@ class EventCounter:
         self.calls = 0
 
     def add(self, **counts) -> None:
+        if not _ENABLED[0]:
+            return
         for k, v in counts.items():
             self.counts[k] += float(v)
         self.calls += 1
@@ -51,7 +75,8 @@ class EventCounter:
         return f"EventCounter({inner})"
 
 
-CROSSBAR_EVENTS = ("vectors", "tile_reads", "active_rows", "adc_conversions", "shift_adds", "accumulations", "outputs")
+CROSSBAR_EVENTS = ("vectors", "vector_reads", "tile_reads", "active_rows", "adc_conversions", "shift_adds",
+                   "accumulations", "outputs", "input_bits")
 NEURON_EVENTS = ("updates", "spikes")
 QUANT_EVENTS = ("updates", "nonzero")
 

@@ -34,7 +34,8 @@ def qnn_bits_for(timesteps: int) -> int:
 
 
 class Network(nn.Module):
-    def __init__(self, body: nn.Sequential, kind: str, timesteps: int = 1, encoding: str = "direct", arch: dict | None = None):
+    def __init__(self, body: nn.Sequential, kind: str, timesteps: int = 1, encoding: str = "direct", arch: dict | None = None,
+                 static_input_once: bool = False):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -46,6 +47,9 @@ class Network(nn.Module):
         self.kind = kind
         self.timesteps = timesteps if kind == "snn" else 1
         self.encoding = encoding
+        # With direct encoding the layers before the first spiking neuron see the same input
+        # every timestep; hardware may compute them once and hold the result (counted once).
+        self.static_input_once = bool(static_input_once)
         self.arch = dict(arch or {})
 
     def encode(self, x: torch.Tensor, T: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -65,8 +69,17 @@ class Network(nn.Module):
         if T < 1:
             raise ValueError(f"timesteps must be >= 1, got {T}")
         B = x.shape[0]
-        h = self.encode(x, T, generator).reshape(T * B, *x.shape[1:])
-        for m in self.body:
+        mods = list(self.body)
+        if self.static_input_once and self.encoding == "direct":
+            k = next((i for i, m in enumerate(mods) if isinstance(m, SpikingNeuron)), len(mods))
+            h = x
+            for m in mods[:k]:
+                h = m(h)
+            h = h.unsqueeze(0).expand(T, *h.shape).reshape(T * B, *h.shape[1:])
+            mods = mods[k:]
+        else:
+            h = self.encode(x, T, generator).reshape(T * B, *x.shape[1:])
+        for m in mods:
             if isinstance(m, SpikingNeuron):
                 h = m(h.view(T, B, *h.shape[1:])).reshape(T * B, *h.shape[1:])
             else:
@@ -96,12 +109,12 @@ def _check_common(kind, timesteps, bits, neuron):
 
 
 def mlp(in_shape=(1, 8, 8), num_classes=10, hidden=(128,), kind="snn", timesteps=4, bits=None, neuron="if",
-        threshold=1.0, leak=None, v_init=0.0, encoding="direct", batchnorm=True) -> Network:
+        threshold=1.0, leak=None, v_init=0.0, encoding="direct", batchnorm=True, static_input_once=False) -> Network:
     """Flatten -> [Linear -> (BN) -> act] x len(hidden) -> Linear."""
     bits = _check_common(kind, timesteps, bits, neuron)
     arch = dict(name="mlp", in_shape=list(in_shape), num_classes=num_classes, hidden=list(hidden), kind=kind,
                 timesteps=timesteps, bits=bits, neuron=neuron, threshold=threshold, leak=leak, v_init=v_init,
-                encoding=encoding, batchnorm=batchnorm)
+                encoding=encoding, batchnorm=batchnorm, static_input_once=static_input_once)
     layers: list[nn.Module] = [nn.Flatten()]
     width = int(math.prod(in_shape))
     for h in hidden:
@@ -111,18 +124,19 @@ def mlp(in_shape=(1, 8, 8), num_classes=10, hidden=(128,), kind="snn", timesteps
         layers.append(_activation(kind, neuron, bits, threshold, leak, v_init))
         width = h
     layers.append(nn.Linear(width, num_classes))
-    return Network(nn.Sequential(*layers), kind, timesteps, encoding, arch)
+    return Network(nn.Sequential(*layers), kind, timesteps, encoding, arch, static_input_once)
 
 
 def convnet(in_shape=(1, 28, 28), num_classes=10, channels=(16, 32), hidden=128, kind="snn", timesteps=4, bits=None,
-            neuron="if", threshold=1.0, leak=None, v_init=0.0, encoding="direct", pool=(True, True)) -> Network:
+            neuron="if", threshold=1.0, leak=None, v_init=0.0, encoding="direct", pool=(True, True),
+            static_input_once=False) -> Network:
     """Small VGG-style net: [Conv3x3 -> BN -> act -> (MaxPool2)] per stage -> Flatten ->
     Linear -> BN -> act -> Linear."""
     bits = _check_common(kind, timesteps, bits, neuron)
     pool = list(pool) + [False] * (len(channels) - len(pool))
     arch = dict(name="convnet", in_shape=list(in_shape), num_classes=num_classes, channels=list(channels), hidden=hidden,
                 kind=kind, timesteps=timesteps, bits=bits, neuron=neuron, threshold=threshold, leak=leak, v_init=v_init,
-                encoding=encoding, pool=pool[: len(channels)])
+                encoding=encoding, pool=pool[: len(channels)], static_input_once=static_input_once)
     c, h, w = in_shape
     layers: list[nn.Module] = []
     for ch, p in zip(channels, pool):
@@ -133,7 +147,7 @@ def convnet(in_shape=(1, 28, 28), num_classes=10, channels=(16, 32), hidden=128,
         c = ch
     layers += [nn.Flatten(), nn.Linear(c * h * w, hidden, bias=False), nn.BatchNorm1d(hidden),
                _activation(kind, neuron, bits, threshold, leak, v_init), nn.Linear(hidden, num_classes)]
-    return Network(nn.Sequential(*layers), kind, timesteps, encoding, arch)
+    return Network(nn.Sequential(*layers), kind, timesteps, encoding, arch, static_input_once)
 
 
 BUILDERS = {"mlp": mlp, "convnet": convnet}

@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn as nn
 
-from .events import NEURON_EVENTS, QUANT_EVENTS, EventCounter
+from .events import NEURON_EVENTS, QUANT_EVENTS, EventCounter, counting_enabled
 
 SURROGATES = ("atan", "sigmoid", "triangle")
 
@@ -90,7 +90,8 @@ class SpikingNeuron(nn.Module):
         if self.persistent:
             self.v = v.detach()
         spikes = torch.stack(out)
-        self.events.add(updates=x.numel(), spikes=float(spikes.detach().sum()))
+        if counting_enabled():
+            self.events.add(updates=x.numel(), spikes=float(spikes.detach().sum()))
         return spikes
 
     def reset_state(self) -> None:
@@ -150,7 +151,8 @@ class QuantAct(nn.Module):
         y = torch.minimum(torch.relu(x), c)
         q = torch.round(y / c * self.levels) * (c / self.levels)
         out = y + (q - y).detach()
-        self.events.add(updates=x.numel(), nonzero=float((q.detach() != 0).sum()))
+        if counting_enabled():
+            self.events.add(updates=x.numel(), nonzero=float(torch.count_nonzero(q.detach())))
         return out
 
     def extra_repr(self) -> str:

@@ -93,4 +93,4 @@ def test_events_collected_per_layer():
     ev = imcsim.collect_events(xnet)
     assert list(ev) == ["body.1", "body.3", "body.4"]  # crossbar, neuron, crossbar
     assert ev["body.1"]["vectors"] == 10 and ev["body.3"]["updates"] == 2 * 5 * 8
-    assert ev["body.4"]["active_rows"] == ev["body.3"]["spikes"]
+    assert ev["body.4"]["active_rows"] == ev["body.3"]["spikes"]  # one column tile

@@ -175,13 +175,12 @@ def test_events_are_counted_by_hand():
     layer(x)
     ev = layer.events.snapshot()
     # non-zero row-tile reads: v0 -> tiles {0, 1}, v1 -> none (skipped), v2 -> {0}: 3 row-tile reads
-    assert ev == dict(vectors=3, tile_reads=3 * 2, active_rows=4, adc_conversions=3 * 12, shift_adds=36,
-                      accumulations=1 * 3, outputs=9)
-    layer.events.reset()
-    CrossbarLinear(lin, hw.replace(skip_zero_reads=False), InputSpec("spike"))  # fresh counters
+    assert ev == dict(vectors=3, vector_reads=2, tile_reads=3 * 2, active_rows=4 * 2, adc_conversions=3 * 12,
+                      shift_adds=36, accumulations=1 * 3, outputs=9, input_bits=3 * 6)
     layer2 = CrossbarLinear(lin, hw.replace(skip_zero_reads=False), InputSpec("spike"))
     layer2(x)
     assert layer2.events.counts["tile_reads"] == 3 * 2 * 2 and layer2.events.counts["adc_conversions"] == 6 * 12
+    assert layer2.events.counts["vector_reads"] == 3
 
 
 # ------------------------------------------------------------------------ bad input
