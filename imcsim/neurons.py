@@ -71,6 +71,8 @@ class SpikingNeuron(nn.Module):
         self.v_init, self.surrogate, self.alpha = float(v_init), surrogate, float(alpha)
         self.persistent = False
         self.v: torch.Tensor | None = None
+        self.track_activity = False  # keep the mean spike rate (with grad) for regularisation
+        self.last_activity: torch.Tensor | None = None
         self.events = EventCounter(*NEURON_EVENTS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,6 +92,8 @@ class SpikingNeuron(nn.Module):
         if self.persistent:
             self.v = v.detach()
         spikes = torch.stack(out)
+        if self.track_activity:
+            self.last_activity = spikes.mean()
         if counting_enabled():
             self.events.add(updates=x.numel(), spikes=float(spikes.detach().sum()))
         return spikes
@@ -135,6 +139,8 @@ class QuantAct(nn.Module):
             raise ValueError(f"clip must be > 0, got {clip!r}")
         self.bits = bits
         self.clip = nn.Parameter(torch.tensor(float(clip)), requires_grad=learn_clip)
+        self.track_activity = False
+        self.last_activity: torch.Tensor | None = None
         self.events = EventCounter(*QUANT_EVENTS)
 
     @property
@@ -151,6 +157,8 @@ class QuantAct(nn.Module):
         y = torch.minimum(torch.relu(x), c)
         q = torch.round(y / c * self.levels) * (c / self.levels)
         out = y + (q - y).detach()
+        if self.track_activity:
+            self.last_activity = (out / c).mean()  # mean activation as a fraction of full scale
         if counting_enabled():
             self.events.add(updates=x.numel(), nonzero=float(torch.count_nonzero(q.detach())))
         return out

@@ -1,0 +1,203 @@
+"""Training (SNN: surrogate-gradient BPTT; QNN: quantisation-aware) and checkpoints.
+
+Losses on the per-timestep logits (T, B, K) of a :class:`~imcsim.models.Network`:
+
+* ``mean``: cross-entropy of the mean logit over timesteps (the usual SNN loss);
+* ``per_timestep``: mean over t of the cross-entropy of timestep t's own output (as in
+  DT-SNN), so early timesteps are already informative;
+* ``per_timestep_cumulative``: mean over t of the cross-entropy of the mean output over
+  timesteps 1..t (what an early exit actually sees).
+
+Options: activity regularisation (``activity_lambda`` x mean spike rate, or mean activation
+of quantised layers, added to the loss) and noise-aware training (every step, weights are
+perturbed multiplicatively by N(0, weight_noise) before the forward pass and restored before
+the update). All randomness comes from ``seed``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import ConfigError
+from .events import no_counting
+from .io import _atomic_write_bytes
+from .models import Network, build
+from .neurons import QuantAct, SpikingNeuron
+
+LOSSES = ("mean", "per_timestep", "per_timestep_cumulative")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    loss: str = "mean"
+    activity_lambda: float = 0.0
+    weight_noise: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ConfigError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be > 0, got {self.lr!r}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        for name in ("activity_lambda", "weight_noise", "weight_decay"):
+            v = getattr(self, name)
+            if not (v >= 0 and math.isfinite(v)):
+                raise ConfigError(f"{name} must be >= 0, got {v!r}")
+
+
+def sequence_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+    """Loss of per-timestep logits (T, B, K) against labels (B,)."""
+    if kind == "mean":
+        return F.cross_entropy(logits.mean(0), y)
+    T = logits.shape[0]
+    if kind == "per_timestep":
+        return F.cross_entropy(logits.reshape(T * logits.shape[1], -1), y.repeat(T))
+    steps = torch.arange(1, T + 1, dtype=logits.dtype, device=logits.device).view(T, 1, 1)
+    cum = logits.cumsum(0) / steps
+    return F.cross_entropy(cum.reshape(T * logits.shape[1], -1), y.repeat(T))
+
+
+def _activations(model):
+    return [m for m in model.modules() if isinstance(m, (SpikingNeuron, QuantAct))]
+
+
+def _weights(model):
+    return [m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+def train(model: Network, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *, progress: bool = True,
+          x_val=None, y_val=None, log=None) -> list[dict]:
+    """Train ``model`` in place; returns per-epoch history (loss, train acc, val acc)."""
+    from tqdm.auto import tqdm
+
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must have the same number of samples, got {x.shape[0]} and {y.shape[0]}")
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(cfg.seed)
+    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    enc_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(x.shape[0] / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+    acts = _activations(model)
+    for m in acts:
+        m.track_activity = cfg.activity_lambda > 0
+    history = []
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=f"train {model.kind}", disable=not progress, leave=False)
+    try:
+        with no_counting():
+            for epoch in range(cfg.epochs):
+                model.train()
+                perm = torch.randperm(x.shape[0], generator=gen)
+                tot_loss, correct, seen = 0.0, 0, 0
+                for s in range(0, x.shape[0], cfg.batch_size):
+                    idx = perm[s : s + cfg.batch_size]
+                    xb, yb = x[idx].to(device), y[idx].to(device)
+                    saved = None
+                    if cfg.weight_noise > 0:
+                        saved = [w.detach().clone() for w in _weights(model)]
+                        with torch.no_grad():
+                            for w in _weights(model):
+                                w.mul_(1 + cfg.weight_noise * torch.randn(w.shape, generator=noise_gen, device=device))
+                    logits = model(xb, generator=enc_gen)
+                    loss = sequence_loss(logits, yb, cfg.loss)
+                    if cfg.activity_lambda > 0 and acts:
+                        loss = loss + cfg.activity_lambda * torch.stack([m.last_activity for m in acts]).mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if saved is not None:
+                        with torch.no_grad():
+                            for w, w0 in zip(_weights(model), saved):
+                                w.copy_(w0)
+                    opt.step()
+                    sched.step()
+                    tot_loss += float(loss.detach()) * len(idx)
+                    correct += int((logits.detach().mean(0).argmax(-1) == yb).sum())
+                    seen += len(idx)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{tot_loss / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
+                rec = {"epoch": epoch + 1, "loss": tot_loss / seen, "train_acc": 100.0 * correct / seen}
+                if x_val is not None:
+                    rec["val_acc"] = accuracy(model, x_val, y_val)
+                history.append(rec)
+                if log:
+                    log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()))
+    finally:
+        bar.close()
+        for m in acts:
+            m.track_activity, m.last_activity = False, None
+        model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256, timesteps: int | None = None,
+                   seed: int = 0, progress: bool = False, desc: str = "evaluate") -> torch.Tensor:
+    """Per-timestep logits (T, N, K) of ``model`` on ``x`` (in eval mode, batched)."""
+    from tqdm.auto import tqdm
+
+    model.eval()
+    device = next((b.device for b in model.buffers()), torch.device("cpu"))
+    gen = torch.Generator(device=device).manual_seed(seed)
+    outs = []
+    kw = {"generator": gen}
+    if timesteps is not None:
+        kw["timesteps"] = timesteps
+    for s in tqdm(range(0, x.shape[0], batch_size), desc=desc, disable=not progress, leave=False):
+        outs.append(model(x[s : s + batch_size].to(device), **kw).cpu())
+    return torch.cat(outs, dim=1)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kw) -> float:
+    """Top-1 accuracy (%) of the mean-over-timesteps logits."""
+    with no_counting():
+        logits = predict_logits(model, x, **kw)
+    return 100.0 * float((logits.mean(0).argmax(-1) == y).float().mean())
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path, model: Network, **meta) -> None:
+    """Architecture record + weights + metadata, written atomically."""
+    if not isinstance(model, Network) or not model.arch:
+        raise ValueError("save_checkpoint needs a zoo Network (built by imcsim.mlp / imcsim.convnet)")
+    buf = io.BytesIO()
+    torch.save({"format": "imcsim-checkpoint-1", "arch": model.arch, "state_dict": model.state_dict(), "meta": meta}, buf)
+    _atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path, map_location="cpu") -> tuple[Network, dict]:
+    """Rebuild a model from a checkpoint; returns (model in eval mode, metadata)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"checkpoint not found: {str(p)!r}")
+    try:
+        ck = torch.load(p, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise ConfigError(f"{str(p)!r} is not a readable imcsim checkpoint: {e}") from None
+    if not isinstance(ck, dict) or ck.get("format") != "imcsim-checkpoint-1":
+        raise ConfigError(f"{str(p)!r} is not an imcsim checkpoint")
+    model = build(ck["arch"])
+    model.load_state_dict(ck["state_dict"])
+    return model.eval(), ck.get("meta", {})
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    return asdict(cfg)
