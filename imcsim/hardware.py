@@ -251,6 +251,14 @@ class HardwareConfig:
                 raise ConfigError(str(e).replace("DeviceModel.", "device.").replace("WireModel.", "wires.")) from None
         return dataclasses.replace(self, **top)
 
+    @classmethod
+    def sweepable_fields(cls) -> list[str]:
+        """Names accepted by :meth:`replace` (top-level and dotted sub-fields)."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name not in ("device", "wires", "adc", "inputs", "name")]
+        for sec, typ in (("device", DeviceModel), ("wires", WireModel), ("adc", ADCConfig), ("inputs", InputConfig)):
+            names += [f"{sec}.{f.name}" for f in dataclasses.fields(typ)]
+        return names
+
     def describe(self) -> str:
         d = self.device
         adc = "lossless" if self.adc.lossless else f"{self.adc.bits}-bit {self.adc.range}"
