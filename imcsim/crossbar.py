@@ -127,6 +127,7 @@ class TiledMatrix(nn.Module):
         self._observe_inputs = False
         self._digital = False
         self._adc_G: tuple[float, torch.Tensor] | None = None  # G / lsb for the fast ADC path
+        self._ws: torch.Tensor | None = None  # reusable read-out buffer of the fast path
         self._read_gens: dict[str, torch.Generator] = {}
 
     # ----------------------------------------------------------------- geometry and units
@@ -242,14 +243,16 @@ class TiledMatrix(nn.Module):
         pw = [float(w) for w in drv.plane_weights(dtype=torch.float64)]
         adc = None if self._observer is not None else self.adc()
         chunk = max(1, _CHUNK_ELEMENTS // max(1, self.grid.row_tiles * P * self.G.shape[-1]))
-        tally = [0.0, 0.0, 0.0, 0.0]  # active rows, row-tile reads, accumulations, vector reads
         direct = None if dtype == torch.float64 else scale
         for s in range(0, V, chunk):
-            y[s : s + chunk] = self._read(planes[:, s : s + chunk], pw, adc, tally, direct)
+            self._read(planes[:, s : s + chunk], pw, adc, y[s : s + chunk], direct)
+        tally = self._tally(planes) if counting_enabled() else None
         if offset:
             y -= self.input_offset * x_int.sum(dim=1, dtype=torch.float64).unsqueeze(1)
         if scale is not None and direct is None:
             y = (y * scale.double()).float()
+        if tally is None:
+            return y
         conversions = tally[1] * self.conversion_columns
         Tc = self.grid.col_tiles
         self.events.add(
@@ -265,9 +268,9 @@ class TiledMatrix(nn.Module):
         )
         return y
 
-    def _read(self, planes, pw, adc, tally, scale=None):
-        """One chunk of reads: (P, V, in) planes -> (V, out) float64 integer-unit results,
-        or float32 results times ``scale`` when given."""
+    def _read(self, planes, pw, adc, dest, scale=None):
+        """One chunk of reads: (P, V, in) planes -> ``dest`` (V, out): float64 integer-unit
+        results, or float32 results times ``scale`` when given."""
         P, V = planes.shape[0], planes.shape[1]
         Tr, R = self.grid.row_tiles, self.grid.rows
         pad = Tr * R - self.in_features
@@ -275,13 +278,14 @@ class TiledMatrix(nn.Module):
         Xt = X.reshape(P * V, Tr, R).transpose(0, 1)  # (Tr, P*V, R)
         if Tr > 1:
             Xt = Xt.contiguous()
-        if counting_enabled():
-            self._tally(Xt, tally)
         # Without autograd the ADC runs in place on output codes: the conductances are
         # pre-divided by the ADC step, and the step is applied in the shift-add.
         fast_adc = adc is not None and not (torch.is_grad_enabled() and Xt.requires_grad)
         G, unit = (self._adc_matrix(adc), adc.lsb) if fast_adc else (self.G, 1.0)
-        Y = torch.bmm(Xt, G)  # (Tr, P*V, columns): column currents, in units of `unit`
+        if fast_adc:  # reuse one output buffer across chunks and calls (no page faults)
+            Y = torch.bmm(Xt, G, out=self._workspace(Xt.shape[0], Xt.shape[1], G.shape[-1], G))
+        else:
+            Y = torch.bmm(Xt, G)  # (Tr, P*V, columns): column currents, in units of `unit`
         if self.G_sq is not None:
             var = torch.bmm(Xt * Xt, self.G_sq)
             eps = torch.randn(var.shape, generator=self._read_generator(var.device), device=var.device, dtype=var.dtype)
@@ -292,37 +296,44 @@ class TiledMatrix(nn.Module):
             Y = Y.round_().clamp_(adc.code_min, adc.code_max)
         elif adc is not None:
             Y = adc(Y)
-        # Digital shift-add: weight each (polarity, slice) block, sum over row tiles.
+        # Digital accumulation over row tiles, then shift-add of the (polarity, slice) blocks
+        # (both linear, so in this order; integer codes stay exact within the bound).
         out = self.out_features
-        Y4 = Y.view(Tr, P * V, -1, out)
-        Z = torch.zeros(P * V, out, dtype=torch.float32 if self._exact32 else torch.float64, device=Y.device)
-        for t in range(Tr):
-            for j, w in enumerate(self._col_weights):
-                Z.add_(Y4[t, :, j], alpha=w * unit)
+        dtype = torch.float32 if self._exact32 else torch.float64
+        S = (Y[0] if Tr == 1 else Y.sum(0, dtype=dtype)).view(P * V, -1, out)
+        w = self._col_weights
+        Z = S[:, 0].to(dtype) * (w[0] * unit)
+        for j in range(1, len(w)):
+            Z.add_(S[:, j], alpha=w[j] * unit)
         Z = Z.view(P, V, out)
         if scale is not None and P == 1 and pw[0] == 1 and Z.dtype == torch.float32:
-            return Z[0] * scale  # exact product rounded once, as via float64
+            torch.mul(Z[0], scale, out=dest)  # exact product rounded once, as via float64
+            return
         y = Z[0].double() if pw[0] == 1 else Z[0].double() * pw[0]
         for p in range(1, P):  # shift-add of bit planes
             y.add_(Z[p], alpha=pw[p])
-        return y if scale is None else (y * scale.double()).float()
+        dest.copy_(y if scale is None else y * scale.double())
 
     @torch.no_grad()
-    def _tally(self, Xt, tally):
-        """Count driver activations and the row-tile reads the hardware performs."""
-        Tr, PV = Xt.shape[0], Xt.shape[1]
-        # Planes hold 0/1 except with a DAC, where counting non-zeros is needed.
+    def _tally(self, planes) -> tuple[float, float, float, float]:
+        """Driver activations and the row-tile reads the hardware performs, for (P, V, in)
+        planes: (active rows, row-tile reads, accumulations, reads in time)."""
+        P, V = planes.shape[0], planes.shape[1]
+        Tr, R = self.grid.row_tiles, self.grid.rows
         dac = self.input_spec.kind != "spike" and self.hw.inputs.mode == "dac"
-        tally[0] += float(torch.count_nonzero(Xt) if dac else Xt.sum())
-        if self.hw.skip_zero_reads:
-            reads = (Xt.amax(-1) > 0).sum(0)  # (P*V,) row tiles with any active row
-            tally[1] += float(reads.sum())
-            tally[2] += float((reads - 1).clamp(min=0).sum())
-            tally[3] += float((reads > 0).sum())
-        else:
-            tally[1] += Tr * PV
-            tally[2] += (Tr - 1) * PV
-            tally[3] += PV
+        active = float(torch.count_nonzero(planes) if dac else planes.sum())  # planes hold 0/1 except with a DAC
+        if not self.hw.skip_zero_reads:
+            return active, Tr * P * V, (Tr - 1) * P * V, P * V
+        pad = Tr * R - self.in_features
+        X = F.pad(planes, (0, pad)) if pad else planes
+        reads = (X.reshape(P * V, Tr, R).amax(-1) > 0).sum(1)  # (P*V,) row tiles with any active row
+        return active, float(reads.sum()), float((reads - 1).clamp(min=0).sum()), float((reads > 0).sum())
+
+    def _workspace(self, a: int, b: int, c: int, like: torch.Tensor) -> torch.Tensor:
+        ws = self._ws
+        if ws is None or ws.device != like.device or ws.dtype != like.dtype or ws.numel() < a * b * c:
+            ws = self._ws = torch.empty(a * b * c, dtype=like.dtype, device=like.device)
+        return ws[: a * b * c].view(a, b, c)
 
     def _adc_matrix(self, adc: ADC) -> torch.Tensor:
         if self._adc_G is None or self._adc_G[0] != adc.lsb or self._adc_G[1].device != self.G.device:
