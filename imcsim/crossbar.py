@@ -244,9 +244,11 @@ class TiledMatrix(nn.Module):
         adc = None if self._observer is not None else self.adc()
         chunk = max(1, _CHUNK_ELEMENTS // max(1, self.grid.row_tiles * P * self.G.shape[-1]))
         direct = None if dtype == torch.float64 else scale
+        tally = [] if counting_enabled() else None
         for s in range(0, V, chunk):
-            self._read(planes[:, s : s + chunk], pw, adc, y[s : s + chunk], direct)
-        tally = self._tally(planes) if counting_enabled() else None
+            self._read(planes[:, s : s + chunk], pw, adc, y[s : s + chunk], direct, tally)
+        if tally is not None:
+            tally = torch.stack(tally).sum(0).tolist() if tally else [0.0] * 4
         if offset:
             y -= self.input_offset * x_int.sum(dim=1, dtype=torch.float64).unsqueeze(1)
         if scale is not None and direct is None:
@@ -268,7 +270,7 @@ class TiledMatrix(nn.Module):
         )
         return y
 
-    def _read(self, planes, pw, adc, dest, scale=None):
+    def _read(self, planes, pw, adc, dest, scale=None, tally=None):
         """One chunk of reads: (P, V, in) planes -> ``dest`` (V, out): float64 integer-unit
         results, or float32 results times ``scale`` when given."""
         P, V = planes.shape[0], planes.shape[1]
@@ -278,6 +280,8 @@ class TiledMatrix(nn.Module):
         Xt = X.reshape(P * V, Tr, R).transpose(0, 1)  # (Tr, P*V, R)
         if Tr > 1:
             Xt = Xt.contiguous()
+        if tally is not None:
+            tally.append(self._tally(Xt))
         # Without autograd the ADC runs in place on output codes: the conductances are
         # pre-divided by the ADC step, and the step is applied in the shift-add.
         fast_adc = adc is not None and not (torch.is_grad_enabled() and Xt.requires_grad)
@@ -315,19 +319,18 @@ class TiledMatrix(nn.Module):
         dest.copy_(y if scale is None else y * scale.double())
 
     @torch.no_grad()
-    def _tally(self, planes) -> tuple[float, float, float, float]:
-        """Driver activations and the row-tile reads the hardware performs, for (P, V, in)
-        planes: (active rows, row-tile reads, accumulations, reads in time)."""
-        P, V = planes.shape[0], planes.shape[1]
-        Tr, R = self.grid.row_tiles, self.grid.rows
+    def _tally(self, Xt) -> torch.Tensor:
+        """Counts of one chunk of reads Xt (row tiles, reads, rows), as a tensor (no sync):
+        active rows, row-tile reads performed, partial-sum accumulations, reads in time."""
+        Tr, PV = Xt.shape[0], Xt.shape[1]
         dac = self.input_spec.kind != "spike" and self.hw.inputs.mode == "dac"
-        active = float(torch.count_nonzero(planes) if dac else planes.sum())  # planes hold 0/1 except with a DAC
-        if not self.hw.skip_zero_reads:
-            return active, Tr * P * V, (Tr - 1) * P * V, P * V
-        pad = Tr * R - self.in_features
-        X = F.pad(planes, (0, pad)) if pad else planes
-        reads = (X.reshape(P * V, Tr, R).amax(-1) > 0).sum(1)  # (P*V,) row tiles with any active row
-        return active, float(reads.sum()), float((reads - 1).clamp(min=0).sum()), float((reads > 0).sum())
+        active = torch.count_nonzero(Xt) if dac else Xt.sum()  # planes hold 0/1 except with a DAC
+        if self.hw.skip_zero_reads:
+            reads = (Xt.amax(-1) > 0).sum(0)  # (PV,) row tiles with any active row
+            counts = [reads.sum(), (reads - 1).clamp(min=0).sum(), (reads > 0).sum()]
+        else:
+            counts = [torch.tensor(Tr * PV), torch.tensor((Tr - 1) * PV), torch.tensor(PV)]
+        return torch.stack([active.double()] + [c.double().to(active.device) for c in counts])
 
     def _workspace(self, a: int, b: int, c: int, like: torch.Tensor) -> torch.Tensor:
         ws = self._ws
