@@ -12,7 +12,7 @@ import torch
 
 from .convert import convert
 from .cost import breakeven_spike_rate, compare_reports, estimate, layer_specs
-from .dynamic import choose_threshold, exit_decisions, run_dynamic
+from .dynamic import choose_threshold, run_dynamic
 from .events import reset_events
 from .hardware import HardwareConfig
 from .models import Network
@@ -141,13 +141,3 @@ def snn_vs_qnn(snn: Network, qnn: Network, hw: HardwareConfig, tech: Technology,
         "snn_report": res["snn"]["report"],
         "qnn_report": res["qnn"]["report"],
     }
-
-
-def exit_curve(logits: torch.Tensor, y: torch.Tensor, thetas, rule="entropy") -> list[dict]:
-    """Accuracy and average timesteps of the pure exit rule on stored logits (no re-run)."""
-    out = []
-    for th in thetas:
-        steps, pred = exit_decisions(logits, th, rule)
-        out.append({"theta": th, "accuracy": 100.0 * float((pred == y).float().mean()),
-                    "avg_timesteps": float(steps.double().mean())})
-    return out

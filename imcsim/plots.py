@@ -76,10 +76,14 @@ def pareto(points, path, title=None) -> Path:
     for i, (g, pts) in enumerate(groups.items()):
         pts = sorted(pts, key=lambda p: p["x"])
         ax.plot([p["x"] for p in pts], [p["y"] for p in pts], marker=markers[i % len(markers)], label=g or None)
-        for p in pts:
+        labelled = pts if len(pts) <= 6 else pts[:: max(1, len(pts) // 4)]  # keep the plot readable
+        for p in labelled:
             if p.get("label"):
                 ax.annotate(p["label"], (p["x"], p["y"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("EDP per inference (J*s)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title or "Accuracy vs EDP")

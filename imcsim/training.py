@@ -129,7 +129,7 @@ def train(model: Network, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *,
                     correct += int((logits.detach().mean(0).argmax(-1) == yb).sum())
                     seen += len(idx)
                     bar.update(1)
-                    bar.set_postfix(loss=f"{tot_loss / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
+                    bar.set_postfix(loss=f"{tot_loss / seen:.3f}", acc=f"{100 * correct / seen:.1f}", refresh=False)
                 rec = {"epoch": epoch + 1, "loss": tot_loss / seen, "train_acc": 100.0 * correct / seen}
                 if x_val is not None:
                     rec["val_acc"] = accuracy(model, x_val, y_val)

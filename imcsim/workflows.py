@@ -13,11 +13,10 @@ import torch
 
 from . import __version__
 from .convert import convert
-from .cost import analytical_estimate, estimate, layer_specs, spikesim_estimate
+from .cost import analytical_estimate, layer_specs, spikesim_estimate
 from .datasets import Dataset, load_dataset
 from .errors import ConfigError
-from .events import reset_events
-from .experiments import DEFAULT_THETAS, input_bits, measured_cost, nonideality_sweep, snn_vs_qnn, static_vs_dynamic
+from .experiments import DEFAULT_THETAS, measured_cost, nonideality_sweep, snn_vs_qnn, static_vs_dynamic
 from .hardware import HardwareConfig
 from .models import Network, convnet, mlp, qnn_bits_for
 from .outputs import OutputDir, markdown_table
@@ -81,10 +80,6 @@ def checkpoint_data(meta: dict, data_dir: str | None):
 def run_info(command: str, **kw) -> dict:
     return {"command": command, "imcsim": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "threads": torch.get_num_threads(), **kw}
-
-
-def fmt_pct(v):
-    return "-" if v is None else f"{v:.2f}"
 
 
 # ----------------------------------------------------------------------------- train

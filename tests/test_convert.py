@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 import imcsim
-from imcsim import HardwareConfig, InputSpec
+from imcsim import HardwareConfig
 
 
 def _trained_like(net, seed=0):

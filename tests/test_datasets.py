@@ -121,3 +121,14 @@ def test_real_mnist_matches_md5_and_shapes():
     ds = load_dataset("mnist", SHARED)
     assert ds.x_train.shape == (8000, 1, 28, 28) and int(ds.y_test.shape[0]) == 2000
     assert ds.y_train[:5].tolist() == [7, 2, 1, 0, 4]  # the famous first test labels
+
+
+def test_cifar10_without_torchvision_is_a_clear_error(tmp_path):
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        with pytest.raises(DataError, match=r"cifar10 needs torchvision \(pip install torchvision\)"):
+            load_dataset("cifar10", tmp_path)
+    else:  # with torchvision but no files and no download: a clear error too
+        with pytest.raises(DataError, match="use --download to fetch it"):
+            load_dataset("cifar10", tmp_path)
