@@ -62,7 +62,6 @@ class LayerGeometry:
     out_features: int
     conversion_columns: int  # ADC conversions per row-tile read (all column tiles)
     adc_bits: int  # priced resolution (the lossless equivalent when the read-out is lossless)
-    adc_lossless: bool
     columns_per_adc: int
     input_mode: str  # binary | bit_serial | dac
     input_bits: int
@@ -84,7 +83,7 @@ def geometry_of(tm: TiledMatrix) -> LayerGeometry:
     return LayerGeometry(
         rows=hw.rows, cols=hw.cols, row_tiles=tm.grid.row_tiles, col_tiles=tm.grid.col_tiles,
         in_features=tm.in_features, out_features=tm.out_features, conversion_columns=tm.conversion_columns,
-        adc_bits=lossless_adc_bits(hw) if hw.adc.lossless else hw.adc.bits, adc_lossless=hw.adc.lossless,
+        adc_bits=lossless_adc_bits(hw) if hw.adc.lossless else hw.adc.bits,
         columns_per_adc=hw.adc.columns_per_adc, input_mode=drv.mode, input_bits=drv.bits,
     )
 
@@ -339,7 +338,7 @@ def _geometry_for(spec: LayerSpec, hw: HardwareConfig) -> LayerGeometry:
     conv_cols = cols // 2 if hw.adc.per == "pair" else cols
     mode = "binary" if spec.input == "spike" else hw.inputs.mode
     return LayerGeometry(hw.rows, hw.cols, rt, ct, spec.in_features, spec.out_features, conv_cols,
-                         lossless_adc_bits(hw) if hw.adc.lossless else hw.adc.bits, hw.adc.lossless,
+                         lossless_adc_bits(hw) if hw.adc.lossless else hw.adc.bits,
                          hw.adc.columns_per_adc, mode, spec.input_bits)
 
 

@@ -109,7 +109,6 @@ class TiledMatrix(nn.Module):
         self._col_weights = [float(w) for w in cw]  # digital weight of each column block
         self.register_buffer("w_scale", scale.to(torch.float32))
         self.register_buffer("w_int", w_int.to(torch.int32))
-        self.register_buffer("levels", lv_tiles.to(torch.uint8))
         self.g_off_units = dev.g_off / dev.delta_g  # leakage of one active g_off cell, units
         # Digital removal of input-proportional terms: the offset of offset mapping, and
         # the nominal g_off leakage of every column (cancels in differential pairs).
@@ -129,6 +128,18 @@ class TiledMatrix(nn.Module):
         self._adc_G: tuple[float, torch.Tensor] | None = None  # G / lsb for the fast ADC path
         self._ws: torch.Tensor | None = None  # reusable read-out buffer of the fast path
         self._read_gens: dict[str, torch.Generator] = {}
+
+    def programmed_levels(self) -> torch.Tensor:
+        """Cell levels read back from the programmed (effective) conductances, as the level
+        matrix (in, out * columns_per_weight) of :mod:`imcsim.mapping` -- the inverse of
+        programming, exact for an ideal chip (pass it to ``mapping.reconstruct_weights``)."""
+        if self.hw.adc.per == "pair":
+            raise ValueError("programmed_levels needs per-column read-out (adc.per = 'column')")
+        Tr, R, _ = self.G.shape
+        k = self.hw.columns_per_weight
+        G = self.G.double().view(Tr, R, k, self.out_features).permute(0, 1, 3, 2)  # back to (o, p, s) order
+        G = G.reshape(Tr * R, self.out_features * k)[: self.in_features]
+        return torch.round(G - self.g_off_units).to(torch.int64)
 
     # ----------------------------------------------------------------- geometry and units
     @property

@@ -56,3 +56,16 @@ def test_levels_by_hand():
 def test_nonfinite_weights_are_refused():
     with pytest.raises(ValueError, match=r"weight must be finite, got nan at index \(1, 0\)"):
         quantize_weights(torch.tensor([[1.0, 2.0], [float("nan"), 0.0]]), 4, "per_channel")
+
+
+@pytest.mark.parametrize("mapping, bpc", [("differential", 2), ("offset", 3), ("differential", 1)])
+def test_weights_read_back_from_programmed_crossbar(mapping, bpc):
+    import torch.nn as nn
+
+    from imcsim import CrossbarLinear, InputSpec
+
+    hw = HardwareConfig.ideal(mapping=mapping, weight_bits=5, rows=8, cols=12, **{"device.bits_per_cell": bpc})
+    lin = nn.Linear(19, 7)
+    layer = CrossbarLinear(lin, hw, InputSpec("spike"))
+    w_back = reconstruct_weights(layer.tiles.programmed_levels(), 7, hw)
+    assert torch.equal(w_back, quantize_weights(lin.weight, 5, hw.granularity)[0])
