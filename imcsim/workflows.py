@@ -101,7 +101,7 @@ def cmd_train(out: OutputDir, *, dataset: str, data_dir, model: str, kind: str, 
     hist = train(net, x_fit, y_fit, cfg, progress=progress)
     wall = time.perf_counter() - t0
     acc = accuracy(net, ds.x_test, ds.y_test, seed=seed)
-    meta = dict(dataset=dataset, data_dir=str(data_dir) if data_dir else None, n_train=train_limit, n_test=test_limit,
+    meta = dict(dataset=dataset, data_dir=str(Path(data_dir).resolve()) if data_dir else None, n_train=train_limit, n_test=test_limit,
                 holdout=holdout, split=ds.description, train=asdict(cfg), history=hist, test_accuracy=acc, seed=seed)
     save_checkpoint(out.path("model.pt"), net.cpu(), **meta)
     out.csv("history.csv", hist)
