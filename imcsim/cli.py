@@ -194,14 +194,28 @@ def main(argv=None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    import functools
+    import signal
+
     from .outputs import OutputDir
 
+    # Remember a Ctrl-C even if the KeyboardInterrupt lands somewhere that swallows it
+    # (an object's finalizer): the output folder then is not committed either.
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        interrupted.append(True)
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, on_sigint)
     try:
-        return _run(args, OutputDir)
+        return _run(args, functools.partial(OutputDir, cancelled=lambda: bool(interrupted)))
     except KeyboardInterrupt:
         return _fail("interrupted; no results were written", 130)
     except (ConfigError, DataError, ValueError, FileNotFoundError) as e:
         return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _run(args, OutputDir) -> int:

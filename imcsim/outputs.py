@@ -19,7 +19,8 @@ from .io import write_json, write_text
 
 
 class OutputDir:
-    def __init__(self, target, force: bool = False):
+    def __init__(self, target, force: bool = False, cancelled=None):
+        self.cancelled = cancelled or (lambda: False)  # e.g. a Ctrl-C that a finalizer swallowed
         self.target = Path(target)
         if self.target.exists() and not force:
             raise ConfigError(f"output folder {str(self.target)!r} already exists; use --force to replace it")
@@ -62,6 +63,9 @@ class OutputDir:
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        if exc_type is None and self.cancelled():
+            self.abort()
+            raise KeyboardInterrupt
         if exc_type is None:
             self.commit()
         else:
