@@ -67,28 +67,25 @@ def _float_in(name, lo, hi):
     return f
 
 
-def _int_list(name):
+def _number_list(name, kind, lo, hi, what):
+    """Comma-separated numbers of ``kind`` within [lo, hi]; ``what`` names them in errors."""
     def f(s):
         try:
-            v = [int(x) for x in s.split(",") if x.strip()]
+            v = [kind(x) for x in s.split(",") if x.strip()]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be comma-separated integers, got {s!r}") from None
-        if not v or min(v) < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be comma-separated integers >= 1, got {s!r}")
+            v = []
+        if not v or min(v) < lo or max(v) > hi:
+            raise argparse.ArgumentTypeError(f"{name} must be comma-separated {what}, got {s!r}")
         return v
     return f
+
+
+def _int_list(name):
+    return _number_list(name, int, 1, float("inf"), "integers >= 1")
 
 
 def _float_list(name):
-    def f(s):
-        try:
-            v = [float(x) for x in s.split(",") if x.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be comma-separated numbers, got {s!r}") from None
-        if not v or min(v) < 0 or max(v) > 1:
-            raise argparse.ArgumentTypeError(f"{name} must be comma-separated numbers in [0, 1], got {s!r}")
-        return v
-    return f
+    return _number_list(name, float, 0.0, 1.0, "numbers in [0, 1]")
 
 
 def build_parser() -> argparse.ArgumentParser:

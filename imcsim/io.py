@@ -26,6 +26,16 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def machine_info() -> dict:
+    """Where a result was measured: Python, torch, cores, threads, processor."""
+    import platform
+
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine()}
+
+
 def write_text(path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically; readers see the old file or the new one."""
     _atomic_write_bytes(Path(path), text.encode("utf-8"))

@@ -4,7 +4,6 @@ writes JSON / CSV / PNG / Markdown into it and returns a short text summary for 
 from __future__ import annotations
 
 import math
-import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -19,6 +18,7 @@ from .errors import ConfigError
 from .experiments import DEFAULT_THETAS, measured_cost, nonideality_sweep, snn_vs_qnn, static_vs_dynamic
 from .hardware import HardwareConfig
 from .models import Network, convnet, mlp, qnn_bits_for
+from .io import machine_info
 from .outputs import OutputDir, markdown_table
 from .plots import errorbar_sweep, histogram, pareto
 from .technology import Technology
@@ -78,8 +78,7 @@ def checkpoint_data(meta: dict, data_dir: str | None):
 
 
 def run_info(command: str, **kw) -> dict:
-    return {"command": command, "imcsim": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "threads": torch.get_num_threads(), **kw}
+    return {"command": command, "imcsim": __version__, **machine_info(), **kw}
 
 
 # ----------------------------------------------------------------------------- train

@@ -19,7 +19,7 @@ import torch
 import imcsim
 from imcsim.cost import estimate
 from imcsim.events import no_counting
-from imcsim.io import write_json
+from imcsim.io import machine_info, write_json
 from imcsim.technology import Technology
 
 
@@ -63,7 +63,7 @@ def main(argv=None):
     overhead = (t_on + t_price) / t_off - 1
     res = {"batch": args.batch, "repeat": args.repeat, "run_without_counting_s": t_off, "run_with_counting_s": t_on,
            "pricing_s": t_price, "overhead": overhead, "target": 0.10, "met": overhead < 0.10,
-           "energy_J_per_inference": rep.energy_J, "threads": torch.get_num_threads()}
+           "energy_J_per_inference": rep.energy_J, "machine": machine_info()}
     write_json(args.out, res)
     print(f"run without counting {t_off:.3f} s, with counting {t_on:.3f} s, pricing {t_price * 1e3:.2f} ms")
     print(f"overhead of estimating costs: {100 * overhead:.2f} % (target < 10 %)")

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
 import statistics
 import sys
 import time
@@ -21,7 +19,7 @@ import time
 import torch
 
 from crossbar_models import WireModel, effective_conductance, solve_currents
-from imcsim.io import write_json
+from imcsim.io import machine_info, write_json
 
 # Realistic values: cells 1 uS..1 mS, wires of a few ohms (within 0.5..20 ohm).
 WIRES = WireModel(r_row=2.5, r_col=2.5, r_src=5.0, r_sink=5.0)
@@ -51,13 +49,7 @@ def main(argv=None):
 
     n_batch = 8 if args.quick else 64
     res = {
-        "machine": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "processor": platform.processor() or platform.machine(),
-        },
+        "machine": machine_info(),
         "wires_ohm": dataclasses.asdict(WIRES),
         "conductance_range_S": [1e-6, 1e-3],
     }

@@ -14,8 +14,6 @@ with wire resistance on (effective conductance precomputed at programming time).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -25,7 +23,7 @@ import torch.nn as nn
 
 from crossbar_models import WireModel
 from imcsim import CrossbarLinear, HardwareConfig, InputSpec, calibrate
-from imcsim.io import write_json
+from imcsim.io import machine_info, write_json
 
 
 def median_time(fn, repeat):
@@ -99,8 +97,7 @@ def main(argv=None):
         "wires_vs_torch_linear": t["crossbar_wires"] / t["torch_linear"],
     }
     res = {
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads()},
+        "machine": machine_info(),
         "setup": {"in": n, "out": n, "batch": args.batch, "spike_rate": 0.2, "tile": [128, 128], "weight_bits": 4,
                   "bits_per_cell": base.device.bits_per_cell, "mapping": base.mapping, "adc_bits": 4,
                   "columns": tm.G.shape[-1], "row_tiles": Tr, "col_tiles": tm.grid.col_tiles, "repeat": args.repeat},
