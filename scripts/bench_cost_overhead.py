@@ -20,7 +20,7 @@ import imcsim
 from imcsim.cost import estimate
 from imcsim.events import no_counting
 from imcsim.io import machine_info, write_json
-from imcsim.technology import Technology
+from imcsim.cost import Technology
 
 
 def main(argv=None):

@@ -13,7 +13,7 @@ from imcsim.cost import (VGG9_CIFAR10, LayerSpec, analytical_estimate, breakeven
 from imcsim.errors import ConfigError
 from imcsim.models import Network
 from imcsim.neurons import IF
-from imcsim.technology import Technology
+from imcsim.cost import Technology
 
 SIMPLE_TECH = """
 name = "simple"

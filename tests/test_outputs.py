@@ -3,7 +3,7 @@
 import pytest
 
 from imcsim.errors import ConfigError
-from imcsim.outputs import OutputDir, to_csv
+from imcsim.app.outputs import OutputDir, to_csv
 
 
 def test_commit_and_abort(tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
 _EXAMPLES = """examples:
   imcsim demo --out demo-report
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     if args.version:
-        from . import __version__
+        from .. import __version__
 
         print(__version__)
         return 0
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
 
 def _run(args, OutputDir) -> int:
     from . import workflows as w
-    from .technology import Technology
+    from ..cost.technology import Technology
 
     progress = not args.quiet
     device = w.device_of(args.device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from .io import _atomic_write_bytes
+from ..io import _atomic_write_bytes
 
 
 def _plt():
@@ -27,7 +27,7 @@ def _save(fig, path) -> Path:
 
 def stacked_energy_bars(report, path, title=None) -> Path:
     """Energy per inference of each layer (pJ), stacked by component."""
-    from .cost import COMPONENTS
+    from ..cost import COMPONENTS
 
     plt = _plt()
     layers = [layer for layer in report.layers if layer.total_pJ > 0]

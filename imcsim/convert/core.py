@@ -20,10 +20,10 @@ import torch.nn as nn
 
 from crossbar_models import RangeObserver
 
-from .crossbar import CrossbarConv2d, CrossbarLinear, InputSpec, TiledMatrix, unsupported_conv
-from .events import reset_events
-from .hardware import HardwareConfig
-from .neurons import QuantAct, SpikingNeuron
+from ..crossbar import CrossbarConv2d, CrossbarLinear, InputSpec, TiledMatrix, unsupported_conv
+from ..events import reset_events
+from ..hardware import HardwareConfig
+from ..neurons import QuantAct, SpikingNeuron
 
 _TRANSPARENT = (nn.Flatten, nn.MaxPool1d, nn.MaxPool2d, nn.Dropout, nn.Identity, nn.Unflatten)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -160,7 +160,7 @@ def _batches(data, batch_size: int):
 
 
 def _run(model, data, batch_size):
-    from .models import Network
+    from ..models import Network
 
     kw = {}
     if isinstance(model, Network) and model.kind == "snn" and model.encoding == "rate":

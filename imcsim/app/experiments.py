@@ -10,14 +10,14 @@ import time
 
 import torch
 
-from .convert import convert
-from .cost import breakeven_spike_rate, compare_reports, estimate, layer_specs
-from .dynamic import choose_threshold, run_dynamic
-from .events import reset_events
-from .hardware import HardwareConfig
-from .models import Network
-from .technology import Technology
-from .training import accuracy, predict_logits
+from ..convert import convert
+from ..cost import breakeven_spike_rate, compare_reports, estimate, layer_specs
+from ..dynamic import choose_threshold, run_dynamic
+from ..events import reset_events
+from ..hardware import HardwareConfig
+from ..models import Network
+from ..cost.technology import Technology
+from ..training import accuracy, predict_logits
 
 DEFAULT_THETAS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
 

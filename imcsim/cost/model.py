@@ -40,11 +40,15 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 
-from .crossbar import TiledMatrix
-from .events import collect_events, counting_modules
-from .hardware import HardwareConfig
-from .neurons import QuantAct, SpikingNeuron
+from ..crossbar import TiledMatrix
+from ..events import collect_events, counting_modules
+from ..hardware import HardwareConfig
+from ..neurons import QuantAct, SpikingNeuron
 from .technology import Technology
+
+__all__ = ["COMPONENTS", "LATENCY_MODES", "LayerGeometry", "LayerCost", "CostReport", "LayerSpec", "VGG9_CIFAR10",
+           "analytical_counts", "analytical_estimate", "breakeven_spike_rate", "compare_reports", "estimate",
+           "geometry_of", "layer_specs", "lossless_adc_bits", "price_crossbar", "price_neuron", "spikesim_estimate"]
 
 COMPONENTS = ("crossbar", "adc", "mux", "drivers", "shift_add", "accumulator", "neuron", "buffers", "interconnect", "offchip")
 LATENCY_MODES = ("sequential", "pipelined")
@@ -213,7 +217,7 @@ class CostReport:
 
     def plot(self, path, title: str | None = None):
         """Stacked bars: energy per layer, split by component. Writes a PNG; returns the path."""
-        from .plots import stacked_energy_bars
+        from ..app.plots import stacked_energy_bars
 
         return stacked_energy_bars(self, path, title)
 
@@ -283,7 +287,7 @@ class LayerSpec:
 def layer_specs(model: nn.Module, input_shape, hw: HardwareConfig | None = None) -> list[LayerSpec]:
     """Trace a float model (zoo :class:`~imcsim.models.Network` or Sequential) on a dummy
     input and describe its Linear / Conv2d layers for :func:`analytical_estimate`."""
-    from .models import Network
+    from ..models import Network
 
     body = model.body if isinstance(model, Network) else model
     mods = list(body) if isinstance(body, nn.Sequential) else [m for m in body.modules() if not list(m.children())]

@@ -21,8 +21,8 @@ from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 
-from .errors import ConfigError
-from .tomlio import load_toml
+from ..errors import ConfigError
+from ..tomlio import load_toml
 
 ADC_MODELS = ("linear", "neurosim_sar", "walden")
 

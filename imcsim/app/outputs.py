@@ -14,8 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import ConfigError
-from .io import write_json, write_text
+from ..errors import ConfigError
+from ..io import write_json, write_text
 
 
 class OutputDir:

@@ -10,19 +10,19 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
-from .convert import convert
-from .cost import analytical_estimate, layer_specs, spikesim_estimate
-from .datasets import Dataset, load_dataset
-from .errors import ConfigError
+from .. import __version__
+from ..convert import convert
+from ..cost import analytical_estimate, layer_specs, spikesim_estimate
+from ..datasets import Dataset, load_dataset
+from ..errors import ConfigError
 from .experiments import DEFAULT_THETAS, measured_cost, nonideality_sweep, snn_vs_qnn, static_vs_dynamic
-from .hardware import HardwareConfig
-from .models import Network, convnet, mlp, qnn_bits_for
-from .io import machine_info
+from ..hardware import HardwareConfig
+from ..models import Network, convnet, mlp, qnn_bits_for
+from ..io import machine_info
 from .outputs import OutputDir, markdown_table
 from .plots import errorbar_sweep, histogram, pareto
-from .technology import Technology
-from .training import TrainConfig, accuracy, load_checkpoint, save_checkpoint, train
+from ..cost.technology import Technology
+from ..training import TrainConfig, accuracy, load_checkpoint, save_checkpoint, train
 
 DEFAULT_TECH = "spikesim-65nm-rram"
 

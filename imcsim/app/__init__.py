@@ -1,0 +1,1 @@
+"""The application layer: the `imcsim` command, its workflows, output folders and plots."""
