@@ -102,6 +102,16 @@ class RangeObserver:
         stride = max(1, a.numel() // self.max_samples)
         self._samples.append(a[::stride].to("cpu", torch.float64))
 
+    def update_zeros(self, n: int) -> None:
+        """Record ``n`` currents of exactly zero (reads of all-zero inputs), without
+        materialising them."""
+        n = int(n)
+        if n <= 0:
+            return
+        stride = max(1, n // self.max_samples)
+        self.count += n
+        self._samples.append(torch.zeros(-(-n // stride), dtype=torch.float64))
+
     def full_scale(self, percentile: float = 100.0) -> float:
         percentile = check_real("percentile", percentile, low=0.0, high=100.0, low_open=True)
         if self.count == 0 or self.max == 0.0:

@@ -4,6 +4,7 @@ Data flow: trained model -> :func:`convert` (crossbar layers holding programmed 
 forward over timesteps / bit planes (layers record events) -> cost model.
 """
 
+from .context import read_context
 from .convert import ConversionReport, calibrate, convert, crossbar_layers
 from .crossbar import CrossbarConv2d, CrossbarLinear, InputSpec, TiledMatrix
 from .events import collect_events, reset_events
@@ -16,5 +17,5 @@ __version__ = "0.1.0"
 __all__ = [
     "ADCConfig", "ConversionReport", "CrossbarConv2d", "CrossbarLinear", "HardwareConfig", "IF", "InputConfig",
     "InputSpec", "LIF", "Network", "QuantAct", "TiledMatrix", "available_presets", "build", "calibrate",
-    "collect_events", "convert", "convnet", "crossbar_layers", "mlp", "qnn_bits_for", "reset_events",
+    "collect_events", "convert", "convnet", "crossbar_layers", "mlp", "qnn_bits_for", "read_context", "reset_events",
 ]

@@ -1,18 +1,27 @@
-"""Crossbar layers: a trained Linear / Conv2d computed through simulated crossbar tiles.
+"""Crossbar layers: a trained Linear / Conv1d / Conv2d computed through simulated crossbar tiles.
 
 Per read: the integer inputs of each row tile become driver planes (binary spikes, bit
-planes or DAC levels) -> the programmed tiles (effective conductance when wires are on,
-read noise if on) give column currents -> one ADC conversion per column (or differential
+planes or DAC levels) -> the programmed tiles (effective conductance when wires are on) give
+column currents, plus keyed read noise -> one ADC conversion per column (or differential
 pair) -> digital shift-add of slices, polarities and planes -> sum over row tiles -> offset
 removal, per-channel scale, bias.
 
 Internally currents are kept in *normalised units*: conductance / delta_g (one cell level
 step) and voltage / v_read, so an ideal cell of level k passes k units at a full read and an
 ideal crossbar computes integer dot products exactly (float32 holds integers below 2**24
-exactly). ``amperes = units * v_read * delta_g`` (see :attr:`TiledMatrix.unit_current`).
+exactly; larger sums are formed in float64). ``amperes = units * v_read * delta_g``.
 
-All tiles of a layer are read by one batched matmul: row tiles are the batch dimension and
-the column tiles of a row tile are concatenated.
+Two read-outs, chosen automatically (``TiledMatrix.path``):
+
+* ``reads``: every (plane, tile) read is simulated -- needed whenever the ADC quantises or
+  read noise perturbs a read. All-zero reads are skipped in the computation (their result is
+  exactly zero whatever the hardware does; the *events* still follow ``skip_zero_reads``).
+* ``linear``: with a lossless read-out and no read noise, the planes, slices, polarities
+  and row tiles recombine linearly, so the layer is one matmul with the effective weights
+  (programming variation, faults and IR drop included) -- exactly the same numbers.
+
+Groups (grouped and depthwise convolutions) are mapped group by group: each group's weights
+on tiles of their own, never sharing a tile with another group's.
 """
 
 from __future__ import annotations
@@ -25,132 +34,169 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from crossbar_models import ADC, InputDriver, RangeObserver, effective_conductance
+from crossbar_models.noise import _to_int32, element_offsets, fold_key, hash32, keyed_normal
 
+from .context import current_context, vector_keys
 from .errors import CalibrationError
 from .events import CROSSBAR_EVENTS, EventCounter, counting_enabled
 from .hardware import HardwareConfig
 from .mapping import TileGrid, level_matrix, quantize_weights, slice_weights, tile
 
 INPUT_KINDS = ("spike", "quantized", "analog")
-_CHUNK_ELEMENTS = 1 << 21  # (row_tiles, reads, columns) per chunk: ~8 MB, cache-friendly
+PATHS = ("auto", "reads", "linear")
+_CHUNK_ELEMENTS = 1 << 20  # elements of one read-chunk's column-current buffer (4 MB: stays in cache)
+_CONV_CHUNK_ELEMENTS = 1 << 24  # unfolded conv inputs per chunk of images (64 MB)
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What a crossbar layer receives. kind: ``spike`` (0/1 spikes), ``quantized`` (integer
-    multiples of ``scale`` from a b-bit activation) or ``analog`` (any non-negative value,
+    """What a crossbar layer receives. kind: ``spike`` (0/1), ``quantized`` (integer
+    multiples of ``scale``: a b-bit activation, or integer counts of summed spikes with
+    ``levels`` distinct values 0..levels-1) or ``analog`` (any non-negative value,
     quantised to ``bits`` over [0, max] with ``scale = max / (2**bits - 1)`` set by
     calibration). scale: value of one integer input step, None until calibrated."""
 
     kind: str = "spike"
     bits: int = 1
     scale: float | None = 1.0
+    levels: int | None = None
 
     def __post_init__(self):
         if self.kind not in INPUT_KINDS:
             raise ValueError(f"InputSpec.kind must be one of {INPUT_KINDS}, got {self.kind!r}")
         if self.kind == "spike" and (self.bits != 1 or self.scale != 1.0):
             raise ValueError("spike inputs have bits=1 and scale=1")
-        if not 1 <= int(self.bits) <= 16:
-            raise ValueError(f"InputSpec.bits must be in 1..16, got {self.bits}")
+        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 1 <= self.bits <= 16:
+            raise ValueError(f"InputSpec.bits must be an integer in 1..16, got {self.bits!r}")
         if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"InputSpec.scale must be > 0, got {self.scale}")
+        if self.levels is not None and not 2 <= self.levels <= 2**self.bits:
+            raise ValueError(f"InputSpec.levels must be in [2, 2**bits = {2 ** self.bits}], got {self.levels}")
+
+    @property
+    def max_int(self) -> int:
+        """Largest integer input."""
+        return (self.levels - 1) if self.levels else 2**self.bits - 1
+
+    def describe(self, hw: HardwareConfig | None = None) -> str:
+        if self.kind == "spike":
+            return "spikes"
+        mode = f" {hw.inputs.mode}" if hw is not None else ""
+        if self.kind == "quantized" and self.levels and self.levels != 2**self.bits:
+            return f"counts 0..{self.levels - 1} ({self.bits}-bit{mode})"
+        if self.kind == "quantized":
+            return f"{self.bits}-bit activations{mode and ' (' + mode.strip() + ')'}"
+        return f"analog, {self.bits}-bit{mode}"
 
 
 class TiledMatrix(nn.Module):
-    """One weight matrix (out x in) programmed onto a grid of crossbar tiles.
+    """One weight matrix programmed onto a grid of crossbar tiles.
 
-    ``forward(x)`` with x (V, in) returns (V, out) = quantised(W) @ x as the hardware
-    computes it (before bias). Programming (variation, faults) is drawn once here from
-    ``seed``; read noise is drawn on every read from a generator seeded from ``seed`` too.
+    weight: (out, in_g); with ``groups`` G, output rows ``g*out/G ...`` take input columns
+    ``g*in_g ...`` (a block-diagonal matrix, each block on its own tiles).
+    ``forward(x, keys)`` with x (V, G*in_g) returns (V, out) = quantised(W) @ x as the
+    hardware computes it (before bias). Programming (variation, faults) is drawn once here
+    from ``seed``; read noise is keyed by ``seed`` and the vectors' ``keys``
+    (see :mod:`imcsim.context`).
     """
 
-    def __init__(self, weight: torch.Tensor, hw: HardwareConfig, input_spec: InputSpec, *, seed: int, name: str = ""):
+    def __init__(self, weight: torch.Tensor, hw: HardwareConfig, input_spec: InputSpec, *, seed: int, name: str = "",
+                 groups: int = 1):
         super().__init__()
         if not isinstance(hw, HardwareConfig):
             raise ValueError(f"hw must be a HardwareConfig, got {type(hw).__name__}")
-        self.hw = hw
-        self.name = name
-        self.input_spec = input_spec
-        self.out_features, self.in_features = weight.shape
-        self.seed = int(seed)
+        if not isinstance(input_spec, InputSpec):
+            raise ValueError(f"input_spec must be an InputSpec, got {type(input_spec).__name__}")
+        out, in_g = weight.shape
+        if groups < 1 or out % groups:
+            raise ValueError(f"groups must divide the {out} outputs, got {groups}")
+        self.hw, self.name, self.input_spec, self.seed = hw, name, input_spec, int(seed)
+        self.groups, self.in_group, self.out_group = groups, in_g, out // groups
+        self.out_features, self.in_features = out, groups * in_g
+        self.path = "auto"
         dev = hw.device
         pair = hw.adc.per == "pair"
 
         w_int, scale = quantize_weights(weight, hw.weight_bits, hw.granularity)
-        levels = level_matrix(w_int, hw)  # (in, out * columns_per_weight)
-        self.grid = TileGrid(self.in_features, levels.shape[1], hw.rows, hw.cols)
-        lv_tiles = tile(levels, self.grid)  # (Tr, Tc, rows, cols)
+        og = self.out_group
+        levels = torch.stack([level_matrix(w_int[g * og:(g + 1) * og], hw) for g in range(groups)])  # (G, in_g, og*cpw)
+        cpw = hw.columns_per_weight
+        self.grid = TileGrid(in_g, og * cpw, hw.rows, hw.cols, unit=cpw if pair else 1)
+        lv_tiles = tile(levels, self.grid)  # (G, Tr, Tc, rows, cols)
         g_prog = torch.Generator().manual_seed(self.seed)
         G = dev.program(dev.level_conductance(lv_tiles.to(torch.float64)), g_prog)
         M = G if hw.wires.is_ideal else effective_conductance(G, hw.wires)
-        # Row-tile-major matrix of the real (non-padding) columns, normalised units. The
-        # physical column order is (output, polarity, slice); for computing, columns are
-        # regrouped as (polarity, slice, output) -- a permutation that changes no current --
-        # so the digital shift-add reads whole contiguous blocks.
-        Tr, Tc, R, C = M.shape
-        out = self.out_features
-        Mn = (M / dev.delta_g).permute(0, 2, 1, 3).reshape(Tr, R, Tc * C)[:, :, : self.grid.columns]
-        Mn = Mn.reshape(Tr, R, out, 2 if hw.mapping == "differential" else 1, hw.slices)
-        cw = slice_weights(hw)
-        if pair:  # the ADC sees the difference current of each (G+, G-) column pair
-            Mn_sq = (Mn**2).sum(3)
-            Mn = Mn[:, :, :, 0] - Mn[:, :, :, 1]
-            cw = cw[: hw.slices]
-        else:
-            Mn = Mn.flatten(3)
-            Mn_sq = Mn**2
-        def compute_order(t):  # (Tr, R, out, k) -> (Tr, R, k * out)
-            return t.permute(0, 1, 3, 2).reshape(Tr, R, -1).to(torch.float32).contiguous()
-        self.register_buffer("G", compute_order(Mn))
-        # Read noise, per cell and relative, sampled at the column (exact in law for the
-        # ideal array; with wires the effective conductances stand in for the cells').
-        self.register_buffer("G_sq", compute_order(Mn_sq) if dev.read_noise > 0 else None)
-        self._col_weights = [float(w) for w in cw]  # digital weight of each column block
-        self.register_buffer("w_scale", scale.to(torch.float32))
-        self.register_buffer("w_int", w_int.to(torch.int32))
-        self.g_off_units = dev.g_off / dev.delta_g  # leakage of one active g_off cell, units
-        # Digital removal of input-proportional terms: the offset of offset mapping, and
-        # the nominal g_off leakage of every column (cancels in differential pairs).
-        col_sum = float(cw.sum())
-        self.input_offset = self.g_off_units * col_sum + (hw.weight_qmax if hw.mapping == "offset" else 0)
-        # Integer partial sums stay exact in float32 below 2**24; beyond, sum in float64.
-        bound = self.grid.padded_rows * (2**dev.bits_per_cell - 1 + self.g_off_units) * float(cw.abs().sum())
-        self._exact32 = bound < 2**24
+        self._install(M, w_int, scale)
+        self.events = EventCounter(*CROSSBAR_EVENTS)
         self.adc_full_scale: float | None = None
         if not hw.adc.lossless and hw.adc.range == "fixed":
             self.adc_full_scale = hw.adc.full_scale_fraction * self.max_column_current()
-        self.events = EventCounter(*CROSSBAR_EVENTS)
         self._observer: RangeObserver | None = None
         self._input_max: float | None = None
         self._observe_inputs = False
         self._digital = False
-        self._adc_G: tuple[float, torch.Tensor] | None = None  # G / lsb for the fast ADC path
-        self._ws: torch.Tensor | None = None  # reusable read-out buffer of the fast path
-        self._read_gens: dict[str, torch.Generator] = {}
+        self._adc_cache: tuple | None = None
 
-    def programmed_levels(self) -> torch.Tensor:
-        """Cell levels read back from the programmed (effective) conductances, as the level
-        matrix (in, out * columns_per_weight) of :mod:`imcsim.mapping` -- the inverse of
-        programming, exact for an ideal chip (pass it to ``mapping.reconstruct_weights``)."""
-        if self.hw.adc.per == "pair":
-            raise ValueError("programmed_levels needs per-column read-out (adc.per = 'column')")
-        Tr, R, _ = self.G.shape
-        k = self.hw.columns_per_weight
-        G = self.G.double().view(Tr, R, k, self.out_features).permute(0, 1, 3, 2)  # back to (o, p, s) order
-        G = G.reshape(Tr * R, self.out_features * k)[: self.in_features]
-        return torch.round(G - self.g_off_units).to(torch.int64)
+    def _install(self, M: torch.Tensor, w_int: torch.Tensor, scale: torch.Tensor) -> None:
+        """Set the compute-order matrices from programmed effective conductances M
+        (G, Tr, Tc, rows, cols) in siemens."""
+        hw, dev, grid = self.hw, self.hw.device, self.grid
+        pair = hw.adc.per == "pair"
+        G_, Tr = self.groups, grid.row_tiles
+        og, S = self.out_group, hw.slices
+        pols = 2 if hw.mapping == "differential" else 1
+        Mn = (M / dev.delta_g).movedim(-2, -3)[..., : grid.used_cols]  # (G, Tr, R, Tc, used)
+        Mn = Mn.reshape(G_, Tr, hw.rows, -1)[..., : grid.columns].reshape(G_, Tr, hw.rows, og, pols, S)
+        cw = slice_weights(hw)
+        if pair:  # the ADC sees the difference current of each (G+, G-) column pair
+            Mn_sq = Mn[..., 0, :] ** 2 + Mn[..., 1, :] ** 2
+            Mn = Mn[..., 0, :] - Mn[..., 1, :]
+            cw = cw[:S]
+        else:
+            Mn = Mn.reshape(G_, Tr, hw.rows, og, pols * S)
+            Mn_sq = Mn**2
+        rows = self.in_group if Tr == 1 else hw.rows  # a single row tile: undriven rows dropped
+
+        def compute_order(t):  # (G, Tr, R, og, K) -> (G*Tr, rows, K*og)
+            return t[:, :, :rows].permute(0, 1, 2, 4, 3).reshape(G_ * Tr, rows, -1).to(torch.float32).contiguous()
+
+        self._adc_cache = None
+        self.register_buffer("G", compute_order(Mn))
+        self.register_buffer("G_sq", compute_order(Mn_sq) if dev.read_noise > 0 else None)
+        self._col_weights = cw.to(torch.float64)
+        self.register_buffer("w_scale", scale.to(torch.float32))
+        self.register_buffer("w_int", w_int.to(torch.int32))
+        self.g_off_units = dev.g_off / dev.delta_g
+        # Digital removal of input-proportional terms: the offset of offset mapping, and the
+        # nominal g_off leakage of every column (cancels in differential pairs and pair ADCs).
+        leak = 0.0 if pair else self.g_off_units * float(cw.sum())
+        self.input_offset = leak + (hw.weight_qmax if hw.mapping == "offset" else 0)
+        # Effective weights for the linear read-out: sum_k cw_k Mn_k - offset, (G, in_g, og).
+        Wl = torch.einsum("gtrok,k->gtro", Mn, cw).reshape(G_, Tr * hw.rows, og)[:, : self.in_group] - self.input_offset
+        max_in = self.input_spec.max_int if self.input_spec.kind != "analog" else 2**self.input_spec.bits - 1
+        self._lin_exact32 = float(Wl.abs().sum(1).max()) * max_in < 2**24
+        self.register_buffer("W_lin", Wl.to(torch.float32 if self._lin_exact32 else torch.float64).contiguous())
+        L = 2**dev.bits_per_cell - 1
+        self._code_bound = Tr * (L * rows + self.g_off_units * rows) * float(cw.abs().sum())
 
     # ----------------------------------------------------------------- geometry and units
     @property
     def conversion_columns(self) -> int:
-        """ADC conversions per row-tile read: real columns, or column pairs."""
+        """ADC conversions per row-tile read (real columns or column pairs, all column tiles)."""
         return self.G.shape[-1]
 
     @property
     def unit_current(self) -> float:
         """Amperes per normalised current unit (v_read * delta_g)."""
         return self.hw.inputs.v_read * self.hw.device.delta_g
+
+    @property
+    def read_path(self) -> str:
+        """``linear`` (lossless read-out, no read noise) or ``reads``; see the module doc."""
+        if self.path != "auto":
+            return self.path
+        lossless = self.hw.adc.lossless and self._observer is None
+        return "linear" if lossless and self.G_sq is None else "reads"
 
     def max_column_current(self) -> float:
         """Largest current (normalised units) a column can carry: all rows on at full level."""
@@ -175,17 +221,21 @@ class TiledMatrix(nn.Module):
             )
         return ADC(cfg.bits, self.adc_full_scale, signed=cfg.per == "pair")
 
-    def _read_generator(self, device: torch.device) -> torch.Generator:
-        key = str(device)
-        if key not in self._read_gens:
-            self._read_gens[key] = torch.Generator(device=device).manual_seed(self.seed + 7919)
-        return self._read_gens[key]
+    @property
+    def needs_keys(self) -> bool:
+        return self.G_sq is not None
 
-    def reseed_reads(self, seed: int | None = None) -> None:
-        """Restart the read-noise sequence (same seed, same noisy outputs)."""
-        if seed is not None:
-            self.seed = int(seed)
-        self._read_gens.clear()
+    def programmed_levels(self) -> torch.Tensor:
+        """Cell levels read back from the programmed (effective) conductances, as the level
+        matrix (in, out * columns_per_weight) of :mod:`imcsim.mapping` (one group) -- the
+        inverse of programming, exact for an ideal chip."""
+        if self.hw.adc.per == "pair" or self.groups != 1:
+            raise ValueError("programmed_levels needs one group and per-column read-out (adc.per = 'column')")
+        GT, R, _ = self.G.shape
+        k = self.hw.columns_per_weight
+        G = self.G.double().view(GT, R, k, self.out_features).permute(0, 1, 3, 2)  # back to (o, p, s) order
+        G = G.reshape(GT * R, self.out_features * k)[: self.in_features]
+        return torch.round(G - self.g_off_units).to(torch.int64)
 
     # ----------------------------------------------------------------- input encoding
     def encode_observe(self, x: torch.Tensor) -> None:
@@ -194,28 +244,31 @@ class TiledMatrix(nn.Module):
             self._input_max = m if self._input_max is None else max(self._input_max, m)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """Integer-valued inputs (same shape) and the value of one integer step."""
+        """Integer-valued float32 inputs (same shape) and the value of one integer step."""
         spec = self.input_spec
         self.encode_observe(x)
-        if spec.kind == "spike":  # one pass when all is well
-            if not torch.equal(x * x, x):  # x * x == x exactly for 0 and 1 only (one fused pass)
-                self._check_nonnegative(x)
+        if spec.kind == "spike":  # one pass when all is well: x * x == x only for 0 and 1
+            if not torch.equal(x * x, x):
+                self._check_values(x)
                 bad = x[(x != 0) & (x != 1)].reshape(-1)[0].item()
-                raise ValueError(
-                    f"crossbar layer {self.name!r} expects binary spikes (0 or 1) from the neuron before it, got {bad:.4g}"
-                )
+                raise ValueError(f"crossbar layer {self.name!r} expects binary spikes (0 or 1) from the neuron "
+                                 f"before it, got {bad:.4g}")
             return x, 1.0
-        self._check_nonnegative(x)
+        self._check_values(x)
         if spec.scale is None:
             raise CalibrationError(
                 f"crossbar layer {self.name!r} takes analog inputs whose range is not calibrated yet; "
                 "pass calibration data to imcsim.convert(..., calibration=x) or call imcsim.calibrate(model, x)"
             )
-        top = 2**spec.bits - 1
-        return torch.clamp(torch.round(x / spec.scale), 0, top), spec.scale
+        return torch.clamp(torch.round(x / spec.scale), 0, spec.max_int), spec.scale
 
-    def _check_nonnegative(self, x: torch.Tensor) -> None:
-        if x.numel() and bool((x < 0).any()):
+    def _check_values(self, x: torch.Tensor) -> None:
+        if not x.numel():
+            return
+        if not bool(torch.isfinite(x).all()):
+            bad = x[~torch.isfinite(x)].reshape(-1)[0].item()
+            raise ValueError(f"crossbar layer {self.name!r}: inputs must be finite, got {bad}")
+        if bool((x < 0).any()):
             raise ValueError(
                 f"crossbar layer {self.name!r}: inputs must be >= 0 (a row can only be driven with a "
                 f"non-negative voltage), got min {x.min().item():.4g}; rescale the data to [0, 1] or keep "
@@ -223,145 +276,264 @@ class TiledMatrix(nn.Module):
             )
 
     # ----------------------------------------------------------------- the read
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def digital_product(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact digital ``x @ (w_int * scale).T`` (block-diagonal over groups), x's dtype."""
+        V = x.shape[0]
+        w = (self.w_int.to(x.dtype) * self.w_scale.to(x.dtype).unsqueeze(1)).view(self.groups, self.out_group, self.in_group)
+        return torch.einsum("vgi,goi->vgo", x.view(V, self.groups, self.in_group), w).reshape(V, self.out_features)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, keys: torch.Tensor | None = None, repeat: int = 1) -> torch.Tensor:
+        """x (V, in) -> (repeat * V, out); ``repeat`` r: the same inputs read in r consecutive
+        steps (a direct-encoded input), results step-major; keys (r * V,) or None."""
         if x.dim() != 2 or x.shape[1] != self.in_features:
             raise ValueError(
                 f"crossbar layer {self.name!r} expects inputs (vectors, {self.in_features}), got {tuple(x.shape)}"
             )
+        out_dtype = x.dtype if x.is_floating_point() else torch.float32
+        xf = x.to(torch.float32) if x.dtype != torch.float64 else x
         if self._digital:  # calibration pass: exact digital product, inputs observed
-            self.encode_observe(x)
-            return x @ (self.w_int.to(x.dtype) * self.w_scale.to(x.dtype).unsqueeze(1)).t()
-        x_int, step = self.encode(x.to(torch.float32))
-        return self._compute(x_int, self.w_scale * step).to(x.dtype)
+            self._check_values(xf)
+            self.encode_observe(xf)
+            y = self.digital_product(xf)
+            return y.repeat(repeat, 1) if repeat > 1 else y
+        x_int, step = self.encode(xf.to(torch.float32))
+        units = self._compute(x_int, keys, repeat)
+        scale = self.w_scale * step
+        y = units * (scale.double() if units.dtype == torch.float64 else scale)
+        return y.to(out_dtype)
 
-    def integer_product(self, x_int: torch.Tensor) -> torch.Tensor:
-        """(V, out) float64 hardware result of ``w_int @ x_int`` for integer inputs (V, in).
+    def integer_product(self, x_int: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """(V, out) float64 hardware result of ``w_int @ x_int`` for integer inputs (V, in),
+        in integer units (no scale). With an ideal configuration this equals the integer
+        matrix product exactly, on either read-out path."""
+        with torch.no_grad():
+            return self._compute(x_int.to(torch.float32), keys).double()
 
-        With an ideal configuration this equals the integer matrix product exactly."""
-        return self._compute(x_int, None)
-
-    def _compute(self, x_int: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-        """Hardware product for integer inputs; float64 integers, or float32 times ``scale``
-        (per output; rounded once, exactly as scaling the float64 result would)."""
+    def _compute(self, x_int: torch.Tensor, keys: torch.Tensor | None, repeat: int = 1) -> torch.Tensor:
+        V = x_int.shape[0]
         drv = self.driver()
-        planes = drv.planes(x_int, validate=False)  # (P, V, in)
-        P, V = planes.shape[0], planes.shape[1]
-        offset = self.input_offset != 0
-        dtype = torch.float64 if scale is None or offset else torch.float32
-        y = torch.empty(V, self.out_features, dtype=dtype, device=x_int.device)
-        if V == 0:
-            return y
-        pw = [float(w) for w in drv.plane_weights(dtype=torch.float64)]
-        adc = None if self._observer is not None else self.adc()
-        chunk = max(1, _CHUNK_ELEMENTS // max(1, self.grid.row_tiles * P * self.G.shape[-1]))
-        direct = None if dtype == torch.float64 else scale
-        tally = [] if counting_enabled() else None
-        for s in range(0, V, chunk):
-            self._read(planes[:, s : s + chunk], pw, adc, y[s : s + chunk], direct, tally)
+        tally = torch.zeros(4, dtype=torch.float64, device=x_int.device) if counting_enabled() else None
+        if self.read_path == "linear":
+            y = self._linear(x_int, drv, tally)
+            y = y.repeat(repeat, 1) if repeat > 1 else y
+        else:
+            if keys is None and self.needs_keys:
+                keys = vector_keys(self.seed, repeat * V, 1, self.name)
+            y = self._reads_all(x_int, keys, drv, tally, repeat)
+        V *= repeat
         if tally is not None:
-            tally = torch.stack(tally).sum(0).tolist() if tally else [0.0] * 4
-        if offset:
-            y -= self.input_offset * x_int.sum(dim=1, dtype=torch.float64).unsqueeze(1)
-        if scale is not None and direct is None:
-            y = (y * scale.double()).float()
-        if tally is None:
-            return y
-        conversions = tally[1] * self.conversion_columns
-        Tc = self.grid.col_tiles
-        self.events.add(
-            vectors=V,
-            vector_reads=tally[3],
-            tile_reads=tally[1] * Tc,
-            active_rows=tally[0] * Tc,  # every column tile drives its own copy of a row
-            adc_conversions=conversions,
-            shift_adds=conversions,
-            accumulations=tally[2] * self.out_features,
-            outputs=V * self.out_features,
-            input_bits=V * self.in_features * drv.bits,
-        )
+            t = (tally * repeat).tolist()
+            Tc = self.grid.col_tiles
+            self.events.add(
+                vectors=V, vector_reads=t[3], tile_reads=t[1] * Tc,
+                active_rows=t[0] * Tc,  # every column tile drives its own copy of a row
+                adc_conversions=t[1] * self.conversion_columns, shift_adds=t[1] * self.conversion_columns,
+                accumulations=t[2] * self.out_group, outputs=V * self.out_features,
+                input_bits=V * self.in_features * drv.bits,
+            )
         return y
 
-    def _read(self, planes, pw, adc, dest, scale=None, tally=None):
-        """One chunk of reads: (P, V, in) planes -> ``dest`` (V, out): float64 integer-unit
-        results, or float32 results times ``scale`` when given."""
-        P, V = planes.shape[0], planes.shape[1]
-        Tr, R = self.grid.row_tiles, self.grid.rows
-        pad = Tr * R - self.in_features
-        X = F.pad(planes, (0, pad)) if pad else planes
-        Xt = X.reshape(P * V, Tr, R).transpose(0, 1)  # (Tr, P*V, R)
-        if Tr > 1:
-            Xt = Xt.contiguous()
-        if tally is not None:
-            tally.append(self._tally(Xt))
-        # Without autograd the ADC runs in place on output codes: the conductances are
-        # pre-divided by the ADC step, and the step is applied in the shift-add.
-        fast_adc = adc is not None and not (torch.is_grad_enabled() and Xt.requires_grad)
-        G, unit = (self._adc_matrix(adc), adc.lsb) if fast_adc else (self.G, 1.0)
-        if fast_adc:  # reuse one output buffer across chunks and calls (no page faults)
-            Y = torch.bmm(Xt, G, out=self._workspace(Xt.shape[0], Xt.shape[1], G.shape[-1], G))
-        else:
-            Y = torch.bmm(Xt, G)  # (Tr, P*V, columns): column currents, in units of `unit`
-        if self.G_sq is not None:
-            var = torch.bmm(Xt * Xt, self.G_sq)
-            eps = torch.randn(var.shape, generator=self._read_generator(var.device), device=var.device, dtype=var.dtype)
-            Y = Y + (self.hw.device.read_noise / unit) * var.sqrt_() * eps
-        if self._observer is not None:
-            self._observer.update(Y)
-        elif fast_adc:
-            Y = Y.round_().clamp_(adc.code_min, adc.code_max)
-        elif adc is not None:
-            Y = adc(Y)
-        # Digital accumulation over row tiles, then shift-add of the (polarity, slice) blocks
-        # (both linear, so in this order; integer codes stay exact within the bound).
-        out = self.out_features
-        dtype = torch.float32 if self._exact32 else torch.float64
-        S = (Y[0] if Tr == 1 else Y.sum(0, dtype=dtype)).view(P * V, -1, out)
-        w = self._col_weights
-        Z = S[:, 0].to(dtype) * (w[0] * unit)
-        for j in range(1, len(w)):
-            Z.add_(S[:, j], alpha=w[j] * unit)
-        Z = Z.view(P, V, out)
-        if scale is not None and P == 1 and pw[0] == 1 and Z.dtype == torch.float32:
-            torch.mul(Z[0], scale, out=dest)  # exact product rounded once, as via float64
-            return
-        y = Z[0].double() if pw[0] == 1 else Z[0].double() * pw[0]
-        for p in range(1, P):  # shift-add of bit planes
-            y.add_(Z[p], alpha=pw[p])
-        dest.copy_(y if scale is None else y * scale.double())
+    # ---------------------------------------------------------------- counting
+    def _tile_view(self, X: torch.Tensor) -> torch.Tensor:
+        """(..., G*in_g) -> (..., G, Tr, rows_per_tile) (zero-padded rows when Tr > 1)."""
+        Tr = self.grid.row_tiles
+        R = self.in_group if Tr == 1 else self.hw.rows
+        Xg = X.reshape(*X.shape[:-1], self.groups, self.in_group)
+        if Tr * R > self.in_group:
+            Xg = F.pad(Xg, (0, Tr * R - self.in_group))
+        return Xg.reshape(*X.shape[:-1], self.groups, Tr, R)
 
-    @torch.no_grad()
-    def _tally(self, Xt) -> torch.Tensor:
-        """Counts of one chunk of reads Xt (row tiles, reads, rows), as a tensor (no sync):
-        active rows, row-tile reads performed, partial-sum accumulations, reads in time."""
-        Tr, PV = Xt.shape[0], Xt.shape[1]
-        dac = self.input_spec.kind != "spike" and self.hw.inputs.mode == "dac"
-        active = torch.count_nonzero(Xt) if dac else Xt.sum()  # planes hold 0/1 except with a DAC
+    def _count(self, any_read: torch.Tensor, active: torch.Tensor, tally: torch.Tensor) -> None:
+        """Add to ``tally`` (no sync): active rows, row-tile reads performed, partial-sum
+        accumulations, reads in time. any_read: (P, V, G, Tr) bool, a row tile has input."""
+        P, V, G, Tr = any_read.shape
         if self.hw.skip_zero_reads:
-            reads = (Xt.amax(-1) > 0).sum(0)  # (PV,) row tiles with any active row
-            counts = [reads.sum(), (reads - 1).clamp(min=0).sum(), (reads > 0).sum()]
+            per = any_read.sum(-1)  # (P, V, G) row tiles read per group
+            tally += torch.stack([active.double(), per.sum().double(), (per - 1).clamp(min=0).sum().double(),
+                                  (per.sum(-1) > 0).sum().double()])
         else:
-            counts = [torch.tensor(Tr * PV), torch.tensor((Tr - 1) * PV), torch.tensor(PV)]
-        return torch.stack([active.double()] + [c.double().to(active.device) for c in counts])
+            tally += torch.tensor([0.0, P * V * G * Tr, P * V * G * (Tr - 1), P * V], dtype=torch.float64,
+                                  device=tally.device)
+            tally[0] += active.double()
 
-    def _workspace(self, a: int, b: int, c: int, like: torch.Tensor) -> torch.Tensor:
-        ws = self._ws
-        if ws is None or ws.device != like.device or ws.dtype != like.dtype or ws.numel() < a * b * c:
-            ws = self._ws = torch.empty(a * b * c, dtype=like.dtype, device=like.device)
-        return ws[: a * b * c].view(a, b, c)
+    def _planes(self, x_int: torch.Tensor, drv: InputDriver) -> tuple[torch.Tensor, list[float]]:
+        """(P, V, in) float32 plane values and the digital weight of each plane."""
+        pw = [float(w) for w in drv.plane_weights(dtype=torch.float64)]
+        if drv.mode == "binary":
+            return x_int.unsqueeze(0), pw
+        if drv.mode == "dac":
+            return (x_int / drv.max_input).unsqueeze(0), pw
+        xi = x_int.to(torch.int32)
+        shifts = torch.arange(drv.bits, dtype=torch.int32, device=x_int.device).view(-1, 1, 1)
+        return ((xi.unsqueeze(0) >> shifts) & 1).to(torch.float32), pw
 
-    def _adc_matrix(self, adc: ADC) -> torch.Tensor:
-        if self._adc_G is None or self._adc_G[0] != adc.lsb or self._adc_G[1].device != self.G.device:
-            self._adc_G = (adc.lsb, self.G / adc.lsb)
-        return self._adc_G[1]
+    # ---------------------------------------------------------------- linear read-out
+    def _linear(self, x_int: torch.Tensor, drv: InputDriver, tally) -> torch.Tensor:
+        V = x_int.shape[0]
+        W = self.W_lin
+        xs = x_int.to(W.dtype)
+        if tally is not None and V:
+            if drv.mode == "bit_serial":
+                xi = x_int.to(torch.int32)
+                for b in range(drv.bits):
+                    bit = (xi >> b) & 1
+                    self._count((self._tile_view(bit).amax(-1) > 0).unsqueeze(0), bit.sum(), tally)
+            else:
+                active = x_int.sum() if drv.mode == "binary" else torch.count_nonzero(x_int)
+                self._count((self._tile_view(x_int).amax(-1) > 0).unsqueeze(0), active, tally)
+        if self.groups == 1:
+            return xs @ W[0]
+        return torch.einsum("vgi,gio->vgo", xs.view(V, self.groups, self.in_group), W).reshape(V, self.out_features)
+
+    # ---------------------------------------------------------------- simulated reads
+    def _adc_setup(self):
+        """(adc or None, lsb, matrices [G | G_sq] pre-divided by the ADC step)."""
+        adc = None if self._observer is not None else self.adc()
+        lsb = adc.lsb if adc is not None else 1.0
+        key = (lsb, self.G.device, self.G.dtype)
+        if self._adc_cache is None or self._adc_cache[0] != key:
+            mats = self.G / lsb
+            if self.G_sq is not None:
+                mats = torch.cat([mats, self.G_sq / lsb**2], dim=-1)
+            self._adc_cache = (key, mats.contiguous())
+        return adc, lsb, self._adc_cache[1]
+
+    def _reads_all(self, x_int: torch.Tensor, keys, drv: InputDriver, tally, repeat: int = 1) -> torch.Tensor:
+        """Simulated reads of x_int (V, in); with ``repeat`` r the same inputs are read in r
+        consecutive steps (keys and results for r*V vectors, step-major): the currents are
+        computed once, the noise, conversions and events r times."""
+        V = x_int.shape[0]
+        P = drv.n_planes
+        adc, lsb, mats = self._adc_setup()
+        exact32 = adc is not None or self._code_bound * sum(2.0**b for b in range(P)) < 2**24
+        dtype = torch.float32 if exact32 else torch.float64
+        y = torch.empty(repeat * V, self.out_features, dtype=dtype, device=x_int.device)
+        if V == 0:
+            return y
+        per_vector = self.G.shape[0] * P * mats.shape[-1]
+        chunk = max(1, _CHUNK_ELEMENTS // per_vector)
+        offsets = (element_offsets(self.G.shape[0] * P, salt=0x51ED270B, device=x_int.device).to(torch.int64),
+                   element_offsets(self.G.shape[-1], salt=0x2C1B3C6D, device=x_int.device))
+        yv = y.view(repeat, V, -1)
+        kv = None if keys is None else keys.view(repeat, V)
+        for s in range(0, V, chunk):
+            self._reads(x_int[s: s + chunk], None if kv is None else kv[:, s: s + chunk], drv, adc, lsb, mats,
+                        yv[:, s: s + chunk], tally, offsets)
+        if self.input_offset:
+            off = x_int.view(V, self.groups, self.in_group).sum(-1, dtype=torch.float64) * self.input_offset
+            yv -= off.repeat_interleave(self.out_group, dim=1).to(dtype)
+        return y
+
+    def _reads(self, x_int, keys, drv, adc, lsb, mats, dest, tally, offsets) -> None:
+        """One chunk of vectors: (Vc, in) integer inputs read in r steps -> ``dest``
+        (r, Vc, out) in units; keys (r, Vc) or None."""
+        X, pw = self._planes(x_int, drv)  # (P, Vc, in)
+        P, Vc = X.shape[0], X.shape[1]
+        r = dest.shape[0]
+        Xt = self._tile_view(X)  # (P, Vc, G, Tr, R)
+        G_, Tr, R = Xt.shape[2], Xt.shape[3], Xt.shape[4]
+        GT = G_ * Tr
+        Xt = Xt.permute(2, 3, 0, 1, 4).reshape(GT, P * Vc, R)  # row tiles are the batch
+        if GT > 1 or P > 1:
+            Xt = Xt.contiguous()
+        rowany = Xt.amax(-1) > 0  # (GT, P*Vc)
+        if tally is not None:
+            active = torch.count_nonzero(Xt) if drv.mode == "dac" else Xt.sum()
+            self._count(rowany.view(G_, Tr, P, Vc).permute(2, 3, 0, 1), active, tally)
+        KO, og = self.G.shape[-1], self.out_group
+        K = KO // og
+        observe = self._observer is not None
+        dest.zero_()
+        n_active = int(rowany.sum())
+        if observe and not self.hw.skip_zero_reads:  # performed all-zero reads see zero current
+            self._observer.update_zeros((GT * P * Vc - n_active) * KO * r)
+        if n_active == 0:
+            return
+        acc = dest.view(r, Vc, G_, og)
+        plane_w = torch.tensor(pw, dtype=dest.dtype, device=X.device) * lsb
+        cw = [float(w) for w in self._col_weights]
+        if n_active < 0.5 * GT * P * Vc:  # simulate only the reads with some input (the others give exactly 0)
+            for t in range(GT):
+                idx = rowany[t].nonzero().squeeze(1)
+                if idx.numel() == 0:
+                    continue
+                Y0 = self._matmul(Xt[t].index_select(0, idx), mats[t], drv, KO)
+                p_idx, v_idx = idx // Vc, idx % Vc
+                w_row = plane_w[p_idx].unsqueeze(1)
+                for j in range(r):
+                    Y = Y0.clone() if j < r - 1 else Y0
+                    rk = None if keys is None else self._row_keys(keys[j], t, p_idx, v_idx, offsets[0])
+                    Y = self._convert(Y, KO, rk, offsets[1], adc)
+                    z = self._slice_sum(Y, K, og, cw, dest.dtype).mul_(w_row)
+                    acc[j, :, t // Tr].index_add_(0, v_idx, z)
+        else:
+            Y0 = self._matmul(Xt, mats, drv, KO)  # (GT, P*Vc, KO[*2])
+            mask = rowany if self.hw.skip_zero_reads else None
+            p_all = torch.arange(P, device=X.device).repeat_interleave(Vc)
+            v_all = torch.arange(Vc, device=X.device).repeat(P)
+            for j in range(r):
+                Y = Y0.clone() if j < r - 1 else Y0
+                rk = None
+                if keys is not None:
+                    rk = torch.stack([self._row_keys(keys[j], t, p_all, v_all, offsets[0]) for t in range(GT)])
+                Y = self._convert(Y, KO, rk, offsets[1], adc, mask=mask)
+                z = self._slice_sum(Y, K, og, cw, dest.dtype).view(G_, Tr, P, Vc, og)
+                z = z.sum(1) if Tr > 1 else z[:, 0]  # (G, P, Vc, og): accumulate row tiles
+                for p in range(P):
+                    acc[j].add_(z[:, p].transpose(0, 1), alpha=float(plane_w[p]))
+
+    @staticmethod
+    def _slice_sum(Y, K, og, cw, dtype):
+        """Shift-add of the (polarity, slice) column blocks: (..., K*og) -> (..., og)."""
+        z = Y[..., :og].to(dtype) * cw[0]
+        for k in range(1, K):
+            z.add_(Y[..., k * og:(k + 1) * og], alpha=cw[k])
+        return z
+
+    def _matmul(self, X, mats, drv, KO):
+        """Column currents (and, with read noise, their variance) of reads X: one fused
+        product with [G | G_sq] for 0/1 planes (x**2 == x); DAC levels need x**2 apart."""
+        if self.G_sq is None or drv.mode != "dac":
+            return X @ mats
+        return torch.cat([X @ mats[..., :KO], (X * X) @ mats[..., KO:]], dim=-1)
+
+    def _row_keys(self, keys, t, p, v, row_offsets) -> torch.Tensor:
+        """int32 keys of the reads (plane p, vector v) of row tile t."""
+        tile_offsets = row_offsets.view(self.G.shape[0], -1)[t]  # one offset per plane of tile t
+        return _to_int32(hash32(keys.to(v.device)[v] ^ tile_offsets[p] ^ (self.seed & 0xFFFFFFFF)))
+
+    def _convert(self, Y, KO, row_keys, col_offsets, adc, mask=None):
+        """Column currents (..., n, KO[*2]) -> noisy, observed or quantised (..., n, KO)."""
+        if row_keys is not None:
+            cur, var = Y[..., :KO], Y[..., KO:]
+            eps = keyed_normal(row_keys, col_offsets)
+            var = var.sqrt_().mul_(eps)
+            Y = cur.add_(var, alpha=self.hw.device.read_noise)
+        if self._observer is not None:
+            self._observer.update(Y[mask] if mask is not None else Y)
+        elif adc is not None:
+            Y = Y.round_().clamp_(adc.code_min, adc.code_max)
+        return Y
 
     def extra_repr(self) -> str:
-        return (
-            f"{self.in_features}->{self.out_features}, tiles {self.grid.row_tiles}x{self.grid.col_tiles} of "
-            f"{self.grid.rows}x{self.grid.cols}, input {self.input_spec.kind}"
-        )
+        g = f", {self.groups} groups" if self.groups > 1 else ""
+        return (f"{self.in_features}->{self.out_features}{g}, tiles {self.grid.row_tiles}x{self.grid.col_tiles} of "
+                f"{self.grid.rows}x{self.grid.cols}, input {self.input_spec.kind}")
 
 
 _KEEP = object()
+
+
+def _repeated_steps(x: torch.Tensor) -> int:
+    """r > 1 when the leading dimension of ``x`` is r identical blocks of the active read
+    context's batch (a direct-encoded input seen at every timestep), else 1."""
+    ctx = current_context()
+    n = x.shape[0] if x.dim() else 0
+    if ctx is None or ctx.batch == 0 or n <= ctx.batch or n % ctx.batch:
+        return 1
+    blocks = x.reshape(n // ctx.batch, ctx.batch, -1)
+    return blocks.shape[0] if torch.equal(blocks[1:], blocks[:1].expand_as(blocks[1:])) else 1
 
 
 class CrossbarLinear(nn.Module):
@@ -380,52 +552,92 @@ class CrossbarLinear(nn.Module):
         self.events = self.tiles.events
 
     def forward(self, x):
+        if x.dim() < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"crossbar layer {self.tiles.name!r} expects inputs (..., {self.in_features}), "
+                             f"got {tuple(x.shape)}")
         lead = x.shape[:-1]
-        y = self.tiles(x.reshape(-1, x.shape[-1]))
+        flat = x.reshape(-1, self.in_features)
+        keys = None
+        n = lead[0] if len(lead) else 1
+        if self.tiles.needs_keys and flat.shape[0]:
+            keys = vector_keys(self.tiles.seed, n, flat.shape[0] // max(1, n), self.tiles.name).to(x.device)
+        r = _repeated_steps(x) if len(lead) else 1
+        y = self.tiles(flat[: flat.shape[0] // r], keys, repeat=r)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*lead, self.out_features)
 
 
-class CrossbarConv2d(nn.Module):
-    """Crossbar twin of ``nn.Conv2d`` (groups=1, zero padding): unfold -> tiles -> fold."""
+class CrossbarConv(nn.Module):
+    """Crossbar twin of ``nn.Conv1d`` / ``nn.Conv2d`` (any groups, zero padding):
+    unfold -> tiles (one set per group) -> fold, in chunks of samples to bound memory."""
 
-    def __init__(self, conv: nn.Conv2d, hw: HardwareConfig, input_spec: InputSpec = InputSpec(), *, seed: int = 0,
-                 name: str = "", weight=None, bias=_KEEP):
+    def __init__(self, conv: nn.Conv1d | nn.Conv2d, hw: HardwareConfig, input_spec: InputSpec = InputSpec(), *,
+                 seed: int = 0, name: str = "", weight=None, bias=_KEEP):
         super().__init__()
         problem = unsupported_conv(conv)
         if problem:
-            raise ValueError(f"cannot map Conv2d {name!r} onto crossbars: {problem}")
-        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
-        self.kernel_size, self.stride = conv.kernel_size, conv.stride
-        self.padding, self.dilation = conv.padding, conv.dilation
+            raise ValueError(f"cannot map {type(conv).__name__} {name!r} onto crossbars: {problem}")
+        self.nd = 1 if isinstance(conv, nn.Conv1d) else 2
+        self.in_channels, self.out_channels, self.groups = conv.in_channels, conv.out_channels, conv.groups
+        as2 = (lambda t, one=1: (one, t[0])) if self.nd == 1 else (lambda t, one=1: tuple(t))
+        self.kernel_size, self.stride, self.dilation = as2(conv.kernel_size), as2(conv.stride), as2(conv.dilation)
+        self.padding = as2(_explicit_padding(conv), 0)
         weight = conv.weight if weight is None else weight
         bias = conv.bias if bias is _KEEP else bias
-        self.tiles = TiledMatrix(weight.detach().reshape(conv.out_channels, -1), hw, input_spec, seed=seed, name=name)
+        self.tiles = TiledMatrix(weight.detach().reshape(conv.out_channels, -1), hw, input_spec, seed=seed, name=name,
+                                 groups=conv.groups)
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.events = self.tiles.events
 
     def forward(self, x):
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        N, _, H, W = x.shape
-        cols = F.unfold(x, self.kernel_size, dilation=self.dilation, padding=self.padding, stride=self.stride)
-        L = cols.shape[-1]
-        y = self.tiles(cols.transpose(1, 2).reshape(N * L, -1))
-        Ho = (H + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[0] + 1
-        Wo = (W + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[1] + 1
-        y = y.view(N, L, self.out_channels).transpose(1, 2).reshape(N, self.out_channels, Ho, Wo)
+        want = 3 if self.nd == 1 else 4
+        if x.dim() != want or x.shape[1] != self.in_channels:
+            shape = "(N, C, L)" if self.nd == 1 else "(N, C, H, W)"
+            raise ValueError(f"crossbar layer {self.tiles.name!r} expects input {shape} with C={self.in_channels}, "
+                             f"got {tuple(x.shape)}")
+        x4 = x.unsqueeze(2) if self.nd == 1 else x
+        N, _, H, W = x4.shape
+        k, s, p, d = self.kernel_size, self.stride, self.padding, self.dilation
+        Ho = (H + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        Wo = (W + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        L, K = Ho * Wo, self.in_channels * k[0] * k[1]
+        keys = vector_keys(self.tiles.seed, N, L, self.tiles.name).to(x.device) if self.tiles.needs_keys and N else None
+        dtype = x.dtype if x.is_floating_point() else torch.float32
+        y = torch.empty(N, L, self.out_channels, dtype=dtype, device=x.device)
+        xf = x4 if x4.is_floating_point() else x4.to(torch.float32)
+        r = _repeated_steps(xf)  # the same images at every step: unfold and read them once per step
+        N1 = N // r
+        chunk = max(1, _CONV_CHUNK_ELEMENTS // max(1, K * L))
+        yr, kr = y.view(r, N1, L, -1), None if keys is None else keys.view(r, N1 * L)
+        for a in range(0, N1, chunk):
+            cols = F.unfold(xf[a: min(a + chunk, N1)], k, dilation=d, padding=p, stride=s)  # (n, K, L)
+            n = cols.shape[0]
+            kc = None if kr is None else kr[:, a * L: (a + n) * L].reshape(-1)
+            yr[:, a: a + n] = self.tiles(cols.transpose(1, 2).reshape(n * L, K), kc, repeat=r).view(r, n, L, -1)
+        y = y.transpose(1, 2).reshape(N, self.out_channels, Ho, Wo)
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
-        return y
+        return y.squeeze(2) if self.nd == 1 else y
 
 
-def unsupported_conv(conv: nn.Conv2d) -> str | None:
-    """Why a Conv2d cannot be mapped, or None."""
-    if conv.groups != 1:
-        return f"groups={conv.groups} (only groups=1 is supported)"
+CrossbarConv2d = CrossbarConv  # one class for Conv1d and Conv2d
+
+
+def _explicit_padding(conv) -> tuple:
+    if isinstance(conv.padding, str):
+        if conv.padding == "valid":
+            return (0,) * len(conv.kernel_size)
+        return tuple(d * (k - 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation))  # 'same', odd kernels
+    return tuple(conv.padding)
+
+
+def unsupported_conv(conv) -> str | None:
+    """Why a Conv1d / Conv2d cannot be mapped, or None."""
+    if not isinstance(conv, (nn.Conv1d, nn.Conv2d)):
+        return f"{type(conv).__name__} is not a Conv1d or Conv2d"
     if conv.padding_mode != "zeros":
         return f"padding_mode={conv.padding_mode!r} (only 'zeros' is supported)"
-    if isinstance(conv.padding, str):
-        return f"padding={conv.padding!r} (give explicit integers)"
+    if conv.padding == "same" and any(d * (k - 1) % 2 for k, d in zip(conv.kernel_size, conv.dilation)):
+        return "padding='same' with an even effective kernel (asymmetric padding)"
     return None

@@ -128,11 +128,18 @@ class DynamicRun:
 
 @torch.no_grad()
 def run_dynamic(model: nn.Module, x: torch.Tensor, theta: float, t_max: int, *, rule: str = "entropy", y=None,
-                batch_size: int = 256, seed: int = 0, progress: bool = False, desc: str = "dynamic") -> DynamicRun:
+                batch_size: int = 256, read_seed: int = 0, progress: bool = False, desc: str = "dynamic",
+                sample_offset: int = 0) -> DynamicRun:
     """Run an SNN timestep by timestep with per-sample early exit (theta = 0: static t_max).
 
-    model: a :class:`~imcsim.models.Network` (``kind='snn'``), plain or converted."""
+    model: a :class:`~imcsim.models.Network` (``kind='snn'``), plain or converted; x in its
+    input form ((N, ...) static, or (T, N, ...) sequences with T >= t_max). Read noise is
+    keyed by sample and timestep, so a sample's logits do not depend on which other samples
+    are still running: the exits equal :func:`exit_decisions` on the full logits."""
     from tqdm.auto import tqdm
+
+    from .context import read_context
+    from .training import batch_dim, check_finite_input
 
     theta = _check_theta(theta)
     _check_rule(rule)
@@ -140,22 +147,28 @@ def run_dynamic(model: nn.Module, x: torch.Tensor, theta: float, t_max: int, *, 
         raise ValueError(f"T_max must be an integer >= 1, got {t_max!r}")
     if getattr(model, "kind", "snn") != "snn":
         raise ValueError("dynamic timesteps need an SNN (a Network with kind='snn')")
+    check_finite_input(x)
+    sequence = getattr(model, "input", "static") == "sequence"
+    if sequence and x.shape[0] < t_max:
+        raise ValueError(f"the input sequences have {x.shape[0]} timesteps, fewer than T_max = {t_max}")
     model.eval()
     device = next((b.device for b in model.buffers()), torch.device("cpu"))
-    gen = torch.Generator(device=device).manual_seed(seed)
-    N = x.shape[0]
+    bd = batch_dim(model)
+    N = x.shape[bd]
     steps = torch.empty(N, dtype=torch.int64)
     preds = torch.empty(N, dtype=torch.int64)
     t0 = time.perf_counter()
-    set_persistent(model, True)
     try:
         for s in tqdm(range(0, N, batch_size), desc=desc, disable=not progress, leave=False):
-            xb = x[s : s + batch_size].to(device)
-            alive = torch.arange(xb.shape[0])
+            xb = x.narrow(bd, s, min(batch_size, N - s)).to(device)
+            alive = torch.arange(xb.shape[bd])
             cum = None
             set_persistent(model, True)  # fresh membranes for this batch
             for t in range(1, t_max + 1):
-                out = model(xb[alive.to(device)], timesteps=1, generator=gen)[0].cpu()
+                xa = xb[t - 1: t, alive.to(device)] if sequence else xb[alive.to(device)]
+                kw = {} if sequence else {"timesteps": 1}
+                with read_context(alive + s + sample_offset, t0=t - 1, read_seed=read_seed):
+                    out = _logits(model(xa, **kw))[0].cpu()
                 cum = out.clone() if cum is None else cum + out
                 done = _exit_now(cum, t, theta, rule) if t < t_max else torch.ones(len(alive), dtype=torch.bool)
                 if bool(done.any()):
@@ -171,3 +184,9 @@ def run_dynamic(model: nn.Module, x: torch.Tensor, theta: float, t_max: int, *, 
         set_persistent(model, False)
     wall = time.perf_counter() - t0
     return DynamicRun(steps, preds, t_max, theta, rule, wall, None if y is None else y.cpu())
+
+
+def _logits(out):
+    from .training import _output_logits
+
+    return _output_logits(out)

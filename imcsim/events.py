@@ -18,8 +18,9 @@ Crossbar layer counters (totals since the last reset, over every sample and time
 * ``outputs``: output values produced (vectors x output features);
 * ``input_bits``: input bits fetched from the activation buffer (vectors x inputs x input bits).
 
-Neuron counters: ``updates`` (membrane updates) and ``spikes`` (spikes emitted), or
-``activations`` for quantised activations.
+Neuron counters: ``updates`` (membrane updates), ``spikes`` (spikes emitted) and
+``syn_updates`` (synaptic-current updates of current-based neurons), or ``updates`` and
+``nonzero`` for quantised activations.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class EventCounter:
 
 CROSSBAR_EVENTS = ("vectors", "vector_reads", "tile_reads", "active_rows", "adc_conversions", "shift_adds",
                    "accumulations", "outputs", "input_bits")
-NEURON_EVENTS = ("updates", "spikes")
+NEURON_EVENTS = ("updates", "spikes", "syn_updates")
 QUANT_EVENTS = ("updates", "nonzero")
 
 

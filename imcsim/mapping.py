@@ -74,12 +74,25 @@ def level_matrix(w_int: torch.Tensor, hw: HardwareConfig) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class TileGrid:
-    """How a (in_features x columns) matrix is cut into rows x cols tiles."""
+    """How a (in_features x columns) matrix is cut into rows x cols tiles.
+
+    unit: columns that must share a tile (a weight's G+/G- columns when the ADC converts
+    their difference); a tile then holds ``used_cols = (cols // unit) * unit`` columns and
+    leaves the rest empty, so no group straddles two tiles."""
 
     in_features: int
     columns: int
     rows: int
     cols: int
+    unit: int = 1
+
+    def __post_init__(self):
+        if self.unit > self.cols:
+            raise ValueError(f"{self.unit} columns must share one tile, but a tile has only {self.cols} columns")
+
+    @property
+    def used_cols(self) -> int:
+        return (self.cols // self.unit) * self.unit
 
     @property
     def row_tiles(self) -> int:
@@ -87,7 +100,7 @@ class TileGrid:
 
     @property
     def col_tiles(self) -> int:
-        return -(-self.columns // self.cols)
+        return -(-self.columns // self.used_cols)
 
     @property
     def padded_rows(self) -> int:
@@ -103,16 +116,22 @@ class TileGrid:
 
 
 def tile(matrix: torch.Tensor, grid: TileGrid, fill=0) -> torch.Tensor:
-    """(in, columns) -> (row_tiles, col_tiles, rows, cols), padded with ``fill``."""
-    padded = torch.full((grid.padded_rows, grid.padded_cols), fill, dtype=matrix.dtype, device=matrix.device)
-    padded[: grid.in_features, : grid.columns] = matrix
-    return padded.view(grid.row_tiles, grid.rows, grid.col_tiles, grid.cols).permute(0, 2, 1, 3).contiguous()
+    """(..., in, columns) -> (..., row_tiles, col_tiles, rows, cols), padded with ``fill``."""
+    lead = matrix.shape[:-2]
+    u = grid.used_cols
+    padded = torch.full((*lead, grid.padded_rows, grid.col_tiles, grid.cols), fill, dtype=matrix.dtype, device=matrix.device)
+    body = torch.full((*lead, grid.in_features, grid.col_tiles * u), fill, dtype=matrix.dtype, device=matrix.device)
+    body[..., : grid.columns] = matrix
+    padded[..., : grid.in_features, :, :u] = body.view(*lead, grid.in_features, grid.col_tiles, u)
+    t = padded.view(*lead, grid.row_tiles, grid.rows, grid.col_tiles, grid.cols)
+    return t.movedim(-3, -2).contiguous()
 
 
 def untile(tiles: torch.Tensor, grid: TileGrid) -> torch.Tensor:
-    """Inverse of :func:`tile`: (row_tiles, col_tiles, rows, cols) -> (in, columns)."""
-    full = tiles.permute(0, 2, 1, 3).reshape(grid.padded_rows, grid.padded_cols)
-    return full[: grid.in_features, : grid.columns]
+    """Inverse of :func:`tile`: (..., row_tiles, col_tiles, rows, cols) -> (..., in, columns)."""
+    lead = tiles.shape[:-4]
+    full = tiles.movedim(-2, -3).reshape(*lead, grid.padded_rows, grid.col_tiles, grid.cols)[..., : grid.used_cols]
+    return full.reshape(*lead, grid.padded_rows, -1)[..., : grid.in_features, : grid.columns]
 
 
 def reconstruct_weights(levels: torch.Tensor, out_features: int, hw: HardwareConfig) -> torch.Tensor:

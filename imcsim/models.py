@@ -1,17 +1,18 @@
 """Networks whose topology can be instantiated as an SNN (T timesteps) or a QNN (b bits).
 
-A :class:`Network` is a plain ``nn.Sequential`` body plus how to run it:
+A :class:`Network` is a body (any module working on time-flattened tensors (T*B, ...), with
+spiking neurons unfolding (T, B, ...)) plus how to feed it time:
 
-* ``kind="snn"``: the input is encoded over T timesteps (``direct``: the same analog
-  input every step; ``rate``: Bernoulli spikes with probability = pixel intensity), the
-  body runs on (T*B, ...) with spiking neurons unfolding (T, B, ...), and the output layer
-  gives logits per timestep (T, B, K);
-* ``kind="qnn"``: one pass with b-bit :class:`~imcsim.neurons.QuantAct` activations; the
-  output is (1, B, K).
+* ``kind="snn"``, ``input="static"``: a (B, ...) input is encoded over T timesteps
+  (``direct``: the same analog input every step; ``rate``: Bernoulli spikes with probability
+  = pixel intensity, keyed by sample and timestep);
+* ``kind="snn"``, ``input="sequence"``: the input already is a sequence (T, B, ...) --
+  event-camera frames, spike trains, audio features -- and T is its length;
+* ``kind="qnn"``: one pass with b-bit :class:`~imcsim.neurons.QuantAct` activations.
 
-The prediction is the class with the largest mean logit over timesteps in both cases. The
-zoo builders (:func:`mlp`, :func:`convnet`) record their arguments in ``arch`` so a
-checkpoint can rebuild the model.
+The output is logits (or spikes / membranes) per timestep (T, B, K), T = 1 for a QNN; the
+prediction is the class with the largest mean over timesteps. The zoo builders record
+their arguments in ``arch`` so a checkpoint can rebuild the model.
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ import math
 import torch
 import torch.nn as nn
 
+from crossbar_models.noise import element_offsets, keyed_uniform
+
+from .context import default_context, vector_keys
 from .neurons import IF, LIF, QuantAct, SpikingNeuron
 
 KINDS = ("snn", "qnn")
 ENCODINGS = ("direct", "rate")
+INPUTS = ("static", "sequence")
 NEURON_TYPES = ("if", "lif")
 
 
@@ -34,60 +39,88 @@ def qnn_bits_for(timesteps: int) -> int:
 
 
 class Network(nn.Module):
-    def __init__(self, body: nn.Sequential, kind: str, timesteps: int = 1, encoding: str = "direct", arch: dict | None = None,
-                 static_input_once: bool = False):
+    def __init__(self, body: nn.Module, kind: str, timesteps: int = 1, encoding: str = "direct", arch: dict | None = None,
+                 static_input_once: bool = False, input: str = "static"):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
-        if kind == "snn" and (not isinstance(timesteps, int) or timesteps < 1):
+        if input not in INPUTS:
+            raise ValueError(f"input must be one of {INPUTS}, got {input!r}")
+        if input == "sequence" and kind != "snn":
+            raise ValueError("input='sequence' needs kind='snn'")
+        if kind == "snn" and (isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1):
             raise ValueError(f"timesteps must be an integer >= 1, got {timesteps!r}")
         self.body = body
         self.kind = kind
         self.timesteps = timesteps if kind == "snn" else 1
         self.encoding = encoding
+        self.input = input
         # With direct encoding the layers before the first spiking neuron see the same input
         # every timestep; hardware may compute them once and hold the result (counted once).
         self.static_input_once = bool(static_input_once)
         self.arch = dict(arch or {})
 
-    def encode(self, x: torch.Tensor, T: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    @property
+    def batch_dim(self) -> int:
+        """Dimension of the input that indexes samples: 1 for (T, B, ...) sequences, else 0."""
+        return 1 if self.input == "sequence" else 0
+
+    def encode(self, x: torch.Tensor, T: int) -> torch.Tensor:
         """(B, ...) -> (T, B, ...) network input for T timesteps."""
         if self.encoding == "direct":
             return x.unsqueeze(0).expand(T, *x.shape)
-        if generator is None and not self.training:
-            raise ValueError("rate encoding at evaluation needs a torch.Generator (same seed, same spikes)")
-        p = x.clamp(0, 1).unsqueeze(0).expand(T, *x.shape)
-        return torch.bernoulli(p, generator=generator)
+        # rate: a spike with probability = intensity, keyed by (sample, timestep, pixel)
+        B = x.shape[0]
+        keys = vector_keys(0x7A7E, T * B, 1, "rate encoding").to(x.device)  # (T*B,), step-major
+        u = keyed_uniform(keys, element_offsets(x[0].numel(), salt=17, device=x.device))
+        p = x.clamp(0, 1).reshape(1, B, -1).expand(T, B, -1).reshape(T * B, -1)
+        return (u < p).to(x.dtype).view(T, *x.shape)
 
-    def forward(self, x: torch.Tensor, timesteps: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, timesteps: int | None = None) -> torch.Tensor:
         """Logits per timestep, (T, B, K); T = 1 for a QNN."""
+        if not isinstance(x, torch.Tensor) or x.dim() < 1 + (self.input == "sequence"):
+            raise ValueError(f"network input must be a tensor {'(T, B, ...)' if self.input == 'sequence' else '(B, ...)'}, "
+                             f"got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        with default_context(x.shape[self.batch_dim]):
+            return self._forward(x, timesteps)
+
+    def _forward(self, x, timesteps):
         if self.kind == "qnn":
             return self.body(x).unsqueeze(0)
-        T = self.timesteps if timesteps is None else int(timesteps)
-        if T < 1:
-            raise ValueError(f"timesteps must be >= 1, got {T}")
-        B = x.shape[0]
-        mods = list(self.body)
-        if self.static_input_once and self.encoding == "direct":
-            k = next((i for i, m in enumerate(mods) if isinstance(m, SpikingNeuron)), len(mods))
-            h = x
-            for m in mods[:k]:
-                h = m(h)
-            h = h.unsqueeze(0).expand(T, *h.shape).reshape(T * B, *h.shape[1:])
-            mods = mods[k:]
+        if self.input == "sequence":
+            T, B = x.shape[0], x.shape[1]
+            if timesteps is not None and int(timesteps) != T:
+                raise ValueError(f"timesteps={timesteps} does not match the sequence length {T}")
+            h = x.reshape(T * B, *x.shape[2:])
         else:
-            h = self.encode(x, T, generator).reshape(T * B, *x.shape[1:])
+            T = self.timesteps if timesteps is None else int(timesteps)
+            if T < 1:
+                raise ValueError(f"timesteps must be >= 1, got {T}")
+            B = x.shape[0]
+            h = self.encode(x, T).reshape(T * B, *x.shape[1:])
+        mods = list(self.body) if isinstance(self.body, nn.Sequential) else [self.body]
+        if self.static_input_once and self.encoding == "direct" and self.input == "static":
+            k = next((i for i, m in enumerate(mods) if isinstance(m, SpikingNeuron)), len(mods))
+            c = x  # computed once per inference (keyed as timestep 0 of each sample)
+            for m in mods[:k]:
+                c = _call(m, c, T=1, B=B)
+            h = c.unsqueeze(0).expand(T, *c.shape).reshape(T * B, *c.shape[1:])
+            mods = mods[k:]
         for m in mods:
-            if isinstance(m, SpikingNeuron):
-                h = m(h.view(T, B, *h.shape[1:])).reshape(T * B, *h.shape[1:])
-            else:
-                h = m(h)
+            h = _call(m, h, T=T, B=B)
         return h.view(T, B, *h.shape[1:])
 
     def predict(self, x: torch.Tensor, **kw) -> torch.Tensor:
         return self(x, **kw).mean(0).argmax(-1)
+
+
+def _call(m: nn.Module, h: torch.Tensor, T: int, B: int) -> torch.Tensor:
+    """Run one body module on time-flattened h (T*B, ...); spiking neurons see (T, B, ...)."""
+    if isinstance(m, SpikingNeuron) and not m.time_flat:
+        return m(h.view(T, B, *h.shape[1:])).reshape(T * B, *h.shape[1:])
+    return m(h)
 
 
 def _activation(kind: str, neuron: str, bits: int | None, threshold: float, leak: float | None, v_init: float):

@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import ConfigError
+from .context import read_context
 from .events import no_counting
 from .io import _atomic_write_bytes
 from .models import Network, build
@@ -89,7 +90,6 @@ def train(model: Network, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *,
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    enc_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(x.shape[0] / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
@@ -113,7 +113,8 @@ def train(model: Network, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *,
                         with torch.no_grad():
                             for w in _weights(model):
                                 w.mul_(1 + cfg.weight_noise * torch.randn(w.shape, generator=noise_gen, device=device))
-                    logits = model(xb, generator=enc_gen)
+                    with read_context(idx, read_seed=cfg.seed * 100_003 + epoch):  # rate spikes: fresh each epoch
+                        logits = model(xb)
                     loss = sequence_loss(logits, yb, cfg.loss)
                     if cfg.activity_lambda > 0 and acts:
                         loss = loss + cfg.activity_lambda * torch.stack([m.last_activity for m in acts]).mean()
@@ -144,26 +145,62 @@ def train(model: Network, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *,
     return history
 
 
+def batch_dim(model: nn.Module) -> int:
+    """The input dimension that indexes samples: 1 for sequence networks (T, B, ...), else 0."""
+    return getattr(model, "batch_dim", 0)
+
+
+def check_finite_input(x: torch.Tensor, what: str = "input") -> None:
+    """Non-finite inputs are refused on every path (a NaN must not become a prediction)."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+    if x.is_floating_point() and x.numel() and not bool(torch.isfinite(x).all()):
+        idx = torch.nonzero(~torch.isfinite(x))[0].tolist()
+        raise ValueError(f"{what} must be finite, got {x[tuple(idx)].item()} at index {tuple(idx)}")
+
+
+def _output_logits(out) -> torch.Tensor:
+    """A model's output as per-timestep logits (T, B, K): tuples give their first element,
+    (B, K) outputs are one timestep."""
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if not isinstance(out, torch.Tensor) or out.dim() not in (2, 3):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"model output must be logits (B, K) or (T, B, K), got {shape}")
+    return out.unsqueeze(0) if out.dim() == 2 else out
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256, timesteps: int | None = None,
-                   seed: int = 0, progress: bool = False, desc: str = "evaluate") -> torch.Tensor:
-    """Per-timestep logits (T, N, K) of ``model`` on ``x`` (in eval mode, batched)."""
+                   read_seed: int = 0, progress: bool = False, desc: str = "evaluate", sample_offset: int = 0) -> torch.Tensor:
+    """Per-timestep logits (T, N, K) of any ``model`` on ``x`` (eval mode, batched).
+
+    Sample i of ``x`` is named ``sample_offset + i`` for keyed read noise and encodings
+    (:mod:`imcsim.context`), so the result does not depend on ``batch_size``."""
     from tqdm.auto import tqdm
 
+    from .context import read_context
+
+    check_finite_input(x)
     model.eval()
     device = next((b.device for b in model.buffers()), torch.device("cpu"))
-    gen = torch.Generator(device=device).manual_seed(seed)
+    bd = batch_dim(model)
+    N = x.shape[bd]
+    kw = {} if timesteps is None else {"timesteps": timesteps}
     outs = []
-    kw = {"generator": gen}
-    if timesteps is not None:
-        kw["timesteps"] = timesteps
-    for s in tqdm(range(0, x.shape[0], batch_size), desc=desc, disable=not progress, leave=False):
-        outs.append(model(x[s : s + batch_size].to(device), **kw).cpu())
+    for s in tqdm(range(0, N, batch_size), desc=desc, disable=not progress, leave=False):
+        xb = x.narrow(bd, s, min(batch_size, N - s)).to(device)
+        with read_context(torch.arange(s, s + xb.shape[bd]) + sample_offset, read_seed=read_seed):
+            outs.append(_output_logits(model(xb, **kw)).cpu())
+    if not outs:
+        raise ValueError("no samples to evaluate (the input holds 0 samples)")
     return torch.cat(outs, dim=1)
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kw) -> float:
-    """Top-1 accuracy (%) of the mean-over-timesteps logits."""
+    """Top-1 accuracy (%) of the mean-over-timesteps logits, for any module."""
+    if x.shape[batch_dim(model)] != y.shape[0]:
+        raise ValueError(f"x holds {x.shape[batch_dim(model)]} samples but y holds {y.shape[0]} labels")
     with no_counting():
         logits = predict_logits(model, x, **kw)
     return 100.0 * float((logits.mean(0).argmax(-1) == y).float().mean())

@@ -54,12 +54,12 @@ def test_batchnorm_folding_matches_float_model_at_high_precision():
 
 
 def test_digital_layers_are_reported_with_reasons():
-    body = nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3), nn.BatchNorm1d(5))
+    body = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, padding_mode="circular"), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3), nn.BatchNorm1d(5))
     body[4] = nn.BatchNorm1d(3)
     model = nn.Sequential(body, nn.Linear(3, 2))
     xm = imcsim.convert(model, HardwareConfig.ideal(), exclude=["1"])
     rep = {e.name: (e.status, e.detail) for e in xm.conversion_report.entries}
-    assert rep["0.0"] == ("digital", "groups=2 (only groups=1 is supported)")
+    assert rep["0.0"] == ("digital", "padding_mode='circular' (only 'zeros' is supported)")
     assert rep["0.3"][0] == "crossbar" and "0.4 folded in" in rep["0.3"][1]
     assert rep["1"] == ("digital", "excluded by the user")
     assert isinstance(xm[0][0], nn.Conv2d) and isinstance(xm[1], nn.Linear)

@@ -37,7 +37,11 @@ def test_linear_is_exact_on_ideal_hardware(mapping, bpc, bits, in_bits):
     layer = CrossbarLinear(lin, _ideal(mapping, bpc, bits), spec)
     x = torch.randint(0, 2**in_bits, (50, 37), generator=g).float()
     ref = x.long() @ _int_weights(lin.weight, bits).t()  # integer matmul
+    assert layer.tiles.read_path == "linear"
     assert torch.equal(layer.tiles.integer_product(x), ref.double())
+    layer.tiles.path = "reads"  # every plane and tile read simulated: the same integers
+    assert torch.equal(layer.tiles.integer_product(x), ref.double())
+    layer.tiles.path = "auto"
     # the full layer: integer result x per-channel scale x input step + bias
     scale = lin.weight.detach().double().abs().amax(1) / (2 ** (bits - 1) - 1)
     torch.testing.assert_close(layer(x), (ref.double() * scale + lin.bias.double()).float(), rtol=1e-6, atol=1e-6)
@@ -70,9 +74,65 @@ def test_conv_is_exact_on_ideal_hardware(geom, mapping, bpc):
     out = layer(x)
     assert out.shape == ref.shape
     torch.testing.assert_close(out, expect.float(), rtol=1e-6, atol=1e-6)
-    # and the integer product itself, exactly
+    # and the integer product itself, exactly, on both read-outs
     cols = F.unfold(x, k, dilation=d, padding=p, stride=s).transpose(1, 2).reshape(-1, 3 * conv.weight[0, 0].numel())
-    assert torch.equal(layer.tiles.integer_product(cols), (cols.long() @ wq.reshape(5, -1).t()).double())
+    for path in ("linear", "reads"):
+        layer.tiles.path = path
+        assert torch.equal(layer.tiles.integer_product(cols), (cols.long() @ wq.reshape(5, -1).t()).double())
+
+
+@pytest.mark.parametrize("groups, c_in, c_out", [(2, 4, 6), (4, 4, 4), (3, 3, 6)])  # grouped, depthwise, multiplier
+@pytest.mark.parametrize("path", ["linear", "reads"])
+def test_grouped_and_depthwise_conv_exact_each_group_on_its_own_tiles(groups, c_in, c_out, path):
+    g = torch.Generator().manual_seed(groups)
+    conv = nn.Conv2d(c_in, c_out, 3, padding=1, groups=groups)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
+    hw = _ideal("differential", 2, rows=8, cols=12)
+    layer = CrossbarConv2d(conv, hw, InputSpec("quantized", 2, 1.0))
+    layer.tiles.path = path
+    t = layer.tiles
+    assert t.groups == groups and t.in_group == c_in // groups * 9
+    # tiles per group from that group's own matrix alone: nothing shared between groups
+    assert t.grid.in_features == c_in // groups * 9 and t.grid.columns == c_out // groups * hw.columns_per_weight
+    x = torch.randint(0, 4, (2, c_in, 6, 5), generator=g).float()
+    wq = _int_weights(conv.weight.reshape(c_out, -1), 4).reshape(conv.weight.shape)
+    ref = F.conv2d(x.double(), wq.double(), None, 1, 1, 1, groups)
+    scale = conv.weight.detach().reshape(c_out, -1).double().abs().amax(1) / 7
+    expect = ref * scale.view(1, -1, 1, 1) + conv.bias.detach().double().view(1, -1, 1, 1)
+    torch.testing.assert_close(layer(x), expect.float(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", ["linear", "reads"])
+def test_conv1d_exact(path):
+    g = torch.Generator().manual_seed(11)
+    conv = nn.Conv1d(3, 5, 4, stride=2, padding=3, dilation=2, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
+    layer = CrossbarConv2d(conv, _ideal("offset", 1, rows=8, cols=8), InputSpec("spike"))
+    layer.tiles.path = path
+    x = (torch.rand(3, 3, 17, generator=g) < 0.5).float()
+    wq = _int_weights(conv.weight.reshape(5, -1), 4).reshape(conv.weight.shape)
+    ref = F.conv1d(x.double(), wq.double(), None, 2, 3, 2) * (conv.weight.detach().reshape(5, -1).double().abs().amax(1) / 7).view(1, -1, 1)
+    out = layer(x)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref.float(), rtol=1e-6, atol=1e-6)
+
+
+def test_pair_adc_columns_never_straddle_tiles():
+    # 6-bit differential weights, 1 bit per cell: 5 slices x 2 polarities = 10 columns per weight;
+    # on 16-column tiles one weight fits per tile (6 columns left empty), never split.
+    hw = HardwareConfig.ideal(weight_bits=6, rows=16, cols=16, **{"device.bits_per_cell": 1, "adc.per": "pair"})
+    lin = nn.Linear(10, 3, bias=False)
+    layer = CrossbarLinear(lin, hw, InputSpec("spike"))
+    assert layer.tiles.grid.used_cols == 10 and layer.tiles.grid.col_tiles == 3
+    x = (torch.rand(20, 10, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    ref = (x.long() @ _int_weights(lin.weight, 6).t()).double()
+    layer.tiles.path = "reads"
+    assert torch.equal(layer.tiles.integer_product(x), ref)
+    assert layer.tiles.conversion_columns == 3 * 5  # one conversion per pair and slice
+    with pytest.raises(ValueError, match="10 columns must share one tile, but a tile has only 8 columns"):
+        CrossbarLinear(lin, hw.replace(cols=8), InputSpec("spike"))
 
 
 def test_pair_adc_and_dac_inputs_lossless_are_exact_or_close():
@@ -127,14 +187,13 @@ def test_programming_variation_error_grows_with_sigma_and_is_seeded():
 
 
 def test_read_noise_varies_per_read_scales_with_sigma_and_is_reproducible():
-    x = _spikes(n=1).expand(400, 64).contiguous()  # the same input read 400 times
+    x = _spikes(n=1).expand(400, 64).contiguous()  # the same input read 400 times (400 samples)
     spread = []
     for sigma in (0.01, 0.05):
         layer = _positive_layer(BASE.replace(**{"device.read_noise": sigma}))
         y = layer(x)
         spread.append(y.std(0).mean().item())
-        layer.tiles.reseed_reads()
-        assert torch.equal(layer(x), y)  # same seed, same noisy reads
+        assert torch.equal(layer(x), y)  # keyed noise: same chip, same samples, same noisy reads
     assert spread[0] > 0 and spread[1] / spread[0] == pytest.approx(5.0, rel=0.15)
     clean = _positive_layer(BASE)(x[:1])
     noisy = _positive_layer(BASE.replace(**{"device.read_noise": 0.05}))(x)
@@ -193,7 +252,7 @@ def test_bad_inputs_give_clear_errors():
         spike(torch.full((2, 8), 0.5))
     with pytest.raises(ValueError, match=r"'fc': inputs must be >= 0.*got min -1"):
         spike(torch.full((2, 8), -1.0))
-    with pytest.raises(ValueError, match=r"'fc' expects inputs \(vectors, 8\), got \(2, 7\)"):
+    with pytest.raises(ValueError, match=r"'fc' expects inputs \(..., 8\), got \(2, 7\)"):
         spike(torch.zeros(2, 7))
     analog = CrossbarLinear(lin, HardwareConfig.ideal(), InputSpec("analog", 8, None), name="fc0")
     with pytest.raises(CalibrationError, match=r"'fc0' takes analog inputs whose range is not calibrated"):
@@ -201,8 +260,13 @@ def test_bad_inputs_give_clear_errors():
     adc = CrossbarLinear(lin, HardwareConfig.preset("rram"), InputSpec("spike"), name="fc1")
     with pytest.raises(CalibrationError, match=r"'fc1' has a calibrated ADC range but saw no calibration data"):
         adc(torch.ones(2, 8))
-    with pytest.raises(ValueError, match=r"groups=2 \(only groups=1 is supported\)"):
-        CrossbarConv2d(nn.Conv2d(4, 4, 3, groups=2), HardwareConfig.ideal())
+    with pytest.raises(ValueError, match=r"padding_mode='circular' \(only 'zeros' is supported\)"):
+        CrossbarConv2d(nn.Conv2d(4, 4, 3, padding=1, padding_mode="circular"), HardwareConfig.ideal())
+    with pytest.raises(ValueError, match=r"'fc' expects binary spikes.*got nan|'fc': inputs must be finite, got nan"):
+        spike(torch.full((2, 8), float("nan")))
+    q = CrossbarLinear(lin, HardwareConfig.ideal(), InputSpec("quantized", 4, 0.5), name="q")
+    with pytest.raises(ValueError, match=r"'q': inputs must be finite, got inf"):
+        q(torch.full((2, 8), float("inf")))
     bad = nn.Linear(3, 2)
     with torch.no_grad():
         bad.weight[0, 1] = float("inf")

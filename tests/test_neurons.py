@@ -105,11 +105,51 @@ def test_persistent_state_matches_one_long_run():
 
 
 def test_bad_neuron_parameters():
-    with pytest.raises(ValueError, match="threshold must be a finite number > 0"):
+    with pytest.raises(ValueError, match="threshold must be > 0.0, got 0"):
         IF(threshold=0.0)
-    with pytest.raises(ValueError, match=r"leak must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match="threshold must be finite"):
+        IF(threshold=float("nan"))
+    with pytest.raises(ValueError, match=r"leak must be <= 1.0, got 1.5"):
         LIF(leak=1.5)
-    with pytest.raises(ValueError, match="reset must be 'subtract' or 'zero'"):
+    with pytest.raises(ValueError, match="reset must be one of subtract, zero, none, got 'soft'"):
         IF(reset="soft")
     with pytest.raises(ValueError, match=r"bits must be an integer in 1..16, got 0"):
         QuantAct(0)
+
+
+def _run(neuron, xs):
+    return neuron(torch.tensor(xs, dtype=torch.float64).view(-1, 1)).view(-1).tolist()
+
+
+def test_general_neuron_variants_by_hand():
+    from imcsim.neurons import SpikingNeuron
+
+    # strict threshold: v = 1.0 exactly does not fire with '>' but does with '>='
+    assert _run(SpikingNeuron(strict=True), [1.0, 0.0]) == [0, 0]  # v stays exactly 1.0: never > 1
+    assert _run(SpikingNeuron(strict=True), [1.0, 0.5]) == [0, 1]
+    assert _run(SpikingNeuron(), [1.0, 0.5]) == [1, 0]
+    # delayed subtract reset (snnTorch): v1 = 1.5 -> spike; v2 = 0.5*1.5 + 0.2 - 1 = -0.05
+    n = SpikingNeuron(leak=0.5, reset_delay=True)
+    n.persistent = True
+    assert _run(n, [1.5, 0.2]) == [1, 0] and n.v.item() == pytest.approx(-0.05)
+    # immediate subtract for comparison: v2 = 0.5*(1.5-1) + 0.2 = 0.45
+    n = SpikingNeuron(leak=0.5)
+    n.persistent = True
+    _run(n, [1.5, 0.2])
+    assert n.v.item() == pytest.approx(0.45)
+    # reset to v_reset = -0.2, then integrate
+    n = SpikingNeuron(reset="zero", v_reset=-0.2)
+    n.persistent = True
+    assert _run(n, [1.2, 0.3]) == [1, 0] and n.v.item() == pytest.approx(0.1)
+    # current-based synapse: i = 0.5 i + x; v = v + i: x = 1, 0, 0 -> i = 1, .5, .25 -> v = 1, 1.5, 1.75
+    n = SpikingNeuron(threshold=10.0, syn_decay=0.5)
+    n.persistent = True
+    _run(n, [1.0, 0.0, 0.0])
+    assert n.v.item() == pytest.approx(1.75) and n.events.counts["syn_updates"] == 3
+    # leaky integrator read-out: membrane out, v = 0.5 v + x; with v_rest 1: v += (1 - 0.5) * 1
+    assert _run(SpikingNeuron(leak=0.5, spiking=False), [1.0, 1.0, 0.0]) == [1.0, 1.5, 0.75]
+    assert _run(SpikingNeuron(leak=0.5, v_rest=1.0, spiking=False), [0.0, 0.0]) == [0.5, 0.75]
+    # per-neuron parameters broadcast over the trailing dimension
+    n = SpikingNeuron(threshold=torch.tensor([0.5, 2.0]))
+    out = n(torch.ones(2, 1, 2))
+    assert out[:, 0].tolist() == [[1.0, 0.0], [1.0, 1.0]]

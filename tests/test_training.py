@@ -80,12 +80,17 @@ def test_rate_encoding_is_seeded_and_static_input_once_matches(digits):
     net = _net(encoding="rate").eval()
     x = digits.x_test[:16]
     with torch.no_grad():
-        a = net(x, generator=torch.Generator().manual_seed(3))
-        b = net(x, generator=torch.Generator().manual_seed(3))
-        c = net(x, generator=torch.Generator().manual_seed(4))
+        a = net(x)
+        b = net(x)
+        with imcsim.read_context(16, read_seed=1):  # another realisation of the input spikes
+            c = net(x)
+        with imcsim.read_context(torch.arange(8, 16)):  # samples 8..15 on their own, under their own names
+            e8 = net(x[8:16])
+        with pytest.raises(ValueError, match="read_context names 16 samples but the input batch holds 8"):
+            with imcsim.read_context(16):
+                net(x[:8])
     assert torch.equal(a, b) and not torch.equal(a, c)
-    with pytest.raises(ValueError, match="rate encoding at evaluation needs a torch.Generator"):
-        net(x)
+    assert torch.equal(a[:, 8:], e8)  # keyed by sample: the batch around it does not matter
     d = _net().eval()
     once = _net(static_input_once=True).eval()
     once.load_state_dict(d.state_dict())

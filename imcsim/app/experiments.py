@@ -33,7 +33,7 @@ def measured_cost(xnet: Network, x: torch.Tensor, hw: HardwareConfig, tech: Tech
     """Run ``xnet`` on ``x`` (all timesteps) and price the recorded events."""
     reset_events(xnet)
     t0 = time.perf_counter()
-    logits = predict_logits(xnet, x, batch_size=batch_size, seed=seed, progress=progress, desc="measure")
+    logits = predict_logits(xnet, x, batch_size=batch_size, progress=progress, desc="measure")
     wall = time.perf_counter() - t0
     rep = estimate(xnet, tech, x.shape[0], timesteps=xnet.timesteps, latency_mode=latency_mode,
                    input_bits_per_inference=input_bits(xnet, hw))
@@ -57,7 +57,7 @@ def static_vs_dynamic(model: Network, hw: HardwareConfig, tech: Technology, *, x
 
     def priced(theta, T, label):
         reset_events(xnet)
-        run = run_dynamic(xnet, x_test, theta, T, rule=rule, y=y_test, batch_size=batch_size, seed=seed,
+        run = run_dynamic(xnet, x_test, theta, T, rule=rule, y=y_test, batch_size=batch_size,
                           progress=progress, desc=label)
         rep = estimate(xnet, tech, x_test.shape[0], timesteps=run.avg_timesteps, input_bits_per_inference=bits)
         return {"mode": "static" if theta == 0 else "dynamic", "T_max": T, "theta": theta, "accuracy": run.accuracy,
@@ -66,7 +66,7 @@ def static_vs_dynamic(model: Network, hw: HardwareConfig, tech: Technology, *, x
                 "energy_by_component_J": rep.by_component()}
 
     rows = [priced(0.0, T, f"static T={T}") for T in range(1, t_max + 1)]
-    cal_logits = predict_logits(xnet, x_theta, batch_size=batch_size, seed=seed, timesteps=t_max, desc="calibrate theta")
+    cal_logits = predict_logits(xnet, x_theta, batch_size=batch_size, timesteps=t_max, desc="calibrate theta")
     choice = choose_threshold(cal_logits, y_theta, rule, tolerance_pp)
     sweep = sorted(set(float(t) for t in thetas) | {choice["theta"]})
     for th in sweep:
@@ -102,7 +102,7 @@ def nonideality_sweep(model: Network, base: HardwareConfig, field: str, values, 
         accs = []
         for c in range(chips):
             xnet = convert(model, hw, calibration=x_cal, seed=hw.seed + c)
-            accs.append(accuracy(xnet, x_test, y_test, batch_size=batch_size, seed=seed))
+            accs.append(accuracy(xnet, x_test, y_test, batch_size=batch_size))
             bar.update(1)
         rows.append({"value": v, "mean": statistics.fmean(accs), "std": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
                      "chips": accs})

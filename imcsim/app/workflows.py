@@ -99,7 +99,7 @@ def cmd_train(out: OutputDir, *, dataset: str, data_dir, model: str, kind: str, 
     t0 = time.perf_counter()
     hist = train(net, x_fit, y_fit, cfg, progress=progress)
     wall = time.perf_counter() - t0
-    acc = accuracy(net, ds.x_test, ds.y_test, seed=seed)
+    acc = accuracy(net, ds.x_test, ds.y_test)
     meta = dict(dataset=dataset, data_dir=str(Path(data_dir).resolve()) if data_dir else None, n_train=train_limit, n_test=test_limit,
                 holdout=holdout, split=ds.description, train=asdict(cfg), history=hist, test_accuracy=acc, seed=seed)
     save_checkpoint(out.path("model.pt"), net.cpu(), **meta)
@@ -143,9 +143,9 @@ def cmd_evaluate(out: OutputDir, *, checkpoint, hw: HardwareConfig, sweep: str |
     x_fit, _, _, _ = split(ds, meta.get("holdout", 0))
     x_cal = x_fit[:512]
     x_test, y_test = ds.x_test[:test_limit], ds.y_test[:test_limit]
-    rows = [{"hardware": "float (digital)", "mean": accuracy(net, x_test, y_test, seed=seed, batch_size=batch_size), "std": 0.0}]
+    rows = [{"hardware": "float (digital)", "mean": accuracy(net, x_test, y_test, batch_size=batch_size), "std": 0.0}]
     ideal = convert(net, HardwareConfig.ideal(), calibration=x_cal)
-    rows.append({"hardware": "ideal crossbar", "mean": accuracy(ideal, x_test, y_test, seed=seed, batch_size=batch_size), "std": 0.0})
+    rows.append({"hardware": "ideal crossbar", "mean": accuracy(ideal, x_test, y_test, batch_size=batch_size), "std": 0.0})
     base = nonideality_sweep(net, hw, "seed", [hw.seed], x_cal=x_cal, x_test=x_test, y_test=y_test, chips=chips,
                              batch_size=batch_size, seed=seed, progress=progress)["rows"][0]
     rows.append({"hardware": hw.name, "mean": base["mean"], "std": base["std"]})
@@ -336,8 +336,8 @@ def cmd_demo(out: OutputDir, *, seed: int, device, progress: bool, timesteps: in
     # 1. accuracy: float, ideal crossbar, non-ideal crossbar over chip instances, + a sweep
     acc_rows = []
     for kind, net in nets.items():
-        row = {"network": kind.upper(), "float": accuracy(net, ds.x_test, ds.y_test, seed=seed),
-               "ideal": accuracy(convert(net, ideal, calibration=x_cal), ds.x_test, ds.y_test, seed=seed)}
+        row = {"network": kind.upper(), "float": accuracy(net, ds.x_test, ds.y_test),
+               "ideal": accuracy(convert(net, ideal, calibration=x_cal), ds.x_test, ds.y_test)}
         chip = nonideality_sweep(net, hw, "seed", [hw.seed], x_cal=x_cal, x_test=ds.x_test, y_test=ds.y_test,
                                  chips=chips, seed=seed)["rows"][0]
         row.update({"rram_mean": chip["mean"], "rram_std": chip["std"]})

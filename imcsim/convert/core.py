@@ -21,6 +21,7 @@ import torch.nn as nn
 from crossbar_models import RangeObserver
 
 from ..crossbar import CrossbarConv2d, CrossbarLinear, InputSpec, TiledMatrix, unsupported_conv
+from ..errors import CalibrationError
 from ..events import reset_events
 from ..hardware import HardwareConfig
 from ..neurons import QuantAct, SpikingNeuron
@@ -160,15 +161,14 @@ def _batches(data, batch_size: int):
 
 
 def _run(model, data, batch_size):
-    from ..models import Network
+    from ..training import predict_logits
 
-    kw = {}
-    if isinstance(model, Network) and model.kind == "snn" and model.encoding == "rate":
-        kw["generator"] = torch.Generator().manual_seed(0)
-    device = next((b.device for b in model.buffers()), torch.device("cpu"))
+    offset = 0
+    bd = getattr(model, "batch_dim", 0)
     with torch.no_grad():
         for x in _batches(data, batch_size):
-            model(x.to(device), **kw)
+            predict_logits(model, x, batch_size=x.shape[bd] or 1, sample_offset=offset)
+            offset += x.shape[bd]
 
 
 def calibrate(model: nn.Module, data, *, batch_size: int = 256) -> nn.Module:
@@ -204,11 +204,14 @@ def calibrate(model: nn.Module, data, *, batch_size: int = 256) -> nn.Module:
         try:
             _run(model, data, batch_size)
             for m in adc_cal:
+                if m._observer.max == 0.0:
+                    raise CalibrationError(
+                        f"calibrate: crossbar layer {m.name!r} saw no column current on the calibration data (all its "
+                        "inputs were zero, e.g. the neurons before it never spiked); calibrate on other data, or use "
+                        "adc.range = 'fixed'")
                 m.adc_full_scale = m._observer.full_scale(m.hw.adc.percentile)
         finally:
             for m in adc_cal:
                 m._observer = None
     reset_events(model)
-    for m in layers:
-        m.reseed_reads()
     return model
