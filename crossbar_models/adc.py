@@ -23,11 +23,16 @@ from ._checks import check_int, check_real, check_tensor
 
 __all__ = ["ADC", "RangeObserver"]
 
+# Accepted full scales (any current unit): inside, the step and the codes are exact in
+# float32 and float64; outside, float32 over- or underflows.
+MIN_FULL_SCALE, MAX_FULL_SCALE = 1e-30, 1e30
+
 
 @dataclass(frozen=True)
 class ADC:
-    """bits: 1..16 (>= 2 when signed); full_scale: largest magnitude converted (> 0), in
-    whatever current unit the caller uses consistently (amperes, or normalised units)."""
+    """bits: 1..16 (>= 2 when signed); full_scale: largest magnitude converted, in
+    [1e-30, 1e30] of whatever current unit the caller uses consistently (amperes, or
+    normalised units)."""
 
     bits: int
     full_scale: float
@@ -36,7 +41,7 @@ class ADC:
     def __post_init__(self):
         object.__setattr__(self, "bits", check_int("ADC.bits", self.bits, low=2 if self.signed else 1, high=16))
         object.__setattr__(
-            self, "full_scale", check_real("ADC.full_scale", self.full_scale, low=0.0, low_open=True)
+            self, "full_scale", check_real("ADC.full_scale", self.full_scale, low=MIN_FULL_SCALE, high=MAX_FULL_SCALE)
         )
 
     @property
@@ -56,6 +61,9 @@ class ADC:
         """Quantised value of ``x`` (same unit and dtype), clipped to the range."""
         if not x.is_floating_point():
             x = x.to(torch.get_default_dtype())
+        if x.numel() and not bool(torch.isfinite(x).all()):
+            bad = x[~torch.isfinite(x)].reshape(-1)[0].item()
+            raise ValueError(f"ADC input must be finite, got {bad}")
         if x.dtype != torch.float64:  # one fused pass; its step is held in float32 like x
             return torch.fake_quantize_per_tensor_affine(x, self.lsb, 0, self.code_min, self.code_max)
         code = torch.round(x / self.lsb)

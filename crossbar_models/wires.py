@@ -31,7 +31,10 @@ import torch
 
 from ._checks import check_finite_tensor, check_positive_tensor, check_real, check_tensor
 
-__all__ = ["WireModel", "effective_conductance", "solve_currents"]
+__all__ = ["WireModel", "effective_conductance", "solve_currents", "MAX_OHM", "MAX_RG"]
+
+MAX_OHM = 1e6  # largest accepted wire, driver or sense resistance (ohm)
+MAX_RG = 1e4  # largest accepted resistance x conductance: beyond, float64 solves lose ~1e-9 and more
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,11 @@ class WireModel:
 
     def __post_init__(self):
         for name in ("r_row", "r_col", "r_src", "r_sink"):
-            object.__setattr__(self, name, check_real(f"WireModel.{name}", getattr(self, name), low=0.0))
+            object.__setattr__(self, name, check_real(f"WireModel.{name}", getattr(self, name), low=0.0, high=MAX_OHM))
+
+    @property
+    def r_max(self) -> float:
+        return max(self.r_row, self.r_col, self.r_src, self.r_sink)
 
     @property
     def is_ideal(self) -> bool:
@@ -66,9 +73,14 @@ def _check_G(G) -> torch.Tensor:
     return G
 
 
-def _check_wires(wires) -> WireModel:
+def _check_wires(wires, G: torch.Tensor | None = None) -> WireModel:
     if not isinstance(wires, WireModel):
         raise ValueError(f"wires must be a WireModel, got {type(wires).__name__}")
+    if G is not None and G.numel() and wires.r_max * float(G.max()) > MAX_RG:
+        raise ValueError(
+            f"wire resistance x cell conductance = {wires.r_max:g} ohm x {float(G.max()):g} S = "
+            f"{wires.r_max * float(G.max()):.3g} exceeds {MAX_RG:g}: the circuit is too ill-conditioned for an exact "
+            "float64 solve (errors would exceed 1e-9); use smaller resistances or conductances")
     return wires
 
 
@@ -199,7 +211,7 @@ def effective_conductance(G: torch.Tensor, wires: WireModel, *, chunk: int = 64)
     programmed tile; every read afterwards is a plain matmul.
     """
     G = _check_G(G)
-    wires = _check_wires(wires)
+    wires = _check_wires(wires, G)
     chunk = int(chunk)
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
@@ -326,7 +338,7 @@ def solve_currents(G: torch.Tensor, v: torch.Tensor, wires: WireModel) -> torch.
     """
     G = _check_G(G)
     v = check_tensor("v", v, min_dim=2)
-    wires = _check_wires(wires)
+    wires = _check_wires(wires, G)
     R, C = G.shape[-2:]
     if v.shape[-1] != R:
         raise ValueError(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import struct
 import urllib.request
 from dataclasses import dataclass
@@ -113,21 +114,27 @@ def load_digits(seed: int = 0, test_fraction: float = 0.2) -> Dataset:
 
 def read_idx(path) -> np.ndarray:
     """An IDX file (optionally gzip'd) as a numpy array; clear errors when it is not one."""
+    import zlib
+
     path = Path(path)
     try:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
     except OSError as e:
-        raise DataError(f"cannot read {str(path)!r}: {e}") from None
+        raise DataError(f"cannot read {str(path)!r}: {e.strerror or e}") from None
+    except (EOFError, zlib.error) as e:
+        raise DataError(f"{str(path)!r} is a truncated or corrupt gzip file ({e})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{str(path)!r} is not an unsigned-byte IDX file (bad magic number {raw[:4].hex()})")
     ndim = raw[3]
-    if len(raw) < 4 + 4 * ndim:
-        raise DataError(f"{str(path)!r} is truncated (header)")
+    if not 1 <= ndim <= 4 or len(raw) < 4 + 4 * ndim:
+        raise DataError(f"{str(path)!r} is truncated or corrupt (header of {ndim} dimensions)")
     dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
-    n = int(np.prod(dims))
+    n = math.prod(dims)  # Python integers: no overflow
     body = raw[4 + 4 * ndim :]
+    if n == 0:
+        raise DataError(f"{str(path)!r} holds no data (shape {dims})")
     if len(body) != n:
         raise DataError(f"{str(path)!r} is corrupt: header says {n} bytes of data for shape {dims}, found {len(body)}")
     return np.frombuffer(body, dtype=np.uint8).reshape(dims)
@@ -156,6 +163,8 @@ def load_mnist(root, name: str = "mnist") -> Dataset:
         x, y = read_idx(files[f"{kind}_images"]), read_idx(files[f"{kind}_labels"])
         if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
             raise DataError(f"{name} {kind} files do not match: images {x.shape}, labels {y.shape}")
+        if x.shape[0] == 0:
+            raise DataError(f"{name} {kind} files hold 0 images")
         if y.max() > 9:
             raise DataError(f"{name} {kind} labels must be 0..9, found {int(y.max())}")
         return torch.from_numpy(x.copy()).float().div_(255.0).unsqueeze(1), torch.from_numpy(y.astype(np.int64))

@@ -25,6 +25,7 @@ GRANULARITIES = ("per_channel", "per_layer")
 ADC_RANGES = ("calibrated", "fixed")
 ADC_PER = ("column", "pair")
 INPUT_MODES = ("bit_serial", "dac")
+MAX_SEED = 2**32 - 1  # chip seeds; layer seeds derived from them stay far below 2**63
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ class HardwareConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError(f"name must be a non-empty string, got {self.name!r}")
         object.__setattr__(self, "rows", check_int("crossbar.rows", self.rows, low=1, high=4096))
         object.__setattr__(self, "cols", check_int("crossbar.cols", self.cols, low=1, high=4096))
         object.__setattr__(self, "weight_bits", check_int("weights.bits", self.weight_bits, low=2, high=16))
@@ -114,11 +117,16 @@ class HardwareConfig:
                 raise ConfigError(f"{name} must be a {typ.__name__}, got {type(getattr(self, name)).__name__}")
         if not isinstance(self.skip_zero_reads, bool):
             raise ConfigError(f"skip_zero_reads must be true or false, got {self.skip_zero_reads!r}")
-        object.__setattr__(self, "seed", check_int("seed", self.seed, low=0))
+        object.__setattr__(self, "seed", check_int("seed", self.seed, low=0, high=MAX_SEED))
         if self.adc.per == "pair" and self.mapping != "differential":
             raise ConfigError("adc.per = 'pair' needs weights.mapping = 'differential', got 'offset'")
         if self.adc.per == "pair" and self.adc.bits == 1:
             raise ConfigError("adc.bits must be >= 2 for adc.per = 'pair' (a signed ADC), got 1")
+        if self.wires.r_max * self.device.g_on > 1e4:
+            raise ConfigError(
+                f"wires x device.g_on = {self.wires.r_max:g} ohm x {self.device.g_on:g} S = "
+                f"{self.wires.r_max * self.device.g_on:.3g} exceeds 1e4: the circuit is too ill-conditioned for an "
+                "exact solve; use smaller resistances or conductances")
         if not self.wires.is_ideal and self.device.g_off == 0:
             raise ConfigError(
                 "device.g_off must be > 0 S when wire resistance is on (a zero conductance is an "
@@ -173,6 +181,9 @@ class HardwareConfig:
     def from_toml(cls, path) -> "HardwareConfig":
         path = Path(path)
         data = load_toml(path, what="hardware config")
+        if not data:
+            raise ConfigError(f"hardware config {str(path)!r} is empty; write the fields that differ from the defaults "
+                              "(see imcsim/presets/hardware/rram.toml) or use a preset")
         try:
             return cls.from_dict(data)
         except ValueError as e:

@@ -8,11 +8,19 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; results follow the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -43,7 +51,20 @@ def write_text(path, text: str) -> Path:
 
 
 def write_json(path, obj) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Standard JSON (no NaN / Infinity: non-finite numbers are written as null)."""
+    return write_text(path, json.dumps(_finite(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n")
+
+
+def _finite(o):
+    import math
+
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
 
 
 def _json_default(o):
@@ -51,16 +72,16 @@ def _json_default(o):
         import numpy as np
 
         if isinstance(o, np.generic):
-            return o.item()
+            return _finite(o.item())
         if isinstance(o, np.ndarray):
-            return o.tolist()
+            return _finite(o.tolist())
     except ImportError:  # pragma: no cover
         pass
     try:
         import torch
 
         if isinstance(o, torch.Tensor):
-            return o.tolist()
+            return _finite(o.tolist())
     except ImportError:  # pragma: no cover
         pass
     if isinstance(o, Path):

@@ -187,9 +187,16 @@ BUILDERS = {"mlp": mlp, "convnet": convnet}
 
 
 def build(arch: dict) -> Network:
-    """Rebuild a zoo network from its ``arch`` record."""
+    """Rebuild a zoo network from its ``arch`` record (unknown keys are an error)."""
+    import inspect
+
     arch = dict(arch)
     name = arch.pop("name", None)
     if name not in BUILDERS:
         raise ValueError(f"unknown architecture {name!r}; known: {', '.join(BUILDERS)}")
-    return BUILDERS[name](**arch)
+    builder = BUILDERS[name]
+    allowed = set(inspect.signature(builder).parameters)
+    extra = sorted(set(arch) - allowed)
+    if extra:
+        raise ValueError(f"architecture {name!r} has no parameter {extra[0]!r}; allowed: {', '.join(sorted(allowed))}")
+    return builder(**arch)

@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from .errors import ConfigError
 from .context import read_context
 from .events import no_counting
-from .io import _atomic_write_bytes
-from .models import Network, build
+from .models import Network
 from .neurons import QuantAct, SpikingNeuron
 
 LOSSES = ("mean", "per_timestep", "per_timestep_cumulative")
@@ -206,34 +205,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kw) -> float:
     return 100.0 * float((logits.mean(0).argmax(-1) == y).float().mean())
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path, model: Network, **meta) -> None:
-    """Architecture record + weights + metadata, written atomically."""
-    if not isinstance(model, Network) or not model.arch:
-        raise ValueError("save_checkpoint needs a zoo Network (built by imcsim.mlp / imcsim.convnet)")
-    buf = io.BytesIO()
-    torch.save({"format": "imcsim-checkpoint-1", "arch": model.arch, "state_dict": model.state_dict(), "meta": meta}, buf)
-    _atomic_write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path, map_location="cpu") -> tuple[Network, dict]:
-    """Rebuild a model from a checkpoint; returns (model in eval mode, metadata)."""
-    from pathlib import Path
-
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"checkpoint not found: {str(p)!r}")
-    try:
-        ck = torch.load(p, map_location=map_location, weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ConfigError(f"{str(p)!r} is not a readable imcsim checkpoint: {e}") from None
-    if not isinstance(ck, dict) or ck.get("format") != "imcsim-checkpoint-1":
-        raise ConfigError(f"{str(p)!r} is not an imcsim checkpoint")
-    model = build(ck["arch"])
-    model.load_state_dict(ck["state_dict"])
-    return model.eval(), ck.get("meta", {})
+from .checkpoints import load_checkpoint, save_checkpoint  # noqa: E402,F401  (re-exported)
 
 
 def config_dict(cfg: TrainConfig) -> dict:

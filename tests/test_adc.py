@@ -79,7 +79,9 @@ def test_calibration_from_observed_currents():
         (dict(bits=0, full_scale=1.0), r"ADC.bits must be >= 1, got 0"),
         (dict(bits=17, full_scale=1.0), r"ADC.bits must be <= 16, got 17"),
         (dict(bits=1, full_scale=1.0, signed=True), r"ADC.bits must be >= 2"),
-        (dict(bits=4, full_scale=0.0), r"ADC.full_scale must be > 0.0, got 0.0"),
+        (dict(bits=4, full_scale=0.0), r"ADC.full_scale must be >= 1e-30, got 0.0"),
+        (dict(bits=4, full_scale=1e-300), r"ADC.full_scale must be >= 1e-30, got 1e-300"),
+        (dict(bits=4, full_scale=1e40), r"ADC.full_scale must be <= 1e\+30, got 1e\+40"),
         (dict(bits=4, full_scale=float("inf")), r"ADC.full_scale must be finite"),
     ],
 )
@@ -95,3 +97,18 @@ def test_calibration_errors():
         ADC.calibrated(4, torch.ones(3), percentile=150)
     with pytest.raises(ValueError, match="must be finite"):
         RangeObserver().update(torch.tensor([1.0, float("nan")]))
+
+
+@pytest.mark.parametrize("fs", [1e-30, 1e30])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_adc_exact_at_the_accepted_extremes(fs, dtype):
+    adc = ADC(4, fs)
+    x = torch.tensor([0.0, 0.26, 0.5, 0.74, 1.0, 2.0], dtype=torch.float64) * fs
+    codes = adc.codes(x.to(dtype))
+    assert codes.tolist() == [0, 4, 8, 11, 15, 15]  # 0.26*15 = 3.9 -> 4, 0.74*15 = 11.1 -> 11
+    assert torch.isfinite(adc(x.to(dtype))).all()
+
+
+def test_adc_refuses_non_finite_input():
+    with pytest.raises(ValueError, match="ADC input must be finite, got nan"):
+        ADC(4, 1.0)(torch.tensor([0.5, float("nan")]))

@@ -1,32 +1,138 @@
-"""Output folders appear whole or not at all; existing ones are kept without force."""
+"""Output folders appear whole or not at all, never destroy what they should not, and are
+checked before any work starts (issue: output folders that never lose data)."""
+
+import os
+import stat
 
 import pytest
 
+from imcsim.app.outputs import MARKER, OutputDir, check_target, to_csv
 from imcsim.errors import ConfigError
-from imcsim.app.outputs import OutputDir, to_csv
+
+
+def _made(tmp_path, name, **files):
+    """An earlier imcsim output folder."""
+    with OutputDir(tmp_path / name) as out:
+        for k, v in files.items():
+            out.text(k, v)
+    return tmp_path / name
 
 
 def test_commit_and_abort(tmp_path):
     with OutputDir(tmp_path / "a") as out:
-        out.json("x.json", {"v": 1})
+        out.json("x.json", {"v": 1, "bad": float("inf")})
         assert not (tmp_path / "a").exists()  # nothing visible until the end
     assert (tmp_path / "a" / "x.json").read_text().strip().startswith("{")
+    assert '"bad": null' in (tmp_path / "a" / "x.json").read_text()  # standard JSON: no Infinity
+    assert (tmp_path / "a" / MARKER).is_file()
     with pytest.raises(RuntimeError):
         with OutputDir(tmp_path / "b") as out:
             out.text("half.txt", "half")
             raise RuntimeError("boom")
     assert not (tmp_path / "b").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]  # no partial folder left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]  # no partial folder, no lock file left
 
 
-def test_existing_folder_needs_force_and_is_replaced_whole(tmp_path):
-    (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "old.txt").write_text("old")
+def test_existing_output_folder_needs_force_and_is_replaced_whole(tmp_path):
+    r = _made(tmp_path, "r", **{"old.txt": "old"})
     with pytest.raises(ConfigError, match="already exists; use --force"):
-        OutputDir(tmp_path / "r")
-    with OutputDir(tmp_path / "r", force=True) as out:
+        OutputDir(r)
+    with OutputDir(r, force=True) as out:
         out.text("new.txt", "new")
-    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in r.iterdir()) == [MARKER, "new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+    # a leftover of an older scheme (a dangling '.r.old' link) does not get in the way
+    (tmp_path / ".r.old").symlink_to(tmp_path / "nowhere")
+    with OutputDir(r, force=True) as out:
+        out.text("newer.txt", "x")
+    assert (r / "newer.txt").is_file()
+
+
+def test_force_never_replaces_a_folder_that_is_not_an_output_folder(tmp_path, monkeypatch):
+    thesis = tmp_path / "work"
+    thesis.mkdir()
+    (thesis / "thesis.txt").write_text("years of work")
+    with pytest.raises(ConfigError, match="not an imcsim output folder"):
+        OutputDir(thesis, force=True)
+    assert (thesis / "thesis.txt").read_text() == "years of work"
+    monkeypatch.chdir(thesis)
+    for special in (".", str(thesis), "/", os.path.expanduser("~")):
+        with pytest.raises(ConfigError, match="refusing to use"):
+            OutputDir(special, force=True)
+    assert (thesis / "thesis.txt").is_file()
+
+
+def test_force_never_replaces_a_folder_holding_an_input(tmp_path):
+    r = _made(tmp_path, "run", **{"model.pt": "weights"})
+    with pytest.raises(ConfigError, match="it contains .*model.pt.*an input of this run"):
+        OutputDir(r, force=True, inputs=[r / "model.pt"])
+    assert (r / "model.pt").is_file()
+
+
+def test_bad_paths_are_refused_before_work(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        check_target(tmp_path / "file" / "sub")
+    with pytest.raises(ConfigError, match="exists and is not a folder"):
+        check_target(tmp_path / "file")
+    with pytest.raises(ConfigError, match="bytes long; the file system allows at most 255"):
+        check_target(tmp_path / ("n" * 300))
+    (tmp_path / "dangling").symlink_to(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="is a dangling symbolic link"):
+        check_target(tmp_path / "dangling")
+    with pytest.raises(ConfigError, match="--out is empty"):
+        check_target("")
+    if os.geteuid() != 0:  # root may write anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        try:
+            with pytest.raises(ConfigError, match="no permission to write"):
+                check_target(ro / "out")
+        finally:
+            ro.chmod(0o700)
+
+
+def test_concurrent_runs_on_one_target_are_refused(tmp_path):
+    first = OutputDir(tmp_path / "x")
+    with pytest.raises(ConfigError, match="another imcsim run is writing to"):
+        OutputDir(tmp_path / "x")
+    first.text("a.txt", "a")
+    first.commit()
+    assert (tmp_path / "x" / "a.txt").is_file()
+
+
+def test_a_target_that_appears_meanwhile_is_not_overwritten(tmp_path):
+    out = OutputDir(tmp_path / "y")
+    out.text("result.txt", "mine")
+    (tmp_path / "y").mkdir()  # someone else makes it
+    (tmp_path / "y" / "theirs.txt").write_text("theirs")
+    with pytest.raises(ConfigError, match="appeared while this run was working.*results are in"):
+        out.commit()
+    assert (tmp_path / "y" / "theirs.txt").read_text() == "theirs"
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("y.new-")]
+    assert len(kept) == 1 and (kept[0] / "result.txt").read_text() == "mine"
+
+
+def test_stale_partials_of_a_killed_run_are_cleaned(tmp_path):
+    out = OutputDir(tmp_path / "z")
+    out.text("half.txt", "half")
+    out._unlock()  # as if the process had been killed: partial folder left, lock released
+    assert any(p.name.endswith(".partial") for p in tmp_path.iterdir())
+    with OutputDir(tmp_path / "z") as again:
+        again.text("whole.txt", "whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["z"]
+
+
+def test_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with OutputDir(tmp_path / "u") as out:
+            out.text("r.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "u").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "u" / "r.txt").stat().st_mode) == 0o644
 
 
 def test_a_swallowed_interrupt_still_cancels(tmp_path):

@@ -187,3 +187,22 @@ def test_bad_shapes_and_types():
         effective_conductance(G, (1.0, 1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="v must be finite"):
         solve_currents(G, torch.tensor([[1.0, float("inf"), 0.0, 0.0]]), w)
+
+
+def test_accepted_extremes_are_exact_and_beyond_is_refused():
+    from crossbar_models.wires import MAX_OHM, MAX_RG
+
+    g = torch.Generator().manual_seed(4)
+    G = (torch.rand(16, 12, generator=g, dtype=torch.float64) * 0.99 + 0.01) * 1e-2
+    v = torch.rand(3, 16, generator=g, dtype=torch.float64)
+    w = WireModel(1e6, 1e6, 1e6, 1e6)  # r x G up to 1e4: the bound
+    ref = torch.as_tensor(np.stack([mna_column_currents(G.numpy(), vi, 1e6, 1e6, 1e6, 1e6) for vi in v.numpy()]))
+    for out in (solve_currents(G, v, w), v @ effective_conductance(G, w)):
+        assert ((out - ref).abs().max() / ref.abs().max()).item() < 1e-9
+    with pytest.raises(ValueError, match=r"exceeds 10000: the circuit is too ill-conditioned"):
+        solve_currents(G * 10, v, w)
+    with pytest.raises(ValueError, match=r"exceeds 10000: the circuit is too ill-conditioned"):
+        effective_conductance(G * 10, w)
+    with pytest.raises(ValueError, match=r"WireModel.r_row must be <= 1000000.0, got 1e\+20"):
+        WireModel(r_row=1e20)
+    assert MAX_OHM == 1e6 and MAX_RG == 1e4

@@ -192,23 +192,28 @@ def main(argv=None) -> int:
 
     from .outputs import OutputDir
 
-    # Remember a Ctrl-C even if the KeyboardInterrupt lands somewhere that swallows it
-    # (an object's finalizer): the output folder then is not committed either.
+    # Remember a Ctrl-C / SIGTERM even if the KeyboardInterrupt lands somewhere that
+    # swallows it (an object's finalizer): the output folder then is not committed either.
     interrupted = []
 
-    def on_sigint(signum, frame):
-        interrupted.append(True)
+    def on_signal(signum, frame):
+        interrupted.append(signum)
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGINT, on_sigint)
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    inputs = [getattr(args, k, None) for k in ("checkpoint", "snn", "qnn", "data_dir", "config", "tech", "graph")]
     try:
-        return _run(args, functools.partial(OutputDir, cancelled=lambda: bool(interrupted)))
+        return _run(args, functools.partial(OutputDir, cancelled=lambda: bool(interrupted), inputs=inputs,
+                                             command=args.command))
     except KeyboardInterrupt:
+        if interrupted and interrupted[0] == signal.SIGTERM:
+            return _fail("terminated; no results were written", 128 + signal.SIGTERM)
         return _fail("interrupted; no results were written", 130)
     except (ConfigError, DataError, ValueError, FileNotFoundError) as e:
         return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def _run(args, OutputDir) -> int:

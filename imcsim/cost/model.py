@@ -225,6 +225,15 @@ class CostReport:
 # ------------------------------------------------------------------------------ event-driven
 
 
+def _positive(name: str, value, allow_zero: bool = False) -> float:
+    """A finite number > 0 (>= 0 with allow_zero), else ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
+    return float(value)
+
+
+
 def estimate(model: nn.Module, tech: Technology, n_inferences: float, *, timesteps: float = 1.0,
              latency_mode: str = "sequential", input_bits_per_inference: float = 0.0) -> CostReport:
     """Price the events recorded in ``model`` since the last :func:`~imcsim.reset_events`.
@@ -235,8 +244,9 @@ def estimate(model: nn.Module, tech: Technology, n_inferences: float, *, timeste
     """
     if not isinstance(tech, Technology):
         raise ValueError(f"tech must be a Technology, got {type(tech).__name__}")
-    if not n_inferences or n_inferences <= 0:
-        raise ValueError(f"n_inferences must be > 0, got {n_inferences!r}")
+    _positive("n_inferences", n_inferences)
+    _positive("timesteps", timesteps)
+    _positive("input_bits_per_inference", input_bits_per_inference, allow_zero=True)
     if latency_mode not in LATENCY_MODES:
         raise ValueError(f"latency_mode must be one of {LATENCY_MODES}, got {latency_mode!r}")
     hw_desc = ""
@@ -391,12 +401,15 @@ def analytical_estimate(specs: list[LayerSpec], hw: HardwareConfig, tech: Techno
     (see :class:`~imcsim.models.Network`)."""
     if latency_mode not in LATENCY_MODES:
         raise ValueError(f"latency_mode must be one of {LATENCY_MODES}, got {latency_mode!r}")
+    if _positive("timesteps", timesteps) < 1:
+        raise ValueError(f"timesteps must be >= 1, got {timesteps!r}")
+    _positive("input_numel", input_numel, allow_zero=True)
     rates = [rate] * len(specs) if isinstance(rate, (int, float)) else list(rate)
     if len(rates) != len(specs):
         raise ValueError(f"rate must be one number or one per layer ({len(specs)}), got {len(rates)}")
     for r in rates + [input_rate]:
-        if not 0.0 <= r <= 1.0:
-            raise ValueError(f"rates must be in [0, 1], got {r!r}")
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 <= r <= 1.0:
+            raise ValueError(f"rates must be numbers in [0, 1], got {r!r}")
     layers = []
     static = static_input_once
     for i, spec in enumerate(specs):

@@ -129,6 +129,9 @@ class Technology:
         for f in ("ref_rows", "ref_cols"):
             if kw["crossbar"][f] <= 0:
                 raise ConfigError(f"crossbar.{f} must be > 0")
+        if kw["crossbar"]["read_latency_ns"] + kw["adc"]["latency_ns"] <= 0:
+            raise ConfigError("crossbar.read_latency_ns and adc.latency_ns are both 0: a read must take some time "
+                              "(latency, EDP and every ratio of them would be undefined)")
         spikesim = _numbers(data, "spikesim", SPIKESIM_FIELDS) if "spikesim" in data else None
         return cls(name=data["name"], description=data["description"], sources=tuple(sources), spikesim=spikesim,
                    path=path, **kw)
