@@ -5,17 +5,18 @@ forward over timesteps / bit planes (layers record events) -> cost model.
 """
 
 from .context import read_context
-from .convert import ConversionReport, calibrate, convert, crossbar_layers
-from .crossbar import CrossbarConv2d, CrossbarLinear, InputSpec, TiledMatrix
+from .convert import ConversionReport, calibrate, convert, crossbar_layers, from_nir, to_nir
+from .crossbar import CrossbarConv, CrossbarConv2d, CrossbarLinear, InputSpec, TiledMatrix
 from .events import collect_events, reset_events
 from .hardware import ADCConfig, HardwareConfig, InputConfig, available_presets
-from .models import Network, build, convnet, mlp, qnn_bits_for
-from .neurons import IF, LIF, QuantAct
+from .models import Network, Stepwise, build, convnet, mlp, qnn_bits_for
+from .neurons import IF, LIF, QuantAct, SpikingNeuron, reset_states
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "ADCConfig", "ConversionReport", "CrossbarConv2d", "CrossbarLinear", "HardwareConfig", "IF", "InputConfig",
-    "InputSpec", "LIF", "Network", "QuantAct", "TiledMatrix", "available_presets", "build", "calibrate",
-    "collect_events", "convert", "convnet", "crossbar_layers", "mlp", "qnn_bits_for", "read_context", "reset_events",
+    "ADCConfig", "ConversionReport", "CrossbarConv", "CrossbarConv2d", "CrossbarLinear", "HardwareConfig", "IF",
+    "InputConfig", "InputSpec", "LIF", "Network", "QuantAct", "SpikingNeuron", "Stepwise", "TiledMatrix",
+    "available_presets", "build", "calibrate", "collect_events", "convert", "convnet", "crossbar_layers", "from_nir", "mlp",
+    "qnn_bits_for", "read_context", "reset_events", "reset_states", "to_nir",
 ]

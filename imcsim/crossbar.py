@@ -82,8 +82,9 @@ class InputSpec:
         if self.kind == "spike":
             return "spikes"
         mode = f" {hw.inputs.mode}" if hw is not None else ""
+        step = f" x {self.scale:.4g}" if self.scale not in (None, 1.0) else ""
         if self.kind == "quantized" and self.levels and self.levels != 2**self.bits:
-            return f"counts 0..{self.levels - 1} ({self.bits}-bit{mode})"
+            return f"counts 0..{self.levels - 1}{step} ({self.bits}-bit{mode})"
         if self.kind == "quantized":
             return f"{self.bits}-bit activations{mode and ' (' + mode.strip() + ')'}"
         return f"analog, {self.bits}-bit{mode}"

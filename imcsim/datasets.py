@@ -31,7 +31,8 @@ import torch
 from .errors import DataError
 from .io import _atomic_write_bytes
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "event-digits", "event-mnist")
+EVENT_TIMESTEPS = 10  # default number of frames of the event datasets
 
 _IDX = {
     "train_images": "train-images-idx3-ubyte",
@@ -57,26 +58,42 @@ FASHION_MD5 = {
 
 @dataclass
 class Dataset:
+    """Images (N, C, H, W) in [0, 1], or event sequences (T, N, 2, H, W) of 0/1 spikes
+    (``sample_dim`` 1: the layout a sequence network takes); int64 labels."""
+
     name: str
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
     description: str
+    sample_dim: int = 0
 
     @property
     def in_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
+        return tuple(self.x_train.shape[self.sample_dim + 1:])
+
+    @property
+    def timesteps(self) -> int | None:
+        """Sequence length of an event dataset (None for images)."""
+        return int(self.x_train.shape[0]) if self.sample_dim == 1 else None
 
     @property
     def num_classes(self) -> int:
         return int(max(self.y_train.max(), self.y_test.max())) + 1
 
+    def take(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Samples start..stop of x (along the sample dimension)."""
+        n = x.shape[self.sample_dim]
+        stop = n if stop is None else min(stop, n)
+        return x.narrow(self.sample_dim, start, max(0, stop - start))
+
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> "Dataset":
         """The first n_train / n_test samples (None keeps all)."""
-        return Dataset(self.name, self.x_train[:n_train], self.y_train[:n_train], self.x_test[:n_test],
-                       self.y_test[:n_test], self.description + (f"; first {n_train} train" if n_train else "")
-                       + (f", first {n_test} test" if n_test else ""))
+        return Dataset(self.name, self.take(self.x_train, 0, n_train), self.y_train[:n_train],
+                       self.take(self.x_test, 0, n_test), self.y_test[:n_test],
+                       self.description + (f"; first {n_train} train" if n_train else "")
+                       + (f", first {n_test} test" if n_test else ""), self.sample_dim)
 
 
 def load_dataset(name: str, root=None, *, download: bool = False) -> Dataset:
@@ -85,13 +102,76 @@ def load_dataset(name: str, root=None, *, download: bool = False) -> Dataset:
         raise DataError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
     if name == "digits":
         return load_digits()
+    if name == "event-digits":
+        return to_events(load_digits(), EVENT_TIMESTEPS)
     if root is None:
         raise DataError(f"dataset {name!r} needs a data directory (--data-dir DIR)")
     if name == "cifar10":
         return load_cifar10(root, download=download)
+    if name == "event-mnist":
+        if download:
+            download_idx(root, "mnist")
+        return to_events(load_mnist(root, "mnist"), EVENT_TIMESTEPS)
     if download:
         download_idx(root, name)
     return load_mnist(root, name)
+
+
+# ------------------------------------------------------------------------------ events
+
+
+def saccade_events(images: torch.Tensor, timesteps: int, *, margin: int = 3, substeps: int = 4,
+                   threshold: float = 0.15) -> torch.Tensor:
+    """N-MNIST-like event frames from still images, generated (nothing downloaded).
+
+    As the N-MNIST sensor did, the image moves along three saccades (a triangle of ``margin``
+    pixels) on a canvas of (H + 2 margin) x (W + 2 margin); an ON (OFF) event fires where
+    the intensity seen by a pixel rises (falls) by more than ``threshold`` between two of the
+    ``timesteps * substeps`` positions; events are binned into ``timesteps`` frames, a pixel
+    spiking (1) in a frame if it had any event there. Deterministic.
+
+    images: (N, 1, H, W) in [0, 1] -> (T, N, 2, H + 2 margin, W + 2 margin) float 0/1.
+    """
+    import torch.nn.functional as F
+
+    N, _, H, W = images.shape
+    S_h, S_w = H + 2 * margin, W + 2 * margin
+    canvas = F.pad(images, (margin, margin, margin, margin))
+    steps = timesteps * substeps
+    corners = [(0.0, 0.0), (margin, margin / 2), (0.0, margin), (0.0, 0.0)]  # three saccades
+    pos = []
+    for k in range(steps + 1):
+        u = 3 * k / steps
+        i = min(int(u), 2)
+        f = u - i
+        (y0, x0), (y1, x1) = corners[i], corners[i + 1]
+        pos.append(((y0 + f * (y1 - y0)) - margin / 2, (x0 + f * (x1 - x0)) - margin / 2))
+    frames = torch.zeros(timesteps, N, 2, S_h, S_w)
+    prev = None
+    for k, (dy, dx) in enumerate(pos):
+        theta = torch.tensor([[1.0, 0.0, 2 * dx / S_w], [0.0, 1.0, 2 * dy / S_h]]).expand(N, 2, 3)
+        grid = F.affine_grid(theta, (N, 1, S_h, S_w), align_corners=False)
+        cur = F.grid_sample(canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
+        if prev is not None:
+            d = cur - prev
+            t = min((k - 1) // substeps, timesteps - 1)
+            frames[t, :, 0] = torch.maximum(frames[t, :, 0], (d > threshold).float())
+            frames[t, :, 1] = torch.maximum(frames[t, :, 1], (d < -threshold).float())
+        prev = cur
+    return frames
+
+
+def to_events(ds: Dataset, timesteps: int) -> Dataset:
+    """An image dataset as event sequences (see :func:`saccade_events`)."""
+    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or not 1 <= timesteps <= 1000:
+        raise DataError(f"event datasets need timesteps in 1..1000, got {timesteps!r}")
+    if ds.x_train.shape[1] != 1:
+        raise DataError(f"event frames are made from grey images (1 channel), got {ds.x_train.shape[1]}")
+    xtr, xte = saccade_events(ds.x_train, timesteps), saccade_events(ds.x_test, timesteps)
+    shape = tuple(xtr.shape[2:])
+    desc = (f"event frames ({timesteps} x 2 polarities x {shape[1]}x{shape[2]}, generated by three saccades over "
+            f"each image, N-MNIST-like) of {ds.description}")
+    return Dataset(f"event-{ds.name}", xtr, ds.y_train, xte, ds.y_test, desc, sample_dim=1)
 
 
 def load_digits(seed: int = 0, test_fraction: float = 0.2) -> Dataset:

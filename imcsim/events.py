@@ -18,6 +18,9 @@ Crossbar layer counters (totals since the last reset, over every sample and time
 * ``outputs``: output values produced (vectors x output features);
 * ``input_bits``: input bits fetched from the activation buffer (vectors x inputs x input bits).
 
+Digital operations (:mod:`imcsim.digital`): ``macs``, ``adds``, ``muls``, ``compares``,
+``values``.
+
 Neuron counters: ``updates`` (membrane updates), ``spikes`` (spikes emitted) and
 ``syn_updates`` (synaptic-current updates of current-based neurons), or ``updates`` and
 ``nonzero`` for quantised activations.
@@ -80,6 +83,7 @@ CROSSBAR_EVENTS = ("vectors", "vector_reads", "tile_reads", "active_rows", "adc_
                    "accumulations", "outputs", "input_bits")
 NEURON_EVENTS = ("updates", "spikes", "syn_updates")
 QUANT_EVENTS = ("updates", "nonzero")
+DIGITAL_EVENTS = ("macs", "adds", "muls", "compares", "values")
 
 
 def counting_modules(model: nn.Module):

@@ -116,6 +116,67 @@ class Network(nn.Module):
         return self(x, **kw).mean(0).argmax(-1)
 
 
+class Stepwise(nn.Module):
+    """A model that takes one timestep per call (snnTorch ``init_hidden`` networks,
+    SpikingJelly single-step networks, any stateful per-step module), run over sequences.
+
+    forward(x) with x (T, B, ...) resets the module's neuron states, calls ``module(x[t])``
+    for t = 0..T-1 and stacks the outputs (T, B, ...); a tuple output contributes its
+    element ``output_index`` (e.g. 0: spikes, 1: membranes of snnTorch's ``(spk, mem)``).
+    Read noise is keyed by step. Works with :func:`imcsim.dynamic.run_dynamic`."""
+
+    kind = "snn"
+    input = "sequence"
+    batch_dim = 1
+    encoding = "direct"
+    static_input_once = False
+
+    def __init__(self, module: nn.Module, output_index: int = 0):
+        super().__init__()
+        self.module = module
+        self.output_index = int(output_index)
+        self.persistent = False
+        self.arch: dict = {}
+
+    @property
+    def timesteps(self) -> int:
+        return 0
+
+    def reset_state(self) -> None:
+        """Fresh states: imcsim neurons and adapters, and native snnTorch / SpikingJelly
+        neurons (``reset_mem()`` / ``reset()``) of a model not converted yet."""
+        from .convert.frameworks import framework_of
+        from .neurons import neurons
+
+        for n in neurons(self.module):
+            n.reset_state()
+        for m in self.module.modules():
+            fw = framework_of(m)
+            if fw == "snntorch" and hasattr(m, "reset_mem"):
+                m.reset_mem()
+                for name in ("syn",):
+                    if hasattr(m, name) and isinstance(getattr(m, name), torch.Tensor):
+                        setattr(m, name, torch.zeros(0))
+            elif fw == "spikingjelly" and hasattr(m, "reset") and hasattr(m, "v"):
+                m.reset()
+
+    def select_state(self, keep) -> None:
+        pass  # the module's own neurons are selected by imcsim.neurons.select_states
+
+    def forward(self, x: torch.Tensor, timesteps: int | None = None) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() < 2:
+            raise ValueError(f"Stepwise expects a sequence (T, B, ...), got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        if not self.persistent:
+            self.reset_state()
+        outs = []
+        with default_context(x.shape[1]):
+            for t in range(x.shape[0]):
+                o = self.module(x[t])
+                outs.append(o[self.output_index] if isinstance(o, (tuple, list)) else o)
+        return torch.stack(outs)
+
+
 def _call(m: nn.Module, h: torch.Tensor, T: int, B: int) -> torch.Tensor:
     """Run one body module on time-flattened h (T*B, ...); spiking neurons see (T, B, ...)."""
     if isinstance(m, SpikingNeuron) and not m.time_flat:
@@ -191,9 +252,13 @@ def build(arch: dict) -> Network:
     import inspect
 
     arch = dict(arch)
+    if arch.get("name") == "nir":
+        from .convert.nir import network_from_spec
+
+        return network_from_spec(arch)
     name = arch.pop("name", None)
     if name not in BUILDERS:
-        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(BUILDERS)}")
+        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(BUILDERS)}, nir")
     builder = BUILDERS[name]
     allowed = set(inspect.signature(builder).parameters)
     extra = sorted(set(arch) - allowed)

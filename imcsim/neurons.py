@@ -94,6 +94,8 @@ class SpikingNeuron(nn.Module):
     so a network can run one timestep at a time.
     """
 
+    neuron_kind = "spiking"
+
     def __init__(self, threshold=1.0, leak=1.0, reset="subtract", v_init=0.0, surrogate="atan", alpha=2.0, *,
                  gain=1.0, v_rest=0.0, v_reset=0.0, syn_decay=0.0, strict=False, reset_delay=False, spiking=True,
                  time_flat=False):
@@ -232,6 +234,8 @@ class LIF(SpikingNeuron):
 class QuantAct(nn.Module):
     """Unsigned b-bit activation over [0, clip], straight-through rounding, learnable clip."""
 
+    neuron_kind = "quant"
+
     def __init__(self, bits: int, clip: float = 1.0, learn_clip: bool = True):
         super().__init__()
         if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
@@ -275,13 +279,15 @@ def if_spike_count(c: float, T: int, threshold: float = 1.0, v_init: float = 0.0
 
 
 def neurons(model: nn.Module):
-    return [m for m in model.modules() if isinstance(m, SpikingNeuron)]
+    """Modules that hold a state over timesteps (imcsim neurons, framework adapters, graph
+    bodies with recurrent edges)."""
+    return [m for m in model.modules() if hasattr(m, "reset_state") and hasattr(m, "persistent")]
 
 
 def set_persistent(model: nn.Module, on: bool) -> None:
     for n in neurons(model):
         n.persistent = on
-        n.v = None
+        n.reset_state()
 
 
 def reset_states(model: nn.Module) -> None:

@@ -84,28 +84,33 @@ def train(model: Network, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *,
     """Train ``model`` in place; returns per-epoch history (loss, train acc, val acc)."""
     from tqdm.auto import tqdm
 
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x and y must have the same number of samples, got {x.shape[0]} and {y.shape[0]}")
+    bd = batch_dim(model)
+    n = x.shape[bd]
+    if n != y.shape[0]:
+        raise ValueError(f"x and y must have the same number of samples, got {n} and {y.shape[0]}")
+    if n == 0:
+        raise ValueError("no training samples (x holds 0 samples)")
+    check_finite_input(x, "training data")
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(x.shape[0] / cfg.batch_size)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
     acts = _activations(model)
     for m in acts:
         m.track_activity = cfg.activity_lambda > 0
     history = []
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=f"train {model.kind}", disable=not progress, leave=False)
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=f"train {getattr(model, 'kind', 'model')}", disable=not progress, leave=False)
     try:
         with no_counting():
             for epoch in range(cfg.epochs):
                 model.train()
-                perm = torch.randperm(x.shape[0], generator=gen)
+                perm = torch.randperm(n, generator=gen)
                 tot_loss, correct, seen = 0.0, 0, 0
-                for s in range(0, x.shape[0], cfg.batch_size):
+                for s in range(0, n, cfg.batch_size):
                     idx = perm[s : s + cfg.batch_size]
-                    xb, yb = x[idx].to(device), y[idx].to(device)
+                    xb, yb = x.index_select(bd, idx).to(device), y[idx].to(device)
                     saved = None
                     if cfg.weight_noise > 0:
                         saved = [w.detach().clone() for w in _weights(model)]

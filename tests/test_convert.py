@@ -1,76 +1,260 @@
-"""convert(): copies, folds BatchNorm, infers input kinds, reports digital layers, calibrates."""
+"""convert(): any traceable model; exact on ideal hardware for weights on the grid; input
+kinds inferred from the graph; BatchNorm folding; digital ops counted; clear refusals."""
 
 import copy
 
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import imcsim
-from imcsim import HardwareConfig
+from imcsim import IF, HardwareConfig, QuantAct
+from imcsim.digital import DigitalModule, DigitalOp
+
+IDEAL = HardwareConfig.ideal()
 
 
-def _trained_like(net, seed=0):
-    """Give BatchNorm layers non-trivial statistics, as after training."""
+def _on_grid(model, seed=0):
+    """Weights on the 4-bit grid with power-of-two scales (so float and crossbar sums are
+    both exact): w = k / 8, |k| <= 7, each output channel reaching 7; biases k / 16."""
     g = torch.Generator().manual_seed(seed)
-    for m in net.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return net.eval()
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            w = torch.randint(-7, 8, m.weight.shape, generator=g).float()
+            w.view(w.shape[0], -1)[:, 0] = 7
+            m.weight.data = w / 8
+            if m.bias is not None:
+                m.bias.data = torch.randint(-8, 8, m.bias.shape, generator=g).float() / 16
+    return model
 
 
-def test_original_untouched_and_layers_replaced():
-    net = _trained_like(imcsim.convnet(in_shape=(1, 12, 12), channels=(4, 8), hidden=16, kind="snn", timesteps=2))
+def _images(n=48, shape=(1, 8, 8), seed=1):
+    """Inputs on the 8-bit grid k/256 whose largest value is 255/256 (input step 1/256)."""
+    x = torch.randint(0, 256, (n, *shape), generator=torch.Generator().manual_seed(seed)).float() / 256
+    x.view(n, -1)[0, 0] = 255 / 256
+    return x
+
+
+class ResidualSNN(nn.Module):
+    """SEW-style residual block (spikes + spikes), functional pooling and flatten."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.n0 = nn.Conv2d(1, 4, 3, padding=1), IF(time_flat=True)
+        self.c1, self.n1 = nn.Conv2d(4, 4, 3, padding=1), IF(time_flat=True)
+        self.c2, self.n2 = nn.Conv2d(4, 4, 3, padding=1, bias=False), IF(time_flat=True)
+        self.c3, self.n3 = nn.Conv2d(4, 6, 3, padding=1), IF(time_flat=True)
+        self.fc = nn.Linear(6 * 4 * 4, 10)
+
+    def forward(self, x):
+        s0 = self.n0(self.stem(x))
+        s2 = self.n2(self.c2(self.n1(self.c1(s0))))
+        h = self.n3(self.c3(s0 + s2))
+        return self.fc(torch.flatten(F.avg_pool2d(h, 2), 1))
+
+
+class ResidualQNN(nn.Module):
+    """Spiking-ResNet-style residual (analog add before the activation), with QuantAct."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.q0 = nn.Conv2d(1, 4, 3, padding=1), QuantAct(2, clip=0.75)
+        self.c1, self.q1 = nn.Conv2d(4, 4, 3, padding=1), QuantAct(2, clip=0.75)
+        self.c2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.q2 = QuantAct(2, clip=0.75)
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x):
+        a = self.q0(self.stem(x))
+        h = self.q2(self.c2(self.q1(self.c1(a))) + a)  # residual added before the activation
+        return self.fc(h.flatten(1))
+
+
+class RecurrentSNN(nn.Module):
+    """A time loop in forward: one recurrent weight matrix fed back every timestep."""
+
+    def __init__(self, T=5):
+        super().__init__()
+        self.T = T
+        self.inp, self.rec, self.out = nn.Linear(12, 16), nn.Linear(16, 16, bias=False), nn.Linear(16, 4)
+        self.lif = IF()
+
+    def forward(self, x):  # x: (T, B, 12)
+        s = x.new_zeros(x.shape[1], 16)
+        outs = []
+        for t in range(self.T):
+            i = self.inp(x[t]) + self.rec(s)
+            s = self.lif(i.unsqueeze(0))[0]
+            outs.append(self.out(s))
+        return torch.stack(outs)
+
+
+class Grouped(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv1d(2, 4, 3, padding=1)
+        self.n1 = IF(time_flat=True)
+        self.g = nn.Conv2d(4, 8, 3, padding=1, groups=2)  # grouped
+        self.n2 = IF(time_flat=True)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)  # depthwise
+        self.n3 = IF(time_flat=True)
+        self.fc = nn.Linear(8 * 4 * 4, 5, bias=False)
+
+    def forward(self, x):  # x: (N, 2, 16)
+        h = self.n1(self.c1(x)).view(-1, 4, 4, 4)
+        h = self.n3(self.dw(self.n2(self.g(h))))
+        return self.fc(h.flatten(1))
+
+
+def _kinds(model):
+    return model.conversion_report.input_kinds()
+
+
+def test_residual_snn_exact_and_every_input_kind_inferred():
+    net = imcsim.Network(_on_grid(ResidualSNN()), "snn", timesteps=4).eval()
+    x = _images()
+    chip = imcsim.convert(net, IDEAL, calibration=x)
+    with torch.no_grad():
+        assert torch.equal(chip(x), net(x))
+    k = _kinds(chip)
+    assert k["body.stem"] == "analog, 8-bit bit_serial" and k["body.c1"] == "spikes"
+    assert k["body.c3"] == "counts 0..2 (2-bit bit_serial)"  # spikes + spikes
+    assert k["body.fc"] == "counts 0..4 x 0.25 (3-bit bit_serial)"  # 2x2 average of spikes
+    rep = {e.name: e for e in chip.conversion_report.entries}
+    assert rep["body.add"].status == "digital" and rep["body.avg_pool2d"].status == "digital"
+    assert rep["body.flatten"].status == "free"
+    assert isinstance(chip.body, torch.fx.GraphModule)
+
+
+def test_residual_qnn_exact_with_b_bit_inputs():
+    net = imcsim.Network(_on_grid(ResidualQNN(), seed=2), "qnn").eval()
+    x = _images(seed=3)
+    chip = imcsim.convert(net, IDEAL, calibration=x)
+    with torch.no_grad():
+        assert torch.equal(chip(x), net(x))
+    k = _kinds(chip)
+    assert k["body.c1"] == "2-bit activations (bit_serial)" and k["body.fc"] == "2-bit activations (bit_serial)"
+
+
+def test_recurrent_snn_exact_and_its_recurrent_weights_on_crossbars():
+    net = _on_grid(RecurrentSNN(), seed=4).eval()
+    x = (torch.rand(5, 30, 12, generator=torch.Generator().manual_seed(5)) < 0.4).float()
+    chip = imcsim.convert(net, IDEAL, calibration=x, batch_dim=1)
+    with torch.no_grad():
+        assert torch.equal(chip(x), net(x))
+    assert chip.conversion_report.traced
+    rep = {e.name: e for e in chip.conversion_report.entries}
+    assert rep["rec"].status == "crossbar" and "used 5 times" in rep["rec"].detail and "input spikes" in rep["rec"].detail
+    assert rep["inp"].status == "crossbar" and "input spikes" in rep["inp"].detail  # inferred from the data
+
+
+def test_grouped_depthwise_and_conv1d_exact():
+    net = imcsim.Network(_on_grid(Grouped(), seed=6), "snn", timesteps=3).eval()
+    x = torch.randint(0, 3, (20, 2, 16), generator=torch.Generator().manual_seed(7)).float()  # integer counts
+    chip = imcsim.convert(net, IDEAL, calibration=x)
+    with torch.no_grad():
+        assert torch.equal(chip(x), net(x))
+    rep = {e.name: e for e in chip.conversion_report.entries}
+    assert "2 groups on their own tiles" in rep["body.g"].detail and "8 groups" in rep["body.dw"].detail
+    assert rep["body.c1"].status == "crossbar" and "counts 0..2" in rep["body.c1"].detail
+    assert chip.body.dw.tiles.grid.n_tiles == 1 and chip.body.dw.tiles.groups == 8  # one tile per group
+
+
+def test_batchnorm_folds_into_the_layer_it_follows_anywhere_in_the_graph():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.lif = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), IF(time_flat=True)
+            self.bn_free = nn.BatchNorm2d(4)
+            self.fc = nn.Linear(4 * 8 * 8, 3)
+
+        def forward(self, x):
+            s = self.lif(self.bn(self.conv(x)))
+            return self.fc(F.relu(self.bn_free(s + s)).flatten(1))  # this BN follows an add: stays digital
+
+    torch.manual_seed(0)
+    m = Net()
+    for bn in (m.bn, m.bn_free):
+        bn.running_mean.uniform_(-0.1, 0.1)
+        bn.running_var.uniform_(0.5, 1.5)
+    net = imcsim.Network(m, "snn", timesteps=2).eval()
+    x = _images()
+    hw = HardwareConfig.ideal(weight_bits=16, **{"inputs.bits": 16})
+    chip = imcsim.convert(net, hw, calibration=x)
+    rep = {e.name: (e.status, e.detail) for e in chip.conversion_report.entries}
+    assert rep["body.bn"] == ("folded", "into body.conv") and "body.bn folded in" in rep["body.conv"][1]
+    assert rep["body.bn_free"][0] == "digital"
+    with torch.no_grad():  # the folded layer computes conv + BN (16-bit weights and inputs: to ~1e-4)
+        torch.testing.assert_close(chip.body.conv(x), m.bn(m.conv(x)), rtol=1e-3, atol=1e-3)
+
+
+def test_sequential_bodies_stay_sequential_and_original_is_untouched():
+    net = imcsim.convnet(in_shape=(1, 12, 12), channels=(4, 8), hidden=16, kind="snn", timesteps=2).eval()
     before = copy.deepcopy(net.state_dict())
-    x = torch.rand(3, 1, 12, 12)
-    xnet = imcsim.convert(net, HardwareConfig.ideal(), calibration=x)
+    xnet = imcsim.convert(net, IDEAL, calibration=torch.rand(3, 1, 12, 12))
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k])
-    assert not any(isinstance(m, (nn.Linear, nn.Conv2d)) for m in xnet.modules())
+    assert isinstance(xnet.body, nn.Sequential)
+    assert not any(type(m) in (nn.Linear, nn.Conv2d) for m in xnet.modules())
     rep = xnet.conversion_report
     assert rep.crossbar_layers == ["body.0", "body.4", "body.9", "body.12"]
-    assert rep.digital_layers == []
-    specs = [m.input_spec.kind for _, m in imcsim.crossbar_layers(xnet)]
-    assert specs == ["analog", "spike", "spike", "spike"]
+    assert rep.digital_layers == ["body.3", "body.7"]  # max pooling: counted comparisons
+    assert [m.input_spec.kind for _, m in imcsim.crossbar_layers(xnet)] == ["analog", "spike", "spike", "spike"]
 
 
-def test_batchnorm_folding_matches_float_model_at_high_precision():
-    net = _trained_like(imcsim.mlp(in_shape=(1, 6, 6), hidden=(24,), kind="qnn", bits=8), seed=1)
-    x = torch.rand(64, 1, 6, 6)
-    hw = HardwareConfig.ideal(weight_bits=16, **{"inputs.bits": 16})
-    xnet = imcsim.convert(net, hw, calibration=x)
-    assert "folded" in [e.status for e in xnet.conversion_report.entries]
-    specs = [m.input_spec for _, m in imcsim.crossbar_layers(xnet)]
-    assert specs[1].kind == "quantized" and specs[1].bits == 8
-    with torch.no_grad():
-        ref, out = net(x), xnet(x)
-    # 16-bit weights and inputs: the only differences are tiny quantisation errors, except
-    # where an activation sits at a rounding boundary of the 8-bit QuantAct.
-    close = (out - ref).abs() < 1e-2
-    assert close.float().mean() > 0.97
-
-
-def test_digital_layers_are_reported_with_reasons():
-    body = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, padding_mode="circular"), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3), nn.BatchNorm1d(5))
-    body[4] = nn.BatchNorm1d(3)
+def test_digital_layers_are_counted_and_reported_with_reasons():
+    body = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, padding_mode="circular"), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 6 * 6, 3), nn.BatchNorm1d(3))
     model = nn.Sequential(body, nn.Linear(3, 2))
-    xm = imcsim.convert(model, HardwareConfig.ideal(), exclude=["1"])
+    xm = imcsim.convert(model, IDEAL, exclude=["1"], calibration=torch.rand(5, 2, 6, 6))
     rep = {e.name: (e.status, e.detail) for e in xm.conversion_report.entries}
-    assert rep["0.0"] == ("digital", "padding_mode='circular' (only 'zeros' is supported)")
+    assert rep["0.0"][0] == "digital" and rep["0.0"][1].startswith("padding_mode='circular' (only 'zeros' is supported)")
     assert rep["0.3"][0] == "crossbar" and "0.4 folded in" in rep["0.3"][1]
-    assert rep["1"] == ("digital", "excluded by the user")
-    assert isinstance(xm[0][0], nn.Conv2d) and isinstance(xm[1], nn.Linear)
+    assert rep["1"][0] == "digital" and rep["1"][1].startswith("excluded by the user")
+    assert isinstance(xm[0][0], DigitalModule) and isinstance(xm[1], DigitalModule)
+    imcsim.reset_events(xm)
+    with torch.no_grad():
+        xm(torch.rand(2, 2, 6, 6))
+    ev = imcsim.collect_events(xm)
+    assert ev["0.0"]["macs"] == 2 * 4 * 6 * 6 * (2 * 9)  # the digital conv's multiply-accumulates
+    assert ev["0.1"]["compares"] == 2 * 4 * 6 * 6  # ReLU on analog values
+    assert ev["1"]["macs"] == 2 * 2 * 3
     with pytest.raises(ValueError, match="exclude names 'nope', which is not a module"):
-        imcsim.convert(model, HardwareConfig.ideal(), exclude=["nope"])
+        imcsim.convert(model, IDEAL, exclude=["nope"])
     with pytest.raises(ValueError, match="hw must be a HardwareConfig"):
         imcsim.convert(model, "rram")
+    with pytest.raises(ValueError, match=r"convert: seed must be an integer, got 1.7"):
+        imcsim.convert(model, IDEAL, seed=1.7)
+
+
+def test_untraceable_model_falls_back_and_says_why():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.lif, self.fc2 = nn.Linear(6, 5), IF(), nn.Linear(5, 2)
+
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+                x = x * 1.0
+            return self.fc2(self.lif(self.fc1(x).unsqueeze(0))[0])
+
+    xm = imcsim.convert(Branchy(), IDEAL, calibration=torch.rand(4, 6))
+    rep = xm.conversion_report
+    assert not rep.traced and "not traceable by torch.fx" in rep.note and "walking its submodules" in rep.note
+    assert rep.input_kinds() == {"fc1": "analog, 8-bit bit_serial", "fc2": "spikes"}
+
+
+def test_unknown_weighted_layer_is_an_error_naming_it():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Embedding(10, 4))
+    with pytest.raises(ValueError, match=r"node '1' \(torch.nn.modules.sparse.Embedding\) has weights but no crossbar"):
+        imcsim.convert(model, IDEAL)
 
 
 def test_calibration_sets_ranges_and_same_seed_same_outputs():
-    net = _trained_like(imcsim.mlp(in_shape=(1, 8, 8), hidden=(32,), kind="snn", timesteps=3), seed=2)
+    net = imcsim.mlp(in_shape=(1, 8, 8), hidden=(32,), kind="snn", timesteps=3).eval()
+    with torch.no_grad():
+        net.body[2].running_var.fill_(0.05)  # make the hidden layer spike
     x = torch.rand(40, 1, 8, 8)
     hw = HardwareConfig.preset("rram")
     a = imcsim.convert(net, hw, calibration=x)
@@ -85,8 +269,8 @@ def test_calibration_sets_ranges_and_same_seed_same_outputs():
 
 
 def test_events_collected_per_layer():
-    net = _trained_like(imcsim.mlp(in_shape=(1, 4, 4), hidden=(8,), kind="snn", timesteps=2), seed=3)
-    xnet = imcsim.convert(net, HardwareConfig.ideal(), calibration=torch.rand(4, 1, 4, 4))
+    net = imcsim.mlp(in_shape=(1, 4, 4), hidden=(8,), kind="snn", timesteps=2).eval()
+    xnet = imcsim.convert(net, IDEAL, calibration=torch.rand(4, 1, 4, 4))
     imcsim.reset_events(xnet)
     with torch.no_grad():
         xnet(torch.rand(5, 1, 4, 4))
@@ -94,3 +278,14 @@ def test_events_collected_per_layer():
     assert list(ev) == ["body.1", "body.3", "body.4"]  # crossbar, neuron, crossbar
     assert ev["body.1"]["vectors"] == 10 and ev["body.3"]["updates"] == 2 * 5 * 8
     assert ev["body.4"]["active_rows"] == ev["body.3"]["spikes"]  # one column tile
+
+
+def test_functional_ops_are_counted():
+    net = imcsim.Network(_on_grid(ResidualSNN()), "snn", timesteps=2).eval()
+    chip = imcsim.convert(net, IDEAL, calibration=_images())
+    imcsim.reset_events(chip)
+    with torch.no_grad():
+        chip(_images(n=3))
+    ev = imcsim.collect_events(chip)
+    assert ev["body.digital.add"]["adds"] == 2 * 3 * 4 * 8 * 8
+    assert ev["body.digital.avg_pool2d"]["adds"] == 2 * 3 * 6 * 4 * 4 * 3 and isinstance(chip.body.digital.add, DigitalOp)

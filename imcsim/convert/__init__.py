@@ -1,5 +1,11 @@
-"""Model conversion: a trained torch model -> the same model with its layers on crossbars."""
+"""Model conversion: a trained torch model -> the same model with its layers on crossbars.
 
-from .core import ConversionReport, LayerEntry, calibrate, convert, crossbar_layers, fold_batchnorm
+``convert`` traces any torch.fx-traceable model (:mod:`.graph`), replaces the neurons of
+snnTorch / SpikingJelly / Norse (:mod:`.frameworks`), and ``from_nir`` / ``to_nir``
+exchange networks with NIR (:mod:`.nir`).
+"""
 
-__all__ = ["ConversionReport", "LayerEntry", "calibrate", "convert", "crossbar_layers", "fold_batchnorm"]
+from .core import ConversionReport, calibrate, convert, crossbar_layers, fold_batchnorm
+from .nir import from_nir, to_nir
+
+__all__ = ["ConversionReport", "calibrate", "convert", "crossbar_layers", "fold_batchnorm", "from_nir", "to_nir"]

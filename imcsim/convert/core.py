@@ -1,11 +1,13 @@
-"""``convert(model, hw)``: a copy of a trained model with its Linear / Conv2d layers on crossbars.
+"""``convert(model, hw)``: a copy of a trained model with its Linear / Conv layers on crossbars.
 
-BatchNorm directly after a Linear / Conv2d (next sibling in an ``nn.Sequential``) is
-folded into it. Each crossbar layer learns what it receives from the module before it:
-spikes after a spiking neuron, b-bit integers after a :class:`~imcsim.neurons.QuantAct`,
-otherwise analog values quantised to ``hw.inputs.bits`` over a calibrated range. Shape-only
-modules (Flatten, MaxPool, Dropout, Identity) are looked through. What stays digital, and
-why, is listed in the returned model's ``conversion_report``.
+Any ``torch.fx``-traceable model converts (see :mod:`imcsim.convert.graph`): residual
+additions, concatenations, functional calls, nested containers, a module used twice, the
+neurons of snnTorch / SpikingJelly / Norse. Each crossbar layer is told what it receives
+from the graph (spikes, integer counts, b-bit activations, analog values), BatchNorm folds
+into the Linear / Conv it directly follows, and what stays digital is wrapped so its
+arithmetic is counted. A model that cannot be traced is converted by walking its submodules
+in order instead, and the report says why. Every node and what it became is listed in the
+returned model's ``conversion_report``.
 
 ``calibrate(model, data)`` sets analog input ranges and calibrated ADC ranges from data.
 """
@@ -13,35 +15,35 @@ why, is listed in the returned model's ``conversion_report``.
 from __future__ import annotations
 
 import copy
+import types
 from dataclasses import dataclass, field
 
 import torch
+import torch.fx as fx
 import torch.nn as nn
 
 from crossbar_models import RangeObserver
+from crossbar_models._checks import check_int
 
-from ..crossbar import CrossbarConv2d, CrossbarLinear, InputSpec, TiledMatrix, unsupported_conv
+from ..context import default_context
+from ..crossbar import CrossbarConv, CrossbarLinear, InputSpec, TiledMatrix, unsupported_conv
+from ..digital import DigitalModule
 from ..errors import CalibrationError
 from ..events import reset_events
-from ..hardware import HardwareConfig
+from ..hardware import MAX_SEED, HardwareConfig
 from ..neurons import QuantAct, SpikingNeuron
+from . import graph as G
+from .frameworks import adapt, framework_of, is_framework_neuron
 
-_TRANSPARENT = (nn.Flatten, nn.MaxPool1d, nn.MaxPool2d, nn.Dropout, nn.Identity, nn.Unflatten)
-_BN = (nn.BatchNorm1d, nn.BatchNorm2d)
-
-
-@dataclass
-class LayerEntry:
-    name: str
-    kind: str
-    status: str  # "crossbar" | "digital" | "folded"
-    detail: str
+INPUT_KINDS = ("auto", "analog", "spike", "count")
 
 
 @dataclass
 class ConversionReport:
     hardware: str
-    entries: list[LayerEntry] = field(default_factory=list)
+    entries: list = field(default_factory=list)
+    traced: bool = True
+    note: str = ""
 
     @property
     def crossbar_layers(self) -> list[str]:
@@ -51,11 +53,18 @@ class ConversionReport:
     def digital_layers(self) -> list[str]:
         return [e.name for e in self.entries if e.status == "digital"]
 
+    def input_kinds(self) -> dict:
+        """Crossbar layer -> what it reads (from the report's details)."""
+        return {e.name: e.input for e in self.entries if e.status == "crossbar"}
+
     def __str__(self) -> str:
         w = max([len(e.name) for e in self.entries] + [5])
+        kw = max([len(e.kind) for e in self.entries] + [4])
         lines = [f"conversion onto {self.hardware}"]
+        if self.note:
+            lines.append(f"  note: {self.note}")
         for e in self.entries:
-            lines.append(f"  {e.name:<{w}}  {e.kind:<12} {e.status:<9} {e.detail}")
+            lines.append(f"  {e.name:<{w}}  {e.kind:<{kw}}  {e.status:<8} {e.detail}")
         return "\n".join(lines)
 
 
@@ -70,47 +79,163 @@ def fold_batchnorm(weight: torch.Tensor, bias: torch.Tensor | None, bn) -> tuple
     return w, (b0 - bn.running_mean) * k + beta.detach()
 
 
-def _input_spec(prev: nn.Module | None, hw: HardwareConfig) -> tuple[InputSpec, str]:
-    if isinstance(prev, SpikingNeuron):
-        return InputSpec("spike"), "spikes"
-    if isinstance(prev, QuantAct):
-        return InputSpec("quantized", prev.bits, prev.scale), f"{prev.bits}-bit activations"
-    return InputSpec("analog", hw.inputs.bits, None), f"analog, {hw.inputs.bits}-bit {hw.inputs.mode}"
+def _first_batch(data):
+    if data is None:
+        return None
+    if isinstance(data, torch.Tensor):
+        return data
+    for item in data:
+        return item[0] if isinstance(item, (tuple, list)) else item
+    return None
 
 
-def convert(model: nn.Module, hw: HardwareConfig, *, calibration=None, exclude=(), seed: int | None = None) -> nn.Module:
+def convert(model: nn.Module, hw: HardwareConfig, *, calibration=None, exclude=(), seed: int | None = None,
+            input_kind: str = "auto", batch_dim: int | None = None) -> nn.Module:
     """Return a crossbar copy of ``model`` (the original is untouched).
 
-    hw: the hardware. calibration: data (tensor or iterable of batches) used to set analog
-    input ranges and calibrated ADC ranges. exclude: module names to keep digital.
-    seed: chip instance (defaults to hw.seed): programming variation and read noise.
+    hw: the hardware. calibration: data in the form of the model's input (a tensor or an
+    iterable of batches; for sequence networks (T, B, ...)) used to set analog input ranges
+    and calibrated ADC ranges. exclude: module names to keep digital (their arithmetic is
+    priced as digital events). seed: chip instance (default hw.seed): programming variation
+    and the key of the read noise. input_kind: what the model's input is -- ``auto`` (from
+    the calibration data: 0/1 values are spikes, non-negative integers counts, anything else
+    analog), ``analog``, ``spike`` or ``count``. batch_dim: the input dimension indexing
+    samples, for a model that is not an imcsim Network (default 0).
     """
+    from ..models import Network, Stepwise
+
     if not isinstance(hw, HardwareConfig):
         raise ValueError(f"hw must be a HardwareConfig, got {type(hw).__name__}")
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    try:
+        chip = hw.seed if seed is None else check_int("seed", seed, low=0, high=MAX_SEED)
+    except ValueError as e:
+        raise ValueError(f"convert: {e}") from None
+    if input_kind not in INPUT_KINDS:
+        raise ValueError(f"input_kind must be one of {', '.join(INPUT_KINDS)}, got {input_kind!r}")
     names = {n for n, _ in model.named_modules()}
+    inner = model.body if isinstance(model, Network) else model.module if isinstance(model, Stepwise) else model
+    prefix = "body." if isinstance(model, Network) else "module." if isinstance(model, Stepwise) else ""
     for name in exclude:
         if name not in names:
             raise ValueError(f"exclude names {name!r}, which is not a module of the model")
-    chip = hw.seed if seed is None else int(seed)
-    out = copy.deepcopy(model).eval()
-    report = ConversionReport(hardware=hw.describe())
-    counter = [0]
+    layer_ids: dict[str, int] = {}
 
-    def visit(parent: nn.Module, prefix: str):
+    def seed_of(name: str) -> int:
+        return chip * 1_000_003 + layer_ids.setdefault(name, len(layer_ids))
+
+    placeholder = _placeholder_kind(model, input_kind, calibration)
+    excl = {e[len(prefix):] if e.startswith(prefix) else e for e in exclude}
+    body, report = _convert_module(inner, hw, placeholder, excl, seed_of, prefix)
+    report.entries = [type(e)(prefix + e.name, e.kind, e.status, e.detail, e.input) for e in report.entries]
+    if isinstance(model, Network):
+        out = copy.copy(model)
+        out._modules = dict(model._modules)
+        out._modules["body"] = body
+        out.arch = dict(model.arch)
+        out.eval()
+    elif isinstance(model, Stepwise):
+        out = Stepwise(body, output_index=model.output_index)
+    else:
+        out = body.eval()
+        out.batch_dim = 0 if batch_dim is None else int(batch_dim)
+        _with_default_context(out)
+    report.hardware = hw.describe()
+    out.conversion_report = report
+    if calibration is not None:
+        calibrate(out, calibration)
+    return out
+
+
+def _placeholder_kind(model, input_kind, calibration) -> G.Kind:
+    from ..models import Network
+
+    if input_kind == "analog":
+        return G.ANALOG
+    if input_kind == "spike":
+        return G.SPIKE
+    if isinstance(model, Network) and model.kind == "snn" and model.input == "static" and model.encoding == "rate":
+        return G.SPIKE
+    x = _first_batch(calibration)
+    if input_kind == "count":
+        if x is None:
+            raise ValueError("input_kind='count' needs calibration data to know the number of levels")
+        k = G.kind_of_data(x)
+        if not k.is_count:
+            raise ValueError("input_kind='count': the calibration data are not non-negative integers")
+        return k
+    return G.kind_of_data(x) if x is not None else G.ANALOG
+
+
+def _convert_module(module: nn.Module, hw, placeholder, exclude, seed_of, prefix=""):
+    report = ConversionReport(hardware=hw.describe())
+    if hasattr(module, "dataflow"):  # a body that knows its own graph (NIR), cycles included
+        out, report.entries = G.convert_dataflow(module, hw, placeholder=placeholder, exclude=set(exclude), seed_of=seed_of)
+        return out, report
+    try:
+        graph = G.trace(module)
+    except Exception as e:  # noqa: BLE001 - any tracing failure: say why, fall back
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        out = copy.deepcopy(module)
+        report.traced = False
+        report.note = (f"not traceable by torch.fx ({reason[:160]}); converted by walking its submodules in order: "
+                       "each layer's input kind is taken from the module defined before it, and functional calls in "
+                       "forward() are not seen")
+        report.entries = _walk(out, hw, exclude, seed_of, placeholder)
+        return out, report
+    out, entries = G.convert_graph(module, graph, hw, placeholder=placeholder, exclude=set(exclude), seed_of=seed_of,
+                                   fold_bn=True, prefix=prefix)
+    report.entries = entries
+    return out, report
+
+
+def _with_default_context(model: nn.Module) -> None:
+    """Calls of a converted user model outside imcsim's runners key read noise by batch
+    position (each call its own context); runners name samples themselves."""
+    fwd = model.forward
+
+    def forward(self, *args, **kwargs):
+        x = args[0] if args else next(iter(kwargs.values()), None)
+        bd = getattr(self, "batch_dim", 0)
+        b = x.shape[bd] if isinstance(x, torch.Tensor) and x.dim() > bd else 1
+        with default_context(b):
+            return fwd(*args, **kwargs)
+
+    model.forward = types.MethodType(forward, model)
+
+
+# ------------------------------------------------------------------------ fallback walk
+
+_TRANSPARENT = (nn.Flatten, nn.MaxPool1d, nn.MaxPool2d, nn.Dropout, nn.Identity, nn.Unflatten)
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def _walk(root: nn.Module, hw, exclude, seed_of, placeholder) -> list:
+    """Convert by module order (for models torch.fx cannot trace)."""
+    entries = []
+
+    def kind_after(prev):
+        if prev is None:
+            return placeholder
+        if isinstance(prev, SpikingNeuron) or is_framework_neuron(prev):
+            return G.SPIKE
+        if isinstance(prev, QuantAct):
+            return G.count(2**prev.bits, prev.scale)
+        return G.ANALOG
+
+    def visit(parent: nn.Module, prefix: str, prev):
         children = list(parent.named_children())
         sequential = isinstance(parent, (nn.Sequential, nn.ModuleList))
-        prev_compute = None  # last module before the current one that is not transparent
         folded: set[str] = set()
         for idx, (cname, child) in enumerate(children):
             full = f"{prefix}{cname}"
-            if isinstance(child, (nn.Linear, nn.Conv2d)):
-                kind = type(child).__name__
-                if full in exclude:
-                    report.entries.append(LayerEntry(full, kind, "digital", "excluded by the user"))
-                elif isinstance(child, nn.Conv2d) and unsupported_conv(child):
-                    report.entries.append(LayerEntry(full, kind, "digital", unsupported_conv(child)))
+            tname = type(child).__name__
+            if isinstance(child, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                problem = "excluded by the user" if full in exclude else unsupported_conv(child) if not isinstance(child, nn.Linear) else None
+                if problem:
+                    setattr(parent, cname, DigitalModule(child, problem))
+                    entries.append(G.Entry(full, tname, "digital", f"{problem}; priced as digital MACs"))
                 else:
                     weight, bias = child.weight, child.bias
                     note = ""
@@ -119,42 +244,50 @@ def convert(model: nn.Module, hw: HardwareConfig, *, calibration=None, exclude=(
                         weight, bias = fold_batchnorm(weight, bias, nxt)
                         folded.add(children[idx + 1][0])
                         note = f", {prefix}{children[idx + 1][0]} folded in"
-                    spec, what = _input_spec(prev_compute if sequential else None, hw)
-                    layer_seed = chip * 1_000_003 + counter[0]
-                    counter[0] += 1
-                    twin = CrossbarLinear if isinstance(child, nn.Linear) else CrossbarConv2d
-                    new = twin(child, hw, spec, seed=layer_seed, name=full, weight=weight, bias=bias)
+                    spec = G.input_spec(kind_after(prev), hw)
+                    twin = CrossbarLinear if isinstance(child, nn.Linear) else CrossbarConv
+                    new = twin(child, hw, spec, seed=seed_of(full), name=full, weight=weight, bias=bias)
                     setattr(parent, cname, new)
                     g = new.tiles.grid
-                    report.entries.append(LayerEntry(full, kind, "crossbar", f"{g.row_tiles}x{g.col_tiles} tiles, input {what}{note}"))
+                    entries.append(G.Entry(full, tname, "crossbar", f"{g.row_tiles}x{g.col_tiles} tiles, input "
+                                           f"{spec.describe(hw)}{note}", spec.describe(hw)))
             elif isinstance(child, _BN):
                 if cname in folded:
                     setattr(parent, cname, nn.Identity())
-                    report.entries.append(LayerEntry(full, type(child).__name__, "folded", "into the layer before it"))
+                    entries.append(G.Entry(full, tname, "folded", "into the layer before it"))
                 else:
-                    report.entries.append(LayerEntry(full, type(child).__name__, "digital", "not directly after a Linear/Conv2d in a Sequential"))
+                    setattr(parent, cname, DigitalModule(child, "not directly after a Linear/Conv"))
+                    entries.append(G.Entry(full, tname, "digital", "not directly after a Linear/Conv in a Sequential"))
+            elif is_framework_neuron(child):
+                setattr(parent, cname, adapt(child))
+                entries.append(G.Entry(full, f"{framework_of(child)}.{tname}", "neuron", "imcsim adapter"))
             elif isinstance(child, (SpikingNeuron, QuantAct)):
-                pass
+                entries.append(G.Entry(full, tname, "neuron", ""))
             elif len(list(child.children())):
-                visit(child, f"{full}.")
+                prev = visit(child, f"{full}.", prev)
+            elif isinstance(child, _TRANSPARENT):
+                entries.append(G.Entry(full, tname, "free" if not isinstance(child, (nn.MaxPool1d, nn.MaxPool2d)) else "digital", ""))
+                if isinstance(child, (nn.MaxPool1d, nn.MaxPool2d)):
+                    setattr(parent, cname, DigitalModule(child))
+            elif not any(True for _ in child.parameters()):
+                setattr(parent, cname, DigitalModule(child))
+                entries.append(G.Entry(full, tname, "digital", "events counted"))
             if not isinstance(child, _TRANSPARENT + _BN):
-                prev_compute = child
+                prev = child
+        return prev
 
-    visit(out, "")
-    out.conversion_report = report
-    if calibration is not None:
-        calibrate(out, calibration)
-    return out
+    visit(root, "", None)
+    return entries
 
 
 def crossbar_layers(model: nn.Module) -> list[tuple[str, TiledMatrix]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, TiledMatrix)]
 
 
-def _batches(data, batch_size: int):
+def _batches(data, batch_size: int, bd: int = 0):
     if isinstance(data, torch.Tensor):
-        for s in range(0, data.shape[0], batch_size):
-            yield data[s : s + batch_size]
+        for s in range(0, data.shape[bd], batch_size):
+            yield data.narrow(bd, s, min(batch_size, data.shape[bd] - s))
         return
     for item in data:
         yield item[0] if isinstance(item, (tuple, list)) else item
@@ -166,7 +299,7 @@ def _run(model, data, batch_size):
     offset = 0
     bd = getattr(model, "batch_dim", 0)
     with torch.no_grad():
-        for x in _batches(data, batch_size):
+        for x in _batches(data, batch_size, bd):
             predict_logits(model, x, batch_size=x.shape[bd] or 1, sample_offset=offset)
             offset += x.shape[bd]
 
