@@ -322,6 +322,10 @@ class GraphBody(nn.Module):
                     stack.append(w)
         return order + [n for n in comp if n not in seen]
 
+    def _zero_response(self, n, B):
+        m = self.module(n)
+        return None if m is None else _zero_response_of(getattr(m, "module", m), B)
+
     def module(self, n):
         return self.nodes[self.key[n]] if self.key[n] in self.nodes else None
 
@@ -381,6 +385,10 @@ class GraphBody(nn.Module):
                             terms.append(cur[p])
                         elif prev[p] is not None:
                             terms.append(prev[p])
+                        else:  # before the first step the recurrent source saw zeros: an affine gives its bias
+                            b0 = self._zero_response(p, B)
+                            if b0 is not None:
+                                terms.append(b0)
                     x = _sum(terms) if terms else None
                     if x is None:
                         raise ValueError(f"NIR node {n!r} has no input at the first timestep")
@@ -396,6 +404,16 @@ class GraphBody(nn.Module):
         if self.persistent:
             self._carry = {**self._carry, **prev}
         return {n: torch.stack(v).reshape(T * B, *v[0].shape[1:]) for n, v in outs.items()}
+
+
+def _zero_response_of(m, B):
+    bias = getattr(m, "bias", None)
+    if isinstance(m, nn.Linear) and bias is not None:
+        return bias.expand(B, -1)
+    inner = getattr(m, "tiles", None)  # a crossbar twin
+    if inner is not None and getattr(m, "bias", None) is not None and hasattr(m, "out_features"):
+        return m.bias.expand(B, -1)
+    return None
 
 
 def _sum(xs):
@@ -426,7 +444,7 @@ def network_from_spec(arch: dict):
     """Rebuild a NIR network from its architecture record (see :func:`from_nir`)."""
     from ..models import Network
 
-    extra = sorted(set(arch) - {"name", "graph", "dt", "timesteps", "num_classes"})
+    extra = sorted(set(arch) - {"name", "graph", "dt", "timesteps", "num_classes", "in_shape"})
     if extra:
         raise ValueError(f"architecture 'nir' has no parameter {extra[0]!r}")
     body = GraphBody(arch["graph"], arch["dt"])
