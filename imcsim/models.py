@@ -52,6 +52,9 @@ class Network(nn.Module):
             raise ValueError("input='sequence' needs kind='snn'")
         if kind == "snn" and (isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1):
             raise ValueError(f"timesteps must be an integer >= 1, got {timesteps!r}")
+        if static_input_once and not isinstance(body, nn.Sequential):
+            raise ValueError("static_input_once needs an nn.Sequential body (the layers before the first neuron are "
+                             "computed once)")
         self.body = body
         self.kind = kind
         self.timesteps = timesteps if kind == "snn" else 1
@@ -184,12 +187,13 @@ def _call(m: nn.Module, h: torch.Tensor, T: int, B: int) -> torch.Tensor:
     return m(h)
 
 
-def _activation(kind: str, neuron: str, bits: int | None, threshold: float, leak: float | None, v_init: float):
+def _activation(kind: str, neuron: str, bits: int | None, threshold: float, leak: float | None, v_init: float,
+                time_flat: bool = False):
     if kind == "qnn":
         return QuantAct(bits, clip=threshold)
     if neuron == "if":
-        return IF(threshold=threshold, v_init=v_init)
-    return LIF(threshold=threshold, leak=leak if leak is not None else math.exp(-0.5), v_init=v_init)
+        return IF(threshold=threshold, v_init=v_init, time_flat=time_flat)
+    return LIF(threshold=threshold, leak=leak if leak is not None else math.exp(-0.5), v_init=v_init, time_flat=time_flat)
 
 
 def _check_common(kind, timesteps, bits, neuron):
@@ -244,7 +248,82 @@ def convnet(in_shape=(1, 28, 28), num_classes=10, channels=(16, 32), hidden=128,
     return Network(nn.Sequential(*layers), kind, timesteps, encoding, arch, static_input_once)
 
 
-BUILDERS = {"mlp": mlp, "convnet": convnet}
+RESNET_STYLES = ("sew", "spiking")
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm and a shortcut (1x1 convolution + BN where the
+    shape changes). ``spiking`` style (Hu et al.): the shortcut is added to the second
+    convolution's output before the activation; ``sew`` style (Fang et al. 2021, ADD): the
+    activations are added after, so spikes + spikes reach the next layer as integer counts."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, style: str, act):
+        super().__init__()
+        self.style = style
+        self.conv1, self.bn1, self.act1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), act()
+        self.conv2, self.bn2, self.act2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out), act()
+        self.down = stride != 1 or c_in != c_out
+        if self.down:
+            self.conv_s, self.bn_s = nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            if style == "sew":
+                self.act_s = act()
+
+    def forward(self, x):
+        h = self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
+        s = x
+        if self.down:
+            s = self.bn_s(self.conv_s(x))
+            if self.style == "sew":
+                s = self.act_s(s)
+        if self.style == "spiking":
+            return self.act2(h + s)
+        return self.act2(h) + s
+
+
+class ResNetBody(nn.Module):
+    def __init__(self, in_shape, num_classes, channels, blocks, style, act):
+        super().__init__()
+        c, h, w = in_shape
+        self.stem, self.bn, self.act = nn.Conv2d(c, channels[0], 3, 1, 1, bias=False), nn.BatchNorm2d(channels[0]), act()
+        layers, c_in = [], channels[0]
+        for i, (ch, n) in enumerate(zip(channels, blocks)):
+            for j in range(n):
+                stride = 2 if (i > 0 and j == 0) else 1
+                layers.append(ResidualBlock(c_in, ch, stride, style, act))
+                if stride == 2:
+                    h, w = (h + 1) // 2, (w + 1) // 2
+                c_in = ch
+        self.blocks = nn.Sequential(*layers)
+        self.pool = nn.AvgPool2d((h, w))  # global average: spike counts / (h w)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.flatten(self.pool(self.blocks(self.act(self.bn(self.stem(x)))))))
+
+
+def resnet(in_shape=(1, 28, 28), num_classes=10, channels=(16, 32), blocks=(1, 1), style="sew", kind="snn",
+           timesteps=4, bits=None, neuron="if", threshold=1.0, leak=None, v_init=0.0, encoding="direct") -> Network:
+    """Spiking ResNet: 3x3 stem, residual stages (``blocks[i]`` blocks of ``channels[i]``,
+    stride 2 from the second stage on), global average pooling, Linear. ``style``: ``sew``
+    (add spikes: integer counts downstream) or ``spiking`` (add before the neuron)."""
+    bits = _check_common(kind, timesteps, bits, neuron)
+    if style not in RESNET_STYLES:
+        raise ValueError(f"style must be one of {RESNET_STYLES}, got {style!r}")
+    if len(channels) != len(blocks) or not channels or min(blocks) < 1:
+        raise ValueError(f"channels and blocks must be non-empty and of equal length with blocks >= 1, got {channels}, {blocks}")
+    arch = dict(name="resnet", in_shape=list(in_shape), num_classes=num_classes, channels=list(channels),
+                blocks=list(blocks), style=style, kind=kind, timesteps=timesteps, bits=bits, neuron=neuron,
+                threshold=threshold, leak=leak, v_init=v_init, encoding=encoding)
+
+    def act():
+        return _activation(kind, neuron, bits, threshold, leak, v_init, time_flat=True)
+
+    body = ResNetBody(tuple(in_shape), num_classes, tuple(channels), tuple(blocks), style, act)
+    return Network(body, kind, timesteps, encoding, arch)
+
+
+BUILDERS = {"mlp": mlp, "convnet": convnet, "resnet": resnet}
 
 
 def build(arch: dict) -> Network:
