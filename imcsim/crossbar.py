@@ -200,10 +200,12 @@ class TiledMatrix(nn.Module):
         return "linear" if lossless and self.G_sq is None else "reads"
 
     def max_column_current(self) -> float:
-        """Largest current (normalised units) a column can carry: all rows on at full level."""
+        """Largest current (normalised units) a converted column can carry: all rows on at full
+        level (of every row tile, when their currents are summed before conversion)."""
         L = 2**self.hw.device.bits_per_cell - 1
         per_row = L if self.hw.adc.per == "pair" else L + self.g_off_units
-        return self.hw.rows * per_row
+        tiles = self.grid.row_tiles if self.analog_sum else 1
+        return tiles * self.hw.rows * per_row
 
     def driver(self) -> InputDriver:
         spec = self.input_spec
@@ -221,6 +223,11 @@ class TiledMatrix(nn.Module):
                 "pass calibration data to imcsim.convert(..., calibration=x) or call imcsim.calibrate(model, x)"
             )
         return ADC(cfg.bits, self.adc_full_scale, signed=cfg.per == "pair")
+
+    @property
+    def analog_sum(self) -> bool:
+        """Row tiles summed in the analog domain before one conversion per column."""
+        return self.hw.adc.accumulate == "analog" and self.grid.row_tiles > 1
 
     @property
     def needs_keys(self) -> bool:
@@ -314,7 +321,7 @@ class TiledMatrix(nn.Module):
     def _compute(self, x_int: torch.Tensor, keys: torch.Tensor | None, repeat: int = 1) -> torch.Tensor:
         V = x_int.shape[0]
         drv = self.driver()
-        tally = torch.zeros(4, dtype=torch.float64, device=x_int.device) if counting_enabled() else None
+        tally = torch.zeros(5, dtype=torch.float64, device=x_int.device) if counting_enabled() else None
         if self.read_path == "linear":
             y = self._linear(x_int, drv, tally)
             y = y.repeat(repeat, 1) if repeat > 1 else y
@@ -325,12 +332,13 @@ class TiledMatrix(nn.Module):
         V *= repeat
         if tally is not None:
             t = (tally * repeat).tolist()
+            conv = 4 if self.analog_sum else 1  # analog: one conversion per group read, not per row tile
             Tc = self.grid.col_tiles
             self.events.add(
                 vectors=V, vector_reads=t[3], tile_reads=t[1] * Tc,
                 active_rows=t[0] * Tc,  # every column tile drives its own copy of a row
-                adc_conversions=t[1] * self.conversion_columns, shift_adds=t[1] * self.conversion_columns,
-                accumulations=t[2] * self.out_group, outputs=V * self.out_features,
+                adc_conversions=t[conv] * self.conversion_columns, shift_adds=t[conv] * self.conversion_columns,
+                accumulations=0.0 if self.analog_sum else t[2] * self.out_group, outputs=V * self.out_features,
                 input_bits=V * self.in_features * drv.bits,
             )
         return y
@@ -347,14 +355,15 @@ class TiledMatrix(nn.Module):
 
     def _count(self, any_read: torch.Tensor, active: torch.Tensor, tally: torch.Tensor) -> None:
         """Add to ``tally`` (no sync): active rows, row-tile reads performed, partial-sum
-        accumulations, reads in time. any_read: (P, V, G, Tr) bool, a row tile has input."""
+        accumulations, reads in time, group reads (a group with any row tile read). any_read:
+        (P, V, G, Tr) bool, a row tile has input."""
         P, V, G, Tr = any_read.shape
         if self.hw.skip_zero_reads:
             per = any_read.sum(-1)  # (P, V, G) row tiles read per group
             tally += torch.stack([active.double(), per.sum().double(), (per - 1).clamp(min=0).sum().double(),
-                                  (per.sum(-1) > 0).sum().double()])
+                                  (per.sum(-1) > 0).sum().double(), (per > 0).sum().double()])
         else:
-            tally += torch.tensor([0.0, P * V * G * Tr, P * V * G * (Tr - 1), P * V], dtype=torch.float64,
+            tally += torch.tensor([0.0, P * V * G * Tr, P * V * G * (Tr - 1), P * V, P * V * G], dtype=torch.float64,
                                   device=tally.device)
             tally[0] += active.double()
 
@@ -454,7 +463,22 @@ class TiledMatrix(nn.Module):
         acc = dest.view(r, Vc, G_, og)
         plane_w = torch.tensor(pw, dtype=dest.dtype, device=X.device) * lsb
         cw = [float(w) for w in self._col_weights]
-        if n_active < 0.5 * GT * P * Vc:  # simulate only the reads with some input (the others give exactly 0)
+        if self.analog_sum:  # the row tiles' currents add on the column lines: convert the sums
+            Y = self._matmul(Xt, mats, drv, KO).view(G_, Tr, P * Vc, -1).sum(1)  # (G, P*Vc, KO[*2])
+            gany = rowany.view(G_, Tr, P * Vc).any(1)
+            mask = gany if self.hw.skip_zero_reads else None
+            p_all = torch.arange(P, device=X.device).repeat_interleave(Vc)
+            v_all = torch.arange(Vc, device=X.device).repeat(P)
+            for j in range(r):
+                Yj = Y.clone() if j < r - 1 else Y
+                rk = None
+                if keys is not None:
+                    rk = torch.stack([self._row_keys(keys[j], g * Tr, p_all, v_all, offsets[0]) for g in range(G_)])
+                Yj = self._convert(Yj, KO, rk, offsets[1], adc, mask=mask)
+                z = self._slice_sum(Yj, K, og, cw, dest.dtype).view(G_, P, Vc, og)
+                for p in range(P):
+                    acc[j].add_(z[:, p].transpose(0, 1), alpha=float(plane_w[p]))
+        elif n_active < 0.5 * GT * P * Vc:  # simulate only the reads with some input (the others give exactly 0)
             for t in range(GT):
                 idx = rowany[t].nonzero().squeeze(1)
                 if idx.numel() == 0:
@@ -563,6 +587,8 @@ class CrossbarLinear(nn.Module):
         if self.tiles.needs_keys and flat.shape[0]:
             keys = vector_keys(self.tiles.seed, n, flat.shape[0] // max(1, n), self.tiles.name).to(x.device)
         r = _repeated_steps(x) if len(lead) else 1
+        per = max(1, flat.shape[0] // max(1, n))  # vectors per leading element (sample and step)
+        self.tiles.input_numel, self.tiles.output_numel = per * self.in_features, per * self.out_features
         y = self.tiles(flat[: flat.shape[0] // r], keys, repeat=r)
         if self.bias is not None:
             y = y + self.bias
@@ -607,6 +633,7 @@ class CrossbarConv(nn.Module):
         dtype = x.dtype if x.is_floating_point() else torch.float32
         y = torch.empty(N, L, self.out_channels, dtype=dtype, device=x.device)
         xf = x4 if x4.is_floating_point() else x4.to(torch.float32)
+        self.tiles.input_numel, self.tiles.output_numel = x[0].numel(), self.out_channels * L
         r = _repeated_steps(xf)  # the same images at every step: unfold and read them once per step
         N1 = N // r
         chunk = max(1, _CONV_CHUNK_ELEMENTS // max(1, K * L))

@@ -84,6 +84,23 @@ CROSSBAR_EVENTS = ("vectors", "vector_reads", "tile_reads", "active_rows", "adc_
 NEURON_EVENTS = ("updates", "spikes", "syn_updates")
 QUANT_EVENTS = ("updates", "nonzero")
 DIGITAL_EVENTS = ("macs", "adds", "muls", "compares", "values")
+INPUT_EVENTS = ("samples", "values", "nonzero", "frame_values", "calls", "spike_calls")
+
+
+def count_input(counter: EventCounter, x, batch_dim: int = 0) -> None:
+    """Record a network input (B, ...) or (T, B, ...): samples, values, non-zero values,
+    values per frame, and whether the input was an event stream (a sequence of 0/1 spikes,
+    fetched as address events; a static input is fetched as dense values)."""
+    if not _ENABLED[0] or not hasattr(x, "numel") or x.numel() == 0:
+        return
+    import torch
+
+    B = x.shape[batch_dim]
+    frame = x[0, 0].numel() if batch_dim == 1 else x[0].numel()
+    spikes = bool(torch.equal(x * x, x)) if x.is_floating_point() else bool(((x == 0) | (x == 1)).all())
+    counter.add(samples=B, values=x.numel(), nonzero=float(torch.count_nonzero(x)), frame_values=frame, calls=1,
+                spike_calls=1 if spikes and batch_dim == 1 else 0)  # event streams: sequences of spikes
+    counter.counts["frame_values"] = frame  # a size, not a sum
 
 
 def counting_modules(model: nn.Module):
@@ -103,6 +120,10 @@ def counting_modules(model: nn.Module):
 def reset_events(model: nn.Module) -> None:
     for _, m in counting_modules(model):
         m.events.reset()
+    for m in model.modules():
+        inp = getattr(m, "input_events", None)
+        if isinstance(inp, EventCounter):
+            inp.reset()
 
 
 def collect_events(model: nn.Module) -> "OrderedDict[str, dict[str, float]]":

@@ -25,6 +25,8 @@ GRANULARITIES = ("per_channel", "per_layer")
 ADC_RANGES = ("calibrated", "fixed")
 ADC_PER = ("column", "pair")
 INPUT_MODES = ("bit_serial", "dac")
+ACCUMULATE = ("digital", "analog")
+OVERSIZE = ("refuse", "reprogram")
 MAX_SEED = 2**32 - 1  # chip seeds; layer seeds derived from them stay far below 2**63
 
 
@@ -34,8 +36,14 @@ class ADCConfig:
     range: ``calibrated`` (full scale = ``percentile`` of column currents seen on
     calibration data, per layer) or ``fixed`` (full scale = ``full_scale_fraction`` of the
     largest current a column can carry). per: one conversion per ``column`` or per
-    differential ``pair`` (difference current, signed ADC). columns_per_adc: columns
-    multiplexed onto one ADC (sets conversion latency)."""
+    differential ``pair`` (difference current, signed ADC). columns_per_adc: physical
+    columns multiplexed onto one ADC (a tile has ceil(cols / columns_per_adc) ADCs; more
+    sharing: fewer ADCs, less area, more latency). accumulate: ``digital`` (each row tile's
+    columns are converted and the partial sums added digitally) or ``analog`` (the column
+    currents of a layer's row tiles are summed before one conversion, as in SpikeSim's
+    processing element). sample_and_hold: the column currents are held while the shared ADC
+    converts them one after another (the array is read once); without it the array stays
+    biased for every conversion step (as SpikeSim prices it)."""
 
     bits: int | None = 4
     range: str = "calibrated"
@@ -43,6 +51,8 @@ class ADCConfig:
     full_scale_fraction: float = 1.0
     per: str = "column"
     columns_per_adc: int = 8
+    accumulate: str = "digital"
+    sample_and_hold: bool = True
 
     def __post_init__(self):
         if self.bits is not None:
@@ -55,6 +65,9 @@ class ADCConfig:
         )
         check_choice("adc.per", self.per, ADC_PER)
         object.__setattr__(self, "columns_per_adc", check_int("adc.columns_per_adc", self.columns_per_adc, low=1, high=1024))
+        check_choice("adc.accumulate", self.accumulate, ACCUMULATE)
+        if not isinstance(self.sample_and_hold, bool):
+            raise ConfigError(f"adc.sample_and_hold must be true or false, got {self.sample_and_hold!r}")
 
     @property
     def lossless(self) -> bool:
@@ -76,6 +89,32 @@ class InputConfig:
         check_choice("inputs.mode", self.mode, INPUT_MODES)
         object.__setattr__(self, "bits", check_int("inputs.bits", self.bits, low=1, high=16))
         object.__setattr__(self, "v_read", check_real("inputs.v_read", self.v_read, low=0.0, low_open=True))
+
+
+@dataclass(frozen=True)
+class ChipConfig:
+    """How the network is laid out on the chip (cost model only; accuracy is simulated on
+    one copy). replication: copies of every layer's tiles (reads are shared among them:
+    r x area, latency / r). max_tiles: crossbar tiles on the chip (0: as many as needed);
+    a network needing more is refused (``oversize = 'refuse'``) or time-multiplexed, its
+    tiles reprogrammed for every inference (``'reprogram'``, paying write energy and time).
+    neuron_units: neuron update units per layer (0: one per ADC of the layer's column tiles);
+    each updates one neuron per ``neuron_update_ns`` (0: the technology's figure), and a
+    layer takes as long as its slower stage, reads or neuron updates."""
+
+    replication: int = 1
+    max_tiles: int = 0
+    oversize: str = "refuse"
+    neuron_units: int = 0
+    neuron_update_ns: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "replication", check_int("chip.replication", self.replication, low=1, high=1024))
+        object.__setattr__(self, "max_tiles", check_int("chip.max_tiles", self.max_tiles, low=0, high=10**9))
+        check_choice("chip.oversize", self.oversize, OVERSIZE)
+        object.__setattr__(self, "neuron_units", check_int("chip.neuron_units", self.neuron_units, low=0, high=10**9))
+        object.__setattr__(self, "neuron_update_ns", check_real("chip.neuron_update_ns", self.neuron_update_ns, low=0.0,
+                                                                high=1e9))
 
 
 @dataclass(frozen=True)
@@ -101,6 +140,7 @@ class HardwareConfig:
     wires: WireModel = field(default_factory=WireModel)
     adc: ADCConfig = field(default_factory=ADCConfig)
     inputs: InputConfig = field(default_factory=InputConfig)
+    chip: ChipConfig = field(default_factory=ChipConfig)
     skip_zero_reads: bool = True
     seed: int = 0
 
@@ -112,7 +152,8 @@ class HardwareConfig:
         object.__setattr__(self, "weight_bits", check_int("weights.bits", self.weight_bits, low=2, high=16))
         check_choice("weights.mapping", self.mapping, MAPPINGS)
         check_choice("weights.granularity", self.granularity, GRANULARITIES)
-        for name, typ in (("device", DeviceModel), ("wires", WireModel), ("adc", ADCConfig), ("inputs", InputConfig)):
+        for name, typ in (("device", DeviceModel), ("wires", WireModel), ("adc", ADCConfig), ("inputs", InputConfig),
+                          ("chip", ChipConfig)):
             if not isinstance(getattr(self, name), typ):
                 raise ConfigError(f"{name} must be a {typ.__name__}, got {type(getattr(self, name)).__name__}")
         if not isinstance(self.skip_zero_reads, bool):
@@ -120,6 +161,8 @@ class HardwareConfig:
         object.__setattr__(self, "seed", check_int("seed", self.seed, low=0, high=MAX_SEED))
         if self.adc.per == "pair" and self.mapping != "differential":
             raise ConfigError("adc.per = 'pair' needs weights.mapping = 'differential', got 'offset'")
+        if self.adc.per == "pair" and self.adc.accumulate == "analog":
+            raise ConfigError("adc.accumulate = 'analog' needs adc.per = 'column' (pairs are converted per tile)")
         if self.adc.per == "pair" and self.adc.bits == 1:
             raise ConfigError("adc.bits must be >= 2 for adc.per = 'pair' (a signed ADC), got 1")
         if self.wires.r_max * self.device.g_on > 1e4:
@@ -192,7 +235,7 @@ class HardwareConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HardwareConfig":
         data = dict(data)
-        top = {"name", "seed", "skip_zero_reads", "crossbar", "weights", "device", "wires", "adc", "inputs"}
+        top = {"name", "seed", "skip_zero_reads", "crossbar", "weights", "device", "wires", "adc", "inputs", "chip"}
         _no_unknown("", data, top)
         kw: dict[str, Any] = {}
         for key in ("name", "seed", "skip_zero_reads"):
@@ -210,6 +253,7 @@ class HardwareConfig:
         if adc.get("bits") == "lossless":
             adc["bits"] = None
         inputs = _section(data, "inputs", {f.name for f in dataclasses.fields(InputConfig)})
+        chip = _section(data, "chip", {f.name for f in dataclasses.fields(ChipConfig)})
         try:
             kw["device"] = DeviceModel(**dev)
             kw["wires"] = WireModel(**wires)
@@ -217,6 +261,7 @@ class HardwareConfig:
             raise ConfigError(str(e).replace("DeviceModel.", "device.").replace("WireModel.", "wires.")) from None
         kw["adc"] = ADCConfig(**adc)
         kw["inputs"] = InputConfig(**inputs)
+        kw["chip"] = ChipConfig(**chip)
         return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:
@@ -234,6 +279,7 @@ class HardwareConfig:
             "wires": dataclasses.asdict(self.wires),
             "adc": adc,
             "inputs": dataclasses.asdict(self.inputs),
+            "chip": dataclasses.asdict(self.chip),
         }
 
     def replace(self, **changes) -> "HardwareConfig":
@@ -244,8 +290,8 @@ class HardwareConfig:
         for key, value in changes.items():
             if "." in key:
                 sec, sub = key.split(".", 1)
-                if sec not in ("device", "wires", "adc", "inputs"):
-                    raise ConfigError(f"unknown config section {sec!r} in {key!r}; use device, wires, adc or inputs")
+                if sec not in ("device", "wires", "adc", "inputs", "chip"):
+                    raise ConfigError(f"unknown config section {sec!r} in {key!r}; use device, wires, adc, inputs or chip")
                 fields = {f.name for f in dataclasses.fields(getattr(self, sec))}
                 if sub not in fields:
                     raise ConfigError(f"unknown field {key!r}; {sec} has: {', '.join(sorted(fields))}")
@@ -265,8 +311,9 @@ class HardwareConfig:
     @classmethod
     def sweepable_fields(cls) -> list[str]:
         """Names accepted by :meth:`replace` (top-level and dotted sub-fields)."""
-        names = [f.name for f in dataclasses.fields(cls) if f.name not in ("device", "wires", "adc", "inputs", "name")]
-        for sec, typ in (("device", DeviceModel), ("wires", WireModel), ("adc", ADCConfig), ("inputs", InputConfig)):
+        names = [f.name for f in dataclasses.fields(cls) if f.name not in ("device", "wires", "adc", "inputs", "chip", "name")]
+        for sec, typ in (("device", DeviceModel), ("wires", WireModel), ("adc", ADCConfig), ("inputs", InputConfig),
+                         ("chip", ChipConfig)):
             names += [f"{sec}.{f.name}" for f in dataclasses.fields(typ)]
         return names
 

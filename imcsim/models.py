@@ -25,6 +25,7 @@ import torch.nn as nn
 from crossbar_models.noise import element_offsets, keyed_uniform
 
 from .context import default_context, vector_keys
+from .events import INPUT_EVENTS, EventCounter, count_input
 from .neurons import IF, LIF, QuantAct, SpikingNeuron
 
 KINDS = ("snn", "qnn")
@@ -64,6 +65,10 @@ class Network(nn.Module):
         # every timestep; hardware may compute them once and hold the result (counted once).
         self.static_input_once = bool(static_input_once)
         self.arch = dict(arch or {})
+        self.input_events = EventCounter(*INPUT_EVENTS)  # the network input, for off-chip fetches
+        self.persistent = False  # step-by-step runs: the static prefix is computed once per inference
+        self._static: torch.Tensor | None = None
+        self._fetched = False
 
     @property
     def batch_dim(self) -> int:
@@ -87,7 +92,18 @@ class Network(nn.Module):
             raise ValueError(f"network input must be a tensor {'(T, B, ...)' if self.input == 'sequence' else '(B, ...)'}, "
                              f"got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         with default_context(x.shape[self.batch_dim]):
+            # the input is fetched from off-chip once per inference (a sequence: every frame)
+            if self.input == "sequence" or not (self.persistent and self._fetched):
+                count_input(self.input_events, x, self.batch_dim)
+                self._fetched = self.persistent
             return self._forward(x, timesteps)
+
+    def reset_state(self) -> None:
+        self._static, self._fetched = None, False
+
+    def select_state(self, keep) -> None:
+        if self._static is not None:
+            self._static = self._static[keep]
 
     def _forward(self, x, timesteps):
         if self.kind == "qnn":
@@ -106,9 +122,14 @@ class Network(nn.Module):
         mods = list(self.body) if isinstance(self.body, nn.Sequential) else [self.body]
         if self.static_input_once and self.encoding == "direct" and self.input == "static":
             k = next((i for i, m in enumerate(mods) if isinstance(m, SpikingNeuron)), len(mods))
-            c = x  # computed once per inference (keyed as timestep 0 of each sample)
-            for m in mods[:k]:
-                c = _call(m, c, T=1, B=B)
+            if self.persistent and self._static is not None:  # a step-by-step run: computed at its first step
+                c = self._static
+            else:
+                c = x  # computed once per inference (keyed as timestep 0 of each sample)
+                for m in mods[:k]:
+                    c = _call(m, c, T=1, B=B)
+                if self.persistent:
+                    self._static = c
             h = c.unsqueeze(0).expand(T, *c.shape).reshape(T * B, *c.shape[1:])
             mods = mods[k:]
         for m in mods:

@@ -11,7 +11,8 @@ import time
 import torch
 
 from ..convert import convert
-from ..cost import breakeven_spike_rate, compare_reports, estimate, layer_specs
+from ..cost import (activity_weighted_rate, analytical_estimate, breakeven_spike_rate, compare_reports, estimate,
+                    layer_specs, measured_activity)
 from ..dynamic import choose_threshold, run_dynamic
 from ..events import reset_events
 from ..hardware import HardwareConfig
@@ -35,8 +36,7 @@ def measured_cost(xnet: Network, x: torch.Tensor, hw: HardwareConfig, tech: Tech
     t0 = time.perf_counter()
     logits = predict_logits(xnet, x, batch_size=batch_size, progress=progress, desc="measure")
     wall = time.perf_counter() - t0
-    rep = estimate(xnet, tech, x.shape[0], timesteps=xnet.timesteps, latency_mode=latency_mode,
-                   input_bits_per_inference=input_bits(xnet, hw))
+    rep = estimate(xnet, tech, x.shape[0], timesteps=xnet.timesteps, latency_mode=latency_mode)
     out = {"report": rep, "wall_s": wall, "logits": logits}
     if y is not None:
         out["accuracy"] = 100.0 * float((logits.mean(0).argmax(-1) == y).float().mean())
@@ -53,13 +53,12 @@ def static_vs_dynamic(model: Network, hw: HardwareConfig, tech: Technology, *, x
     Every row is a real run of :func:`run_dynamic` on the test split, priced from its events.
     """
     xnet = convert(model, hw, calibration=x_adc, seed=chip_seed)
-    bits = input_bits(model, hw)
 
     def priced(theta, T, label):
         reset_events(xnet)
         run = run_dynamic(xnet, x_test, theta, T, rule=rule, y=y_test, batch_size=batch_size,
                           progress=progress, desc=label)
-        rep = estimate(xnet, tech, x_test.shape[0], timesteps=run.avg_timesteps, input_bits_per_inference=bits)
+        rep = estimate(xnet, tech, x_test.shape[0], timesteps=run.avg_timesteps)
         return {"mode": "static" if theta == 0 else "dynamic", "T_max": T, "theta": theta, "accuracy": run.accuracy,
                 "avg_timesteps": run.avg_timesteps, "histogram": run.histogram(), "energy_J": rep.energy_J,
                 "latency_s": rep.latency_s, "edp_Js": rep.edp_Js, "wall_s": run.wall_s,
@@ -120,15 +119,20 @@ def snn_vs_qnn(snn: Network, qnn: Network, hw: HardwareConfig, tech: Technology,
         m = measured_cost(xnet, x_test, hw, tech, y=y_test, batch_size=batch_size, seed=seed, progress=progress)
         res[name] = m
     cmp = compare_reports(res["snn"]["report"], res["qnn"]["report"])
-    rates = res["snn"]["report"].spike_rates()
-    spiking = [v for k, v in rates.items() if any(layer.name == k and layer.kind == "spiking" for layer in res["snn"]["report"].layers)]
-    measured_rate = statistics.fmean(spiking) if spiking else float("nan")
+    # Break-even: the same analytical model for both networks, each at its measured per-layer
+    # activity; the SNN's activity profile is scaled to find where it costs what the QNN does.
     shape = tuple(snn.arch["in_shape"])
-    specs = layer_specs(snn, shape, hw)
-    e_qnn = res["qnn"]["report"].energy_J
-    be = breakeven_spike_rate(specs, hw, tech, snn.timesteps, e_qnn, static_input_once=snn.static_input_once)
+    snn_specs, qnn_specs = layer_specs(snn, shape, hw), layer_specs(qnn, shape, hw)
+    snn_prof = measured_activity(res["snn"]["report"], snn_specs)
+    qnn_prof = measured_activity(res["qnn"]["report"], qnn_specs)
+    in_rate = snn_prof[0] if snn_specs[0].input == "analog" else 0.5
+    q = analytical_estimate(qnn_specs, hw, tech, 1, qnn_prof, input_rate=qnn_prof[0] if qnn_specs[0].input == "analog" else 0.5)
+    measured_rate = activity_weighted_rate(snn_specs, snn_prof)
+    be = breakeven_spike_rate(snn_specs, hw, tech, snn.timesteps, q.energy_J, profile=snn_prof, input_rate=in_rate,
+                              static_input_once=snn.static_input_once)
     # The same if the layers fed by the constant (direct-encoded) input ran once per inference.
-    be_once = breakeven_spike_rate(specs, hw, tech, snn.timesteps, e_qnn, static_input_once=True)
+    be_once = breakeven_spike_rate(snn_specs, hw, tech, snn.timesteps, q.energy_J, profile=snn_prof, input_rate=in_rate,
+                                   static_input_once=True)
     return {
         "timesteps": snn.timesteps,
         "qnn_bits": qnn.arch.get("bits"),
@@ -136,6 +140,8 @@ def snn_vs_qnn(snn: Network, qnn: Network, hw: HardwareConfig, tech: Technology,
         "qnn_accuracy": res["qnn"]["accuracy"],
         "comparison": cmp,
         "snn_mean_spike_rate": measured_rate,
+        "breakeven_model": "analytical model for both networks at their measured per-layer input activity; rates are "
+                           "activity-weighted means over the spike-fed layers",
         "breakeven_spike_rate": be,
         "breakeven_spike_rate_input_layer_once": be_once,
         "snn_report": res["snn"]["report"],

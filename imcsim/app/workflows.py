@@ -12,7 +12,7 @@ import torch
 
 from .. import __version__
 from ..convert import convert
-from ..cost import analytical_estimate, layer_specs, spikesim_estimate
+from ..cost import analytical_estimate, layer_specs, spikesim_estimate, spikesim_layers
 from ..datasets import Dataset, load_dataset
 from ..errors import ConfigError
 from .experiments import DEFAULT_THETAS, measured_cost, nonideality_sweep, snn_vs_qnn, static_vs_dynamic
@@ -20,7 +20,7 @@ from ..hardware import HardwareConfig
 from ..models import Network, convnet, mlp, qnn_bits_for
 from ..io import machine_info
 from .outputs import OutputDir, markdown_table
-from .plots import errorbar_sweep, histogram, pareto
+from ..plots import errorbar_sweep, histogram, pareto
 from ..cost.technology import Technology
 from ..training import TrainConfig, accuracy, load_checkpoint, save_checkpoint, train
 
@@ -183,7 +183,7 @@ def cmd_energy(out: OutputDir, *, checkpoint, hw: HardwareConfig, tech: Technolo
     if analytical:
         specs = layer_specs(net, shape, hw)
         rep = analytical_estimate(specs, hw, tech, net.timesteps, spike_rate, latency_mode=latency_mode,
-                                  input_numel=math.prod(shape), static_input_once=net.static_input_once)
+                                  static_input_once=net.static_input_once)
         note = f"analytical estimate, assumed activity {spike_rate:g}"
     else:
         ds = checkpoint_data(meta, data_dir)
@@ -195,12 +195,12 @@ def cmd_energy(out: OutputDir, *, checkpoint, hw: HardwareConfig, tech: Technolo
         note = f"measured on {rep.n_inferences:g} test samples (accuracy {m['accuracy']:.2f} %)"
     result = {"run": run_info("energy", checkpoint=str(checkpoint), note=note), "report": rep.to_dict()}
     if net.arch.get("name") == "convnet":
-        convs = [s for s in layer_specs(net, shape, hw) if s.kind == "conv"]
-        result["spikesim_compatible"] = spikesim_estimate([(s.in_channels, s.out_features, s.out_dim) for s in convs],
+        result["spikesim_compatible"] = spikesim_estimate(spikesim_layers(layer_specs(net, shape, hw)),
                                                           net.timesteps)
     out.json("energy.json", result)
-    out.csv("breakdown.csv", [{"layer": layer.name, **layer.energy_pJ, "total_pJ": layer.total_pJ,
-                               "latency_ns": layer.latency_ns} for layer in rep.layers])
+    out.csv("breakdown.csv", [{"layer": layer.name, **rep.layer_energy_pJ(layer),
+                               "total_pJ": sum(rep.layer_energy_pJ(layer).values()), "latency_ns": layer.latency_ns,
+                               **{f"area_{k}_um2": v for k, v in layer.area_um2.items()}} for layer in rep.layers])
     rep.plot(out.path("breakdown.png"), title=f"Energy per inference, {hw.name} / {tech.name}")
     table = rep.table()
     out.text("report.md", f"# Energy, latency, EDP\n\nModel: {Path(checkpoint).name}; {note}\n\nHardware: {hw.describe()}\n\n"

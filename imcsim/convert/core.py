@@ -29,7 +29,7 @@ from ..context import default_context
 from ..crossbar import CrossbarConv, CrossbarLinear, InputSpec, TiledMatrix, unsupported_conv
 from ..digital import DigitalModule
 from ..errors import CalibrationError
-from ..events import reset_events
+from ..events import INPUT_EVENTS, EventCounter, count_input, reset_events
 from ..hardware import MAX_SEED, HardwareConfig
 from ..neurons import QuantAct, SpikingNeuron
 from . import graph as G
@@ -192,14 +192,18 @@ def _convert_module(module: nn.Module, hw, placeholder, exclude, seed_of, prefix
 
 def _with_default_context(model: nn.Module) -> None:
     """Calls of a converted user model outside imcsim's runners key read noise by batch
-    position (each call its own context); runners name samples themselves."""
+    position (each call its own context); runners name samples themselves. The input is
+    counted for the off-chip cost, as a Network counts its input."""
     fwd = model.forward
+    model.input_events = EventCounter(*INPUT_EVENTS)
 
     def forward(self, *args, **kwargs):
         x = args[0] if args else next(iter(kwargs.values()), None)
         bd = getattr(self, "batch_dim", 0)
         b = x.shape[bd] if isinstance(x, torch.Tensor) and x.dim() > bd else 1
         with default_context(b):
+            if isinstance(x, torch.Tensor):
+                count_input(self.input_events, x, bd)
             return fwd(*args, **kwargs)
 
     model.forward = types.MethodType(forward, model)

@@ -1,10 +1,25 @@
-"""Cost model: technology tables (per-event energy / latency) and the pricing of event counts.
+"""Cost model: power, performance and area from event counts, resources and technology tables.
 
-Simulation counts events; this package prices them. It never runs a network.
+Simulation counts events; this package prices them (it never runs a network):
+
+* :mod:`.technology` -- per-event energy / latency, per-component area and static power;
+* :mod:`.scaling` -- technology-node and bit-width scaling (Stillmaker & Baas, Horowitz);
+* :mod:`.architecture` -- what a mapped layer instantiates (arrays, ADCs, drivers, units,
+  buffers) and how long a read takes;
+* :mod:`.pricing` -- energy, latency, area and leakage per layer, and :class:`CostReport`;
+* :mod:`.estimate` -- event-driven and analytical estimates, SNN-vs-QNN break-even;
+* :mod:`.spikesim` -- SpikeSim's released estimator, reproduced.
 """
 
-from .model import *  # noqa: F401,F403
-from .model import __all__ as _model_all
+from .architecture import LayerGeometry, geometry_of, lossless_adc_bits, psum_bits
+from .estimate import (LayerSpec, activity_weighted_rate, analytical_counts, analytical_estimate, breakeven_spike_rate,
+                       compare_reports, estimate, layer_specs, measured_activity, offchip_bits)
+from .pricing import AREA_COMPONENTS, COMPONENTS, DIGITAL_PERIPHERY, LATENCY_MODES, CostReport, LayerCost
+from .spikesim import VGG9_CIFAR10, spikesim_estimate, spikesim_layers
 from .technology import ADC_MODELS, Technology, available_technologies
 
-__all__ = [*_model_all, "ADC_MODELS", "Technology", "available_technologies"]
+__all__ = ["ADC_MODELS", "AREA_COMPONENTS", "COMPONENTS", "CostReport", "DIGITAL_PERIPHERY", "LATENCY_MODES",
+           "LayerCost", "LayerGeometry", "LayerSpec", "Technology", "VGG9_CIFAR10", "activity_weighted_rate",
+           "analytical_counts", "analytical_estimate", "available_technologies", "breakeven_spike_rate",
+           "compare_reports", "estimate", "geometry_of", "layer_specs", "lossless_adc_bits", "measured_activity",
+           "offchip_bits", "psum_bits", "spikesim_estimate", "spikesim_layers"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from ..io import _atomic_write_bytes
+from .io import _atomic_write_bytes
 
 
 def _plt():
@@ -25,25 +25,55 @@ def _save(fig, path) -> Path:
     return Path(path)
 
 
-def stacked_energy_bars(report, path, title=None) -> Path:
-    """Energy per inference of each layer (pJ), stacked by component."""
-    from ..cost import COMPONENTS
+def _unit(values, units):
+    """(scale, name): the unit whose range suits the largest value (no axis offset needed)."""
+    top = max([abs(v) for v in values] + [0.0])
+    for scale, name in units:
+        if top < 1000 * scale or scale == units[-1][0]:
+            return scale, name
+    return units[-1]
+
+
+def display_name(name: str) -> str:
+    """A readable layer name: drop the ``body.`` prefix of imcsim networks."""
+    return name[5:] if name.startswith("body.") else name
+
+
+def cost_breakdown(report, path, title=None) -> Path:
+    """Energy per inference and area of each layer, stacked by component (two panels)."""
+    from .cost import AREA_COMPONENTS, COMPONENTS
 
     plt = _plt()
-    layers = [layer for layer in report.layers if layer.total_pJ > 0]
-    comps = [c for c in COMPONENTS if any(layer.energy_pJ.get(c, 0) for layer in layers)]
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(layers) + 3), 4))
-    bottom = [0.0] * len(layers)
-    cmap = plt.get_cmap("tab10")
-    for i, c in enumerate(comps):
-        vals = [layer.energy_pJ.get(c, 0.0) for layer in layers]
-        ax.bar(range(len(layers)), vals, bottom=bottom, label=c, color=cmap(i % 10))
-        bottom = [b + v for b, v in zip(bottom, vals)]
-    ax.set_xticks(range(len(layers)))
-    ax.set_xticklabels([layer.name for layer in layers], rotation=45, ha="right")
-    ax.set_ylabel("energy per inference (pJ)")
-    ax.set_title(title or f"Energy breakdown ({report.technology})")
-    ax.legend(fontsize=8, ncol=2)
+    layers = report.layers
+    energies = [report.layer_energy_pJ(layer) for layer in layers]
+    keep = [i for i, e in enumerate(energies) if sum(e.values()) > 0 or layers[i].total_area_um2 > 0]
+    layers, energies = [layers[i] for i in keep], [energies[i] for i in keep]
+    names = [display_name(layer.name) for layer in layers]
+    fig, (ax_e, ax_a) = plt.subplots(1, 2, figsize=(max(9, 0.9 * len(layers) + 5), 4.2))
+    cmap = plt.get_cmap("tab20")
+    colors = {c: cmap(i % 20) for i, c in enumerate(COMPONENTS)}
+    e_scale, e_unit = _unit([sum(e.values()) for e in energies], [(1, "pJ"), (1e3, "nJ"), (1e6, "uJ"), (1e9, "mJ")])
+    a_scale, a_unit = _unit([layer.total_area_um2 for layer in layers], [(1, "um$^2$"), (1e6, "mm$^2$")])
+    for ax, comps, vals_of, scale, unit, what in (
+            (ax_e, COMPONENTS, lambda i, c: energies[i].get(c, 0.0), e_scale, e_unit, "energy per inference"),
+            (ax_a, AREA_COMPONENTS, lambda i, c: layers[i].area_um2.get(c, 0.0), a_scale, a_unit, "area")):
+        bottom = [0.0] * len(layers)
+        for c in comps:
+            vals = [vals_of(i, c) / scale for i in range(len(layers))]
+            if not any(vals):
+                continue
+            ax.bar(range(len(layers)), vals, bottom=bottom, label=c, color=colors[c])
+            bottom = [b + v for b, v in zip(bottom, vals)]
+        ax.set_xticks(range(len(layers)))
+        ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel(f"{what} ({unit})")
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+        ax.legend(fontsize=7, ncol=2, loc="upper right")
+        ax.grid(axis="y", alpha=0.3)
+    ax_e.set_title(f"Energy: {report.energy_J / e_scale * 1e12:.4g} {e_unit} per inference", fontsize=10)
+    ax_a.set_title(f"Area: {report.area_mm2:.4g} mm$^2$", fontsize=10)
+    fig.suptitle(title or f"Cost breakdown ({report.technology})", fontsize=11)
+    fig.tight_layout()
     return _save(fig, path)
 
 
