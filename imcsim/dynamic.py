@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from .events import StepEvents
 from .neurons import select_states, set_persistent
 
 EXIT_RULES = ("entropy", "entropy_mean", "max_confidence")
@@ -111,6 +112,7 @@ class DynamicRun:
     wall_s: float
     labels: torch.Tensor | None = None
     extra: dict = field(default_factory=dict)
+    step_events: list | None = None  # per timestep: events recorded in it (record_steps=True)
 
     @property
     def avg_timesteps(self) -> float:
@@ -129,13 +131,17 @@ class DynamicRun:
 @torch.no_grad()
 def run_dynamic(model: nn.Module, x: torch.Tensor, theta: float, t_max: int, *, rule: str = "entropy", y=None,
                 batch_size: int = 256, read_seed: int = 0, progress: bool = False, desc: str = "dynamic",
-                sample_offset: int = 0) -> DynamicRun:
+                sample_offset: int = 0, record_steps: bool = False) -> DynamicRun:
     """Run an SNN timestep by timestep with per-sample early exit (theta = 0: static t_max).
 
     model: a :class:`~imcsim.models.Network` (``kind='snn'``), plain or converted; x in its
     input form ((N, ...) static, or (T, N, ...) sequences with T >= t_max). Read noise is
     keyed by sample and timestep, so a sample's logits do not depend on which other samples
-    are still running: the exits equal :func:`exit_decisions` on the full logits."""
+    are still running: the exits equal :func:`exit_decisions` on the full logits.
+
+    record_steps: also keep the events recorded in each timestep (summed over batches;
+    :class:`~imcsim.events.StepEvents`), so that :func:`imcsim.cost.per_sample_cost` can
+    price every sample at its own exit step."""
     from tqdm.auto import tqdm
 
     from .context import read_context
@@ -157,6 +163,7 @@ def run_dynamic(model: nn.Module, x: torch.Tensor, theta: float, t_max: int, *, 
     N = x.shape[bd]
     steps = torch.empty(N, dtype=torch.int64)
     preds = torch.empty(N, dtype=torch.int64)
+    recorder = StepEvents(model, t_max) if record_steps else None
     t0 = time.perf_counter()
     try:
         for s in tqdm(range(0, N, batch_size), desc=desc, disable=not progress, leave=False):
@@ -167,8 +174,12 @@ def run_dynamic(model: nn.Module, x: torch.Tensor, theta: float, t_max: int, *, 
             for t in range(1, t_max + 1):
                 xa = xb[t - 1: t, alive.to(device)] if sequence else xb[alive.to(device)]
                 kw = {} if sequence else {"timesteps": 1}
+                if recorder is not None:
+                    recorder.begin()
                 with read_context(alive + s + sample_offset, t0=t - 1, read_seed=read_seed):
                     out = _logits(model(xa, **kw))[0].cpu()
+                if recorder is not None:
+                    recorder.end(t, len(alive))
                 cum = out.clone() if cum is None else cum + out
                 done = _exit_now(cum, t, theta, rule) if t < t_max else torch.ones(len(alive), dtype=torch.bool)
                 if bool(done.any()):
@@ -183,7 +194,8 @@ def run_dynamic(model: nn.Module, x: torch.Tensor, theta: float, t_max: int, *, 
     finally:
         set_persistent(model, False)
     wall = time.perf_counter() - t0
-    return DynamicRun(steps, preds, t_max, theta, rule, wall, None if y is None else y.cpu())
+    return DynamicRun(steps, preds, t_max, theta, rule, wall, None if y is None else y.cpu(),
+                      step_events=recorder.steps if recorder is not None else None)
 
 
 def _logits(out):

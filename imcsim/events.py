@@ -129,3 +129,41 @@ def reset_events(model: nn.Module) -> None:
 def collect_events(model: nn.Module) -> "OrderedDict[str, dict[str, float]]":
     """Per-module counter snapshots, keyed by module name."""
     return OrderedDict((n, m.events.snapshot()) for n, m in counting_modules(model))
+
+
+def _input_counter(model: nn.Module):
+    return next((m.input_events for m in model.modules() if isinstance(getattr(m, "input_events", None), EventCounter)),
+                None)
+
+
+class StepEvents:
+    """Events recorded per timestep of a step-by-step run (summed over batches).
+
+    ``steps[t - 1]`` = {"samples": samples that ran timestep t, "layers": {module: counts},
+    "input": input-counter counts} -- the deltas between :meth:`begin` and :meth:`end`."""
+
+    def __init__(self, model: nn.Module, t_max: int):
+        self.model = model
+        self.steps = [{"samples": 0.0, "layers": {}, "input": {}} for _ in range(t_max)]
+        self._before = None
+
+    def _snap(self):
+        inp = _input_counter(self.model)
+        return collect_events(self.model), (inp.snapshot() if inp is not None else {})
+
+    def begin(self) -> None:
+        self._before = self._snap()
+
+    def end(self, t: int, samples: int) -> None:
+        (layers0, inp0), (layers1, inp1) = self._before, self._snap()
+        rec = self.steps[t - 1]
+        rec["samples"] += samples
+        for name, c1 in layers1.items():
+            acc = rec["layers"].setdefault(name, {k: 0.0 for k in c1})
+            for k, v in c1.items():
+                acc[k] += v - layers0[name][k]
+        for k, v in inp1.items():
+            if k == "frame_values":
+                rec["input"][k] = v
+            else:
+                rec["input"][k] = rec["input"].get(k, 0.0) + v - inp0.get(k, 0.0)

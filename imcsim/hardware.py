@@ -100,15 +100,21 @@ class ChipConfig:
     tiles reprogrammed for every inference (``'reprogram'``, paying write energy and time).
     neuron_units: neuron update units per layer (0: one per ADC of the layer's column tiles);
     each updates one neuron per ``neuron_update_ns`` (0: the technology's figure), and a
-    layer takes as long as its slower stage, reads or neuron updates."""
+    layer takes as long as its slower stage, reads or neuron updates. power_gating: a
+    layer's periphery leaks only while the layer works (idle layers power-gated, NeuroSim's
+    accounting: leakage x the layer's own latency); false: every component leaks for the
+    whole inference."""
 
     replication: int = 1
     max_tiles: int = 0
     oversize: str = "refuse"
     neuron_units: int = 0
     neuron_update_ns: float = 0.0
+    power_gating: bool = True
 
     def __post_init__(self):
+        if not isinstance(self.power_gating, bool):
+            raise ConfigError(f"chip.power_gating must be true or false, got {self.power_gating!r}")
         object.__setattr__(self, "replication", check_int("chip.replication", self.replication, low=1, high=1024))
         object.__setattr__(self, "max_tiles", check_int("chip.max_tiles", self.max_tiles, low=0, high=10**9))
         check_choice("chip.oversize", self.oversize, OVERSIZE)

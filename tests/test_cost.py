@@ -154,12 +154,18 @@ def test_hand_counted_energy_latency_area_and_leakage(simple_tech):
     assert by["body.1"].area_um2["neuron"] == 3 * 40
     assert rep.area_mm2 == pytest.approx(sum(layer.total_area_um2 for layer in rep.layers) * 1e-6)
     assert rep.edap == pytest.approx(rep.energy_J * rep.latency_s * rep.area_mm2)
-    # leakage: static power x latency, its own component
+    # leakage, its own component: static power x the time it is powered. Idle layers power-
+    # gated (default): each stage's components leak during the stage's 30 ns; without
+    # gating the whole chip leaks for the 60 ns of the inference.
     lk = estimate(net, simple_tech, timesteps=2, leakage=True)
     static_1 = 3 * 8 + 3 * 1 + 12 * 0.25 + 3 * 2 + 4 / 8192 * 4 + 3 * 0.5
     assert by["body.0"].static_uW == pytest.approx(static_1)
-    assert lk.by_component()["leakage"] == pytest.approx(lk.static_W * lk.latency_s)
-    assert lk.energy_J == pytest.approx(rep.energy_J + lk.static_W * lk.latency_s)
+    assert lk.power_gating and lk.by_component()["leakage"] == pytest.approx(lk.static_W * 30e-9)
+    assert lk.energy_J == pytest.approx(rep.energy_J + lk.static_W * 30e-9)
+    for i in (0, 2):
+        net.body[i].tiles.hw = net.body[i].tiles.hw.replace(**{"chip.power_gating": False})
+    on = estimate(net, simple_tech, timesteps=2, leakage=True)
+    assert not on.power_gating and on.by_component()["leakage"] == pytest.approx(on.static_W * 60e-9)
     assert rep.spike_rates()["body.1"] == pytest.approx(4 / 12) and "area mm2" in rep.table()
 
 
@@ -198,6 +204,8 @@ def test_finite_periphery_by_hand(simple_tech, c, r):
         static = adcs * 8 * bits / 4 + (adcs if c > 1 else 0) * 1 + r * 64 * 0.25 + adcs * 2 + r * 0.5
         buf = r * (64 if name == "body.0" else 8) / 8192 * 4  # input buffer of one inference
         assert layer.static_uW == pytest.approx(static + buf)
+        stage = max(other.latency_ns for other in rep.layers if other.stage == layer.stage)
+        assert rep.layer_energy_pJ(layer)["leakage"] == pytest.approx(layer.static_uW * stage * 1e-3)
 
 
 def test_more_sharing_never_lowers_latency_or_raises_adc_area(simple_tech):

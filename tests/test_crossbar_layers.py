@@ -272,3 +272,20 @@ def test_bad_inputs_give_clear_errors():
         bad.weight[0, 1] = float("inf")
     with pytest.raises(ValueError, match=r"weight must be finite, got inf at index \(0, 1\)"):
         CrossbarLinear(bad, HardwareConfig.ideal())
+
+
+def test_adc_range_is_calibrated_on_the_reads_performed():
+    """Skipped all-zero reads produce no current to convert: a sparse layer's calibrated
+    range equals the one calibrated on its non-zero input vectors alone; a chip that
+    performs every read (skip_zero_reads = False) sees the zeros too and gets a lower range."""
+    hw = BASE.replace(**{"adc.bits": 6, "adc.percentile": 95.0})
+    x = _spikes(400, p=0.3, seed=5)
+    x[::2] = 0.0  # half of the vectors are all zero
+    fs = {}
+    for skip in (True, False):
+        a, b = _positive_layer(hw.replace(skip_zero_reads=skip)), _positive_layer(hw.replace(skip_zero_reads=skip))
+        calibrate(a, x)
+        calibrate(b, x[1::2])
+        fs[skip] = (a.tiles.adc_full_scale, b.tiles.adc_full_scale)
+    assert fs[True][0] == fs[True][1]
+    assert fs[False][0] < fs[False][1] == fs[True][1]

@@ -143,3 +143,48 @@ def test_choose_threshold_keeps_accuracy_on_calibration_logits():
     if bigger:
         _, p2 = exit_decisions(L, bigger[0])
         assert 100.0 * float((p2 == y).float().mean()) < res["static_accuracy"] - 0.1 or res["theta"] == 1.0
+
+
+def test_static_input_once_one_rule_for_stepwise_and_whole_runs():
+    """With static_input_once the input layer is read once per inference whether the network
+    runs all T steps at once (predict_logits) or step by step (run_dynamic, theta = 0)."""
+    net = _small_snn()
+    net.static_input_once = True
+    x = torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    xnet = imcsim.convert(net, imcsim.HardwareConfig.preset("rram"), calibration=x)
+    first = next(iter(imcsim.collect_events(xnet)))
+    counts = []
+    for runner in (lambda: predict_logits(xnet, x, timesteps=4), lambda: run_dynamic(xnet, x, 0.0, 4, batch_size=7)):
+        imcsim.reset_events(xnet)
+        runner()
+        counts.append(imcsim.collect_events(xnet)[first])
+    assert counts[0] == counts[1]
+    assert counts[0]["vectors"] == 20  # once per inference, not 4 x
+
+
+def test_per_sample_cost_sums_to_the_run_and_edp_per_sample_is_not_smaller():
+    from imcsim.cost import Technology, estimate, per_sample_cost
+
+    torch.manual_seed(0)
+    net = imcsim.mlp(in_shape=(1, 8, 8), hidden=(32,), kind="snn", timesteps=4).eval()
+    x = torch.rand(60, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    xnet = imcsim.convert(net, imcsim.HardwareConfig.preset("rram"), calibration=x)
+    tech = Technology.preset("spikesim-65nm-rram")
+    p2 = torch.softmax(predict_logits(xnet, x, timesteps=4)[:2].sum(0).double(), -1)
+    theta = float((-(p2 * p2.log()).sum(-1) / math.log(10)).median())  # about half exit by step 2
+    imcsim.reset_events(xnet)
+    run = run_dynamic(xnet, x, theta, 4, batch_size=13, record_steps=True)
+    hist = run.histogram()
+    assert sum(1 for v in hist.values() if v) >= 2  # samples exit at different steps
+    rep = estimate(xnet, tech, timesteps=run.avg_timesteps)
+    ps = per_sample_cost(xnet, tech, run)
+    assert ps["mean_energy_J"] == pytest.approx(rep.energy_J, rel=1e-9)
+    assert ps["mean_latency_s"] == pytest.approx(rep.latency_s, rel=1e-9)
+    assert ps["edp_of_means_Js"] == pytest.approx(rep.edp_Js, rel=1e-9)
+    assert ps["edp_per_sample_Js"] >= ps["edp_of_means_Js"] * (1 - 1e-12)
+    # a sample exiting at step t costs the first t steps' per-sample prices
+    E = torch.tensor(ps["energy_per_step_J"], dtype=torch.float64).cumsum(0)
+    for i in range(len(x)):
+        assert float(ps["energy_J"][i]) == pytest.approx(float(E[run.exit_steps[i] - 1]))
+    with pytest.raises(ValueError, match="record_steps=True"):
+        per_sample_cost(xnet, tech, run_dynamic(xnet, x, theta, 4))

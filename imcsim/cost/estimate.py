@@ -89,7 +89,8 @@ def _chip_limits(layers: list[LayerCost], geos: list[LayerGeometry], hw: Hardwar
 
 def estimate(model: nn.Module, tech: Technology, n_inferences: float | None = None, *, timesteps: float = 1.0,
              latency_mode: str = "sequential", input_bits_per_inference: float | None = None, leakage: bool = True,
-             replication: dict | None = None) -> CostReport:
+             replication: dict | None = None, events: dict | None = None,
+             input_counts: dict | None = None) -> CostReport:
     """Price the events recorded in ``model`` since the last :func:`~imcsim.reset_events`.
 
     n_inferences: how many inferences those events cover (default: the samples the model's
@@ -97,14 +98,16 @@ def estimate(model: nn.Module, tech: Technology, n_inferences: float | None = No
     input_bits_per_inference: off-chip input per inference (default: from the model's input
     counter -- dense values x input bits, or spike events x address bits -- the same number
     the command line prints). leakage: add static power x latency. replication: copies per
-    layer name, overriding ``chip.replication``.
+    layer name, overriding ``chip.replication``. events / input_counts: price these counts
+    ({module name: counts} and the input counter's counts) instead of the model's counters.
     """
     if not isinstance(tech, Technology):
         raise ValueError(f"tech must be a Technology, got {type(tech).__name__}")
     if latency_mode not in LATENCY_MODES:
         raise ValueError(f"latency_mode must be one of {LATENCY_MODES}, got {latency_mode!r}")
     inp = getattr(model, "input_events", None)
-    seen = inp.counts.get("samples", 0.0) if inp is not None else 0.0
+    inp_counts = dict(inp.counts) if input_counts is None and inp is not None else input_counts
+    seen = (inp_counts or {}).get("samples", 0.0)
     if n_inferences is None:
         if not seen:
             raise ValueError("n_inferences is needed: the model recorded no input samples (pass n_inferences=...)")
@@ -112,11 +115,11 @@ def estimate(model: nn.Module, tech: Technology, n_inferences: float | None = No
     n = _positive("n_inferences", n_inferences)
     _positive("timesteps", timesteps)
     replication = dict(replication or {})
-    events = collect_events(model)
+    events = collect_events(model) if events is None else events
     layers, geos, hw_any = [], [], None
     stage, last = -1, None
     for name, m in counting_modules(model):
-        c = {k: v / n for k, v in events[name].items()}
+        c = {k: v / n for k, v in events.get(name, {k: 0.0 for k in m.events.counts}).items()}
         tm = m if isinstance(m, TiledMatrix) else getattr(m, "tiles", None)
         kind = getattr(m, "neuron_kind", None)
         if isinstance(tm, TiledMatrix):
@@ -145,8 +148,8 @@ def estimate(model: nn.Module, tech: Technology, n_inferences: float | None = No
     hw_desc = hw_any.describe() if hw_any is not None else ""
     notes = []
     if input_bits_per_inference is None:
-        input_bits_per_inference = offchip_bits(inp.counts if inp is not None else {}, hw_any)
-        if inp is None:
+        input_bits_per_inference = offchip_bits(inp_counts or {}, hw_any)
+        if inp_counts is None:
             notes.append("off-chip input not counted: the model records no input (pass input_bits_per_inference)")
     _positive("input_bits_per_inference", input_bits_per_inference, allow_zero=True)
     if input_bits_per_inference:
@@ -155,7 +158,41 @@ def estimate(model: nn.Module, tech: Technology, n_inferences: float | None = No
         layers.insert(0, LayerCost("input", "input", e, 0.0, {"bits": input_bits_per_inference}))
     if hw_any is not None:
         _chip_limits(layers, geos, hw_any, tech)
-    return CostReport(tech.name, hw_desc, latency_mode, n, float(timesteps), layers, "events", leakage, notes)
+    return CostReport(tech.name, hw_desc, latency_mode, n, float(timesteps), layers, "events", leakage, notes,
+                      power_gating=hw_any.chip.power_gating if hw_any is not None else True)
+
+
+def per_sample_cost(model: nn.Module, tech: Technology, run, **kw) -> dict:
+    """Energy and latency of every sample of a dynamic-timestep run, each at its own exit.
+
+    ``run``: a :class:`~imcsim.dynamic.DynamicRun` made with ``record_steps=True``. Each
+    timestep's events are priced per sample that ran it (E_t, L_t: sequential latency of
+    one step); a sample exiting at t costs E = sum(E_1..E_t), L = sum(L_1..L_t). Costs of
+    the whole chip (time-multiplexed reprogramming) are charged once, in step 1. Returns
+    per-sample tensors and the two EDP definitions: ``edp_of_means_Js`` = mean(E) x mean(L)
+    (what a :class:`CostReport` of the run gives) and ``edp_per_sample_Js`` = mean(E x L)
+    (at least as large, since E and L both grow with the exit step)."""
+    if getattr(run, "step_events", None) is None:
+        raise ValueError("per_sample_cost needs a run_dynamic(..., record_steps=True) run")
+    e_step, l_step = [], []
+    for k, rec in enumerate(run.step_events):
+        if not rec["samples"]:
+            e_step.append(0.0)
+            l_step.append(0.0)
+            continue
+        rep = estimate(model, tech, rec["samples"], timesteps=1.0, latency_mode="sequential", events=rec["layers"],
+                       input_counts=rec["input"], **kw)
+        if k > 0:
+            rep.layers = [layer for layer in rep.layers if layer.kind != "chip"]
+        e_step.append(rep.energy_J)
+        l_step.append(rep.latency_s)
+    E = torch.tensor(e_step, dtype=torch.float64).cumsum(0)
+    L = torch.tensor(l_step, dtype=torch.float64).cumsum(0)
+    idx = run.exit_steps - 1
+    e, lat = E[idx], L[idx]
+    return {"energy_J": e, "latency_s": lat, "mean_energy_J": float(e.mean()), "mean_latency_s": float(lat.mean()),
+            "edp_of_means_Js": float(e.mean() * lat.mean()), "edp_per_sample_Js": float((e * lat).mean()),
+            "energy_per_step_J": e_step, "latency_per_step_s": l_step}
 
 
 # ------------------------------------------------------------------------------ analytical
@@ -363,7 +400,8 @@ def analytical_estimate(specs: list[LayerSpec], hw: HardwareConfig, tech: Techno
     _chip_limits(layers, geos, hw, tech)
     is_snn = any(s.activation == "spiking" or s.input == "spike" for s in specs)
     return CostReport(tech.name, hw.describe(), latency_mode, 1.0, float(timesteps if is_snn else 1), layers,
-                      "analytical", leakage, [], {"input_activity": used, "analog_input_bit_density": input_rate})
+                      "analytical", leakage, [], {"input_activity": used, "analog_input_bit_density": input_rate},
+                      power_gating=hw.chip.power_gating)
 
 
 # ------------------------------------------------------------------------------ SNN vs QNN

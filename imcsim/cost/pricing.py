@@ -20,7 +20,9 @@ offchip         network input fetched once per inference (dense: values x bits; 
                 events x address bits)
 programming     tiles rewritten every inference when the network exceeds the chip (time-
                 multiplexing): cells x write energy
-leakage         static power of every instantiated component x latency of the inference
+leakage         static power of every instantiated component x the time it is powered: its
+                layer's busy time (``chip.power_gating``, idle layers gated) or the whole
+                inference latency
 ==============  ==============================================================================
 
 Area (um^2) per component from the instantiated resources (:mod:`.architecture`); EDP =
@@ -172,6 +174,7 @@ class CostReport:
     leakage: bool = True
     notes: list[str] = field(default_factory=list)
     assumed: dict = field(default_factory=dict)  # e.g. the activity rates an analytical figure assumed
+    power_gating: bool = True  # leakage over each layer's busy time (True) or the whole latency
 
     # ------------------------------------------------------------------ latency
     def stage_times_ns(self) -> list[float]:
@@ -198,9 +201,19 @@ class CostReport:
     def static_W(self) -> float:
         return sum(layer.static_uW for layer in self.layers) * 1e-6
 
+    def powered_ns(self, layer: LayerCost) -> float:
+        """How long ``layer``'s components leak per inference: its pipeline stage's busy time
+        (the slower of reads and neuron updates) when idle layers are power-gated, else the
+        whole latency."""
+        if not self.power_gating:
+            return self.latency_s * 1e9
+        if layer.stage < 0:
+            return layer.latency_ns
+        return max(other.latency_ns for other in self.layers if other.stage == layer.stage and other.kind != "chip")
+
     def layer_energy_pJ(self, layer: LayerCost) -> dict:
         e = dict(layer.energy_pJ)
-        e["leakage"] = layer.static_uW * 1e-6 * self.latency_s * 1e12 if self.leakage else 0.0
+        e["leakage"] = layer.static_uW * 1e-6 * self.powered_ns(layer) * 1e3 if self.leakage and layer.static_uW else 0.0
         return e
 
     @property
@@ -263,6 +276,7 @@ class CostReport:
             "latency_mode": self.latency_mode, "n_inferences": self.n_inferences, "timesteps": self.timesteps,
             "energy_J": self.energy_J, "latency_s": self.latency_s, "edp_Js": self.edp_Js,
             "area_mm2": self.area_mm2, "edap_Jsmm2": self.edap, "static_W": self.static_W, "leakage": self.leakage,
+            "power_gating": self.power_gating,
             "digital_share": self.digital_share(),
             "energy_by_component_J": self.by_component(), "area_by_component_mm2": self.area_by_component(),
             "spike_rates": self.spike_rates(), "assumed": self.assumed, "notes": self.notes,
