@@ -15,6 +15,7 @@ observed on representative inputs (:meth:`ADC.calibrated`, :class:`RangeObserver
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -88,27 +89,56 @@ class ADC:
 class RangeObserver:
     """Accumulates magnitudes of observed currents over batches to choose an ADC range.
 
-    Keeps the running maximum and a bounded, evenly strided sample of |x| (at most
-    ``max_samples`` values per update) for percentiles below 100.
+    Keeps the running maximum and a histogram of |x| with ``bins`` equal bins over [0, R],
+    R the smallest power of two >= every magnitude seen: when a larger value arrives, R
+    doubles and adjacent bins merge. Since R is a power of two and bins a power of two, the
+    histogram (and so every percentile) is the same whatever the order, batching or
+    chunking of the observations. A percentile below 100 is the upper edge of the bin that
+    holds it (capped at the maximum): at most R / bins above the exact order statistic.
+    Memory is ``bins`` counters, whatever the number of observations.
     """
 
-    def __init__(self, max_samples: int = 1 << 18):
-        self.max_samples = check_int("max_samples", max_samples, low=1)
+    def __init__(self, bins: int = 1 << 16):
+        self.bins = check_int("bins", bins, low=2, high=1 << 24)
+        if self.bins & (self.bins - 1):
+            raise ValueError(f"bins must be a power of two, got {bins}")
         self.max = 0.0
         self.count = 0
-        self._samples: list[torch.Tensor] = []
+        self.range = 0.0  # R: 0 until a nonzero value is seen
+        self._hist = torch.zeros(self.bins, dtype=torch.int64)
+
+    def _grow(self, top: float) -> None:
+        new = self.range or 2.0 ** math.ceil(math.log2(top))
+        while new < top:
+            new *= 2.0
+        if new < top or not math.isfinite(new):
+            raise ValueError(f"observed currents must be finite, got {top}")
+        if self.range:
+            while self.range < new:  # double: merge neighbouring bins
+                h = self._hist.view(-1, 2).sum(1)
+                self._hist = torch.cat([h, torch.zeros_like(h)])
+                self.range *= 2.0
+        self.range = new
 
     def update(self, x: torch.Tensor) -> None:
         x = check_tensor("observed", x).detach()
         if x.numel() == 0:
             return
         a = x.abs().reshape(-1)
-        if not bool(torch.isfinite(a).all()):
+        top = a.max().item()
+        if not math.isfinite(top):  # max propagates NaN
             raise ValueError("observed currents must be finite (got NaN or inf)")
-        self.max = max(self.max, a.max().item())
         self.count += a.numel()
-        stride = max(1, a.numel() // self.max_samples)
-        self._samples.append(a[::stride].to("cpu", torch.float64))
+        if top > self.max:
+            self.max = top
+        if top == 0.0:
+            self._hist[0] += a.numel()
+            return
+        if top > self.range:
+            self._grow(top)
+        # R and bins are powers of two: a * (bins / R) is exact, floor gives the bin
+        idx = (a * (self.bins / self.range)).floor_().clamp_(max=self.bins - 1).to(torch.int64)
+        self._hist += torch.bincount(idx.cpu(), minlength=self.bins)
 
     def update_zeros(self, n: int) -> None:
         """Record ``n`` currents of exactly zero (reads of all-zero inputs), without
@@ -116,9 +146,8 @@ class RangeObserver:
         n = int(n)
         if n <= 0:
             return
-        stride = max(1, n // self.max_samples)
         self.count += n
-        self._samples.append(torch.zeros(-(-n // stride), dtype=torch.float64))
+        self._hist[0] += n
 
     def full_scale(self, percentile: float = 100.0) -> float:
         percentile = check_real("percentile", percentile, low=0.0, high=100.0, low_open=True)
@@ -126,7 +155,7 @@ class RangeObserver:
             raise ValueError("cannot calibrate an ADC range: no nonzero currents were observed")
         if percentile == 100.0:
             return self.max
-        s = torch.cat(self._samples)
-        k = min(s.numel(), max(1, int(round(percentile / 100.0 * s.numel()))))
-        value = torch.kthvalue(s, k).values.item()
-        return value if value > 0 else self.max
+        k = min(self.count, max(1, int(round(percentile / 100.0 * self.count))))
+        b = int(torch.searchsorted(self._hist.cumsum(0), torch.tensor(k)).item())
+        value = min(self.max, (b + 1) * self.range / self.bins)
+        return value if b > 0 else self.max

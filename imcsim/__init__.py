@@ -5,7 +5,7 @@ forward over timesteps / bit planes (layers record events) -> cost model.
 """
 
 from .context import read_context
-from .convert import ConversionReport, calibrate, convert, crossbar_layers, from_nir, to_nir
+from .convert import ConversionReport, calibrate, convert, crossbar_layers, from_nir, reprogram, to_nir
 from .crossbar import CrossbarConv, CrossbarConv2d, CrossbarLinear, InputSpec, TiledMatrix
 from .events import collect_events, reset_events
 from .hardware import ADCConfig, HardwareConfig, InputConfig, available_presets
@@ -18,5 +18,5 @@ __all__ = [
     "ADCConfig", "ConversionReport", "CrossbarConv", "CrossbarConv2d", "CrossbarLinear", "HardwareConfig", "IF",
     "InputConfig", "InputSpec", "LIF", "Network", "QuantAct", "SpikingNeuron", "Stepwise", "TiledMatrix",
     "available_presets", "build", "calibrate", "collect_events", "convert", "convnet", "crossbar_layers", "from_nir", "mlp",
-    "qnn_bits_for", "read_context", "resnet", "reset_events", "reset_states", "to_nir",
+    "qnn_bits_for", "read_context", "reprogram", "resnet", "reset_events", "reset_states", "to_nir",
 ]

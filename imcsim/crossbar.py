@@ -119,15 +119,9 @@ class TiledMatrix(nn.Module):
         pair = hw.adc.per == "pair"
 
         w_int, scale = quantize_weights(weight, hw.weight_bits, hw.granularity)
-        og = self.out_group
-        levels = torch.stack([level_matrix(w_int[g * og:(g + 1) * og], hw) for g in range(groups)])  # (G, in_g, og*cpw)
         cpw = hw.columns_per_weight
-        self.grid = TileGrid(in_g, og * cpw, hw.rows, hw.cols, unit=cpw if pair else 1)
-        lv_tiles = tile(levels, self.grid)  # (G, Tr, Tc, rows, cols)
-        g_prog = torch.Generator().manual_seed(self.seed)
-        G = dev.program(dev.level_conductance(lv_tiles.to(torch.float64)), g_prog)
-        M = G if hw.wires.is_ideal else effective_conductance(G, hw.wires)
-        self._install(M, w_int, scale)
+        self.grid = TileGrid(in_g, self.out_group * cpw, hw.rows, hw.cols, unit=cpw if pair else 1)
+        self._program(w_int, scale)
         self.events = EventCounter(*CROSSBAR_EVENTS)
         self.adc_full_scale: float | None = None
         if not hw.adc.lossless and hw.adc.range == "fixed":
@@ -137,6 +131,28 @@ class TiledMatrix(nn.Module):
         self._observe_inputs = False
         self._digital = False
         self._adc_cache: tuple | None = None
+
+    def _program(self, w_int: torch.Tensor, scale: torch.Tensor) -> None:
+        """Draw this instance's programmed conductances (variation, faults) from ``self.seed``
+        and install their effective (wire-loaded) values."""
+        hw, dev, og = self.hw, self.hw.device, self.out_group
+        levels = torch.stack([level_matrix(w_int[g * og:(g + 1) * og], hw) for g in range(self.groups)])
+        lv_tiles = tile(levels, self.grid)  # (G, Tr, Tc, rows, cols)
+        g_prog = torch.Generator().manual_seed(self.seed)
+        G = dev.program(dev.level_conductance(lv_tiles.to(torch.float64)), g_prog)
+        M = G if hw.wires.is_ideal else effective_conductance(G, hw.wires, precision=hw.wire_precision)
+        self._install(M, w_int, scale)
+
+    def reprogram(self, seed: int) -> None:
+        """Program the same integer weights as another chip instance: new variation, faults
+        and read-noise key from ``seed``; the ADC range must be calibrated again (a fixed
+        range stays). Equals building the layer with that seed."""
+        self.seed = int(seed)
+        device = self.G.device
+        self._program(self.w_int.to(torch.float64).cpu(), self.w_scale.to(torch.float64).cpu())
+        self.to(device)
+        if self.hw.adc.range == "calibrated":
+            self.adc_full_scale = None
 
     def _install(self, M: torch.Tensor, w_int: torch.Tensor, scale: torch.Tensor) -> None:
         """Set the compute-order matrices from programmed effective conductances M

@@ -27,6 +27,8 @@ ADC_PER = ("column", "pair")
 INPUT_MODES = ("bit_serial", "dac")
 ACCUMULATE = ("digital", "analog")
 OVERSIZE = ("refuse", "reprogram")
+WIRE_PRECISIONS = ("float64", "float32")
+IDEAL_SUFFIX = "-ideal"
 MAX_SEED = 2**32 - 1  # chip seeds; layer seeds derived from them stay far below 2**63
 
 
@@ -134,6 +136,9 @@ class HardwareConfig:
     slice, weight + offset stored, offset removed digitally). skip_zero_reads: tile reads
     whose inputs are all zero are not performed (affects event counts, not outputs).
     seed: seeds device programming and read noise (one seed = one chip instance).
+    wire_precision: arithmetic of the IR-drop solve run once per programmed tile --
+    ``float64`` (exact) or ``float32`` (about 2x faster; column currents within ~2e-4
+    relative of float64 on 64x64 and 128x128 tiles, scripts/bench_programming.py).
     """
 
     name: str = "custom"
@@ -149,6 +154,7 @@ class HardwareConfig:
     chip: ChipConfig = field(default_factory=ChipConfig)
     skip_zero_reads: bool = True
     seed: int = 0
+    wire_precision: str = "float64"
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip():
@@ -165,6 +171,7 @@ class HardwareConfig:
         if not isinstance(self.skip_zero_reads, bool):
             raise ConfigError(f"skip_zero_reads must be true or false, got {self.skip_zero_reads!r}")
         object.__setattr__(self, "seed", check_int("seed", self.seed, low=0, high=MAX_SEED))
+        check_choice("wire_precision", self.wire_precision, WIRE_PRECISIONS)
         if self.adc.per == "pair" and self.mapping != "differential":
             raise ConfigError("adc.per = 'pair' needs weights.mapping = 'differential', got 'offset'")
         if self.adc.per == "pair" and self.adc.accumulate == "analog":
@@ -214,14 +221,30 @@ class HardwareConfig:
         )
         return base.replace(**overrides) if overrides else base
 
+    def ideal_counterpart(self) -> "HardwareConfig":
+        """The same architecture (tiles, cells, mapping, ADCs, inputs, chip) with ideal
+        devices and wires: no variation, read noise, faults, wire resistance, and an infinite
+        on/off ratio. ADC quantisation is part of the architecture and stays, so the two
+        chips cost the same; :meth:`ideal` is the lossless reference instead."""
+        d = self.device
+        dev = DeviceModel(g_on=d.g_on, g_off=0.0, bits_per_cell=d.bits_per_cell)
+        name = self.name if self.name.endswith(IDEAL_SUFFIX) else self.name + IDEAL_SUFFIX
+        return dataclasses.replace(self, name=name, device=dev, wires=WireModel())
+
     @classmethod
     def preset(cls, name: str) -> "HardwareConfig":
-        """A named preset: ``ideal`` or one shipped in imcsim/presets/hardware/NAME.toml."""
+        """A named preset: ``ideal`` (lossless), one shipped in
+        imcsim/presets/hardware/NAME.toml, or ``NAME-ideal``: that preset's
+        :meth:`ideal_counterpart`."""
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"hardware preset name must be a non-empty string, got {name!r}")
         if name == "ideal":
             return cls.ideal()
         names = available_presets()
         if name not in names:
             raise ConfigError(f"unknown hardware preset {name!r}; available: {', '.join(names)}")
+        if name.endswith(IDEAL_SUFFIX):
+            return cls.preset(name[: -len(IDEAL_SUFFIX)]).ideal_counterpart()
         path = resources.files("imcsim") / "presets" / "hardware" / f"{name}.toml"
         with resources.as_file(path) as p:
             return cls.from_toml(p)
@@ -241,10 +264,10 @@ class HardwareConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HardwareConfig":
         data = dict(data)
-        top = {"name", "seed", "skip_zero_reads", "crossbar", "weights", "device", "wires", "adc", "inputs", "chip"}
+        top = {"name", "seed", "skip_zero_reads", "wire_precision", "crossbar", "weights", "device", "wires", "adc", "inputs", "chip"}
         _no_unknown("", data, top)
         kw: dict[str, Any] = {}
-        for key in ("name", "seed", "skip_zero_reads"):
+        for key in ("name", "seed", "skip_zero_reads", "wire_precision"):
             if key in data:
                 kw[key] = data[key]
         xb = _section(data, "crossbar", {"rows", "cols"})
@@ -279,6 +302,7 @@ class HardwareConfig:
             "name": self.name,
             "seed": self.seed,
             "skip_zero_reads": self.skip_zero_reads,
+            "wire_precision": self.wire_precision,
             "crossbar": {"rows": self.rows, "cols": self.cols},
             "weights": {"bits": self.weight_bits, "mapping": self.mapping, "granularity": self.granularity},
             "device": dataclasses.asdict(self.device),
@@ -323,6 +347,13 @@ class HardwareConfig:
             names += [f"{sec}.{f.name}" for f in dataclasses.fields(typ)]
         return names
 
+    def architecture(self) -> str:
+        """What the chip is built of (what the cost model prices), without its non-idealities."""
+        adc = "lossless read-out" if self.adc.lossless else (
+            f"{self.adc.bits}-bit ADC per {self.adc.columns_per_adc} column{'s' if self.adc.columns_per_adc > 1 else ''}")
+        return (f"{self.rows}x{self.cols} tiles, {self.device.bits_per_cell}-bit cells, {self.weight_bits}-bit "
+                f"{self.mapping} weights, {adc}")
+
     def describe(self) -> str:
         d = self.device
         adc = "lossless" if self.adc.lossless else f"{self.adc.bits}-bit {self.adc.range}"
@@ -337,7 +368,7 @@ class HardwareConfig:
 def available_presets() -> list[str]:
     folder = resources.files("imcsim") / "presets" / "hardware"
     names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
-    return ["ideal"] + names
+    return ["ideal"] + [n for base in names for n in (base, base + IDEAL_SUFFIX)]
 
 
 def _no_unknown(prefix: str, data: dict, allowed: set[str]) -> None:

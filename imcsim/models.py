@@ -228,12 +228,14 @@ def _check_common(kind, timesteps, bits, neuron):
 
 
 def mlp(in_shape=(1, 8, 8), num_classes=10, hidden=(128,), kind="snn", timesteps=4, bits=None, neuron="if",
-        threshold=1.0, leak=None, v_init=0.0, encoding="direct", batchnorm=True, static_input_once=False) -> Network:
-    """Flatten -> [Linear -> (BN) -> act] x len(hidden) -> Linear."""
+        threshold=1.0, leak=None, v_init=0.0, encoding="direct", batchnorm=True, static_input_once=False,
+        input="static") -> Network:
+    """Flatten -> [Linear -> (BN) -> act] x len(hidden) -> Linear. input: ``static`` (an
+    image encoded over ``timesteps``) or ``sequence`` ((T, B, ...) frames, e.g. events)."""
     bits = _check_common(kind, timesteps, bits, neuron)
     arch = dict(name="mlp", in_shape=list(in_shape), num_classes=num_classes, hidden=list(hidden), kind=kind,
                 timesteps=timesteps, bits=bits, neuron=neuron, threshold=threshold, leak=leak, v_init=v_init,
-                encoding=encoding, batchnorm=batchnorm, static_input_once=static_input_once)
+                encoding=encoding, batchnorm=batchnorm, static_input_once=static_input_once, input=input)
     layers: list[nn.Module] = [nn.Flatten()]
     width = int(math.prod(in_shape))
     for h in hidden:
@@ -243,19 +245,19 @@ def mlp(in_shape=(1, 8, 8), num_classes=10, hidden=(128,), kind="snn", timesteps
         layers.append(_activation(kind, neuron, bits, threshold, leak, v_init))
         width = h
     layers.append(nn.Linear(width, num_classes))
-    return Network(nn.Sequential(*layers), kind, timesteps, encoding, arch, static_input_once)
+    return Network(nn.Sequential(*layers), kind, timesteps, encoding, arch, static_input_once, input)
 
 
 def convnet(in_shape=(1, 28, 28), num_classes=10, channels=(16, 32), hidden=128, kind="snn", timesteps=4, bits=None,
             neuron="if", threshold=1.0, leak=None, v_init=0.0, encoding="direct", pool=(True, True),
-            static_input_once=False) -> Network:
+            static_input_once=False, input="static") -> Network:
     """Small VGG-style net: [Conv3x3 -> BN -> act -> (MaxPool2)] per stage -> Flatten ->
-    Linear -> BN -> act -> Linear."""
+    Linear -> BN -> act -> Linear. input: ``static`` or ``sequence`` (see :func:`mlp`)."""
     bits = _check_common(kind, timesteps, bits, neuron)
     pool = list(pool) + [False] * (len(channels) - len(pool))
     arch = dict(name="convnet", in_shape=list(in_shape), num_classes=num_classes, channels=list(channels), hidden=hidden,
                 kind=kind, timesteps=timesteps, bits=bits, neuron=neuron, threshold=threshold, leak=leak, v_init=v_init,
-                encoding=encoding, pool=pool[: len(channels)], static_input_once=static_input_once)
+                encoding=encoding, pool=pool[: len(channels)], static_input_once=static_input_once, input=input)
     c, h, w = in_shape
     layers: list[nn.Module] = []
     for ch, p in zip(channels, pool):
@@ -266,7 +268,7 @@ def convnet(in_shape=(1, 28, 28), num_classes=10, channels=(16, 32), hidden=128,
         c = ch
     layers += [nn.Flatten(), nn.Linear(c * h * w, hidden, bias=False), nn.BatchNorm1d(hidden),
                _activation(kind, neuron, bits, threshold, leak, v_init), nn.Linear(hidden, num_classes)]
-    return Network(nn.Sequential(*layers), kind, timesteps, encoding, arch, static_input_once)
+    return Network(nn.Sequential(*layers), kind, timesteps, encoding, arch, static_input_once, input)
 
 
 RESNET_STYLES = ("sew", "spiking")
@@ -324,7 +326,8 @@ class ResNetBody(nn.Module):
 
 
 def resnet(in_shape=(1, 28, 28), num_classes=10, channels=(16, 32), blocks=(1, 1), style="sew", kind="snn",
-           timesteps=4, bits=None, neuron="if", threshold=1.0, leak=None, v_init=0.0, encoding="direct") -> Network:
+           timesteps=4, bits=None, neuron="if", threshold=1.0, leak=None, v_init=0.0, encoding="direct",
+           input="static") -> Network:
     """Spiking ResNet: 3x3 stem, residual stages (``blocks[i]`` blocks of ``channels[i]``,
     stride 2 from the second stage on), global average pooling, Linear. ``style``: ``sew``
     (add spikes: integer counts downstream) or ``spiking`` (add before the neuron)."""
@@ -335,13 +338,13 @@ def resnet(in_shape=(1, 28, 28), num_classes=10, channels=(16, 32), blocks=(1, 1
         raise ValueError(f"channels and blocks must be non-empty and of equal length with blocks >= 1, got {channels}, {blocks}")
     arch = dict(name="resnet", in_shape=list(in_shape), num_classes=num_classes, channels=list(channels),
                 blocks=list(blocks), style=style, kind=kind, timesteps=timesteps, bits=bits, neuron=neuron,
-                threshold=threshold, leak=leak, v_init=v_init, encoding=encoding)
+                threshold=threshold, leak=leak, v_init=v_init, encoding=encoding, input=input)
 
     def act():
         return _activation(kind, neuron, bits, threshold, leak, v_init, time_flat=True)
 
     body = ResNetBody(tuple(in_shape), num_classes, tuple(channels), tuple(blocks), style, act)
-    return Network(body, kind, timesteps, encoding, arch)
+    return Network(body, kind, timesteps, encoding, arch, input=input)
 
 
 BUILDERS = {"mlp": mlp, "convnet": convnet, "resnet": resnet}

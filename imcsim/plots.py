@@ -34,9 +34,15 @@ def _unit(values, units):
     return units[-1]
 
 
-def display_name(name: str) -> str:
-    """A readable layer name: drop the ``body.`` prefix of imcsim networks."""
-    return name[5:] if name.startswith("body.") else name
+KIND_LABELS = {"crossbar": "crossbar", "spiking": "neurons", "quant": "quantiser", "digital": "digital",
+               "input": "off-chip", "chip": "chip"}
+
+
+def display_name(name: str, kind: str | None = None) -> str:
+    """A readable layer name: the module path without the ``body.`` prefix of imcsim
+    networks, and what the layer is (the same in measured and analytical reports)."""
+    base = name[5:] if name.startswith("body.") else name
+    return f"{base} ({KIND_LABELS.get(kind, kind)})" if kind and kind != "input" else base
 
 
 def cost_breakdown(report, path, title=None) -> Path:
@@ -48,12 +54,13 @@ def cost_breakdown(report, path, title=None) -> Path:
     energies = [report.layer_energy_pJ(layer) for layer in layers]
     keep = [i for i, e in enumerate(energies) if sum(e.values()) > 0 or layers[i].total_area_um2 > 0]
     layers, energies = [layers[i] for i in keep], [energies[i] for i in keep]
-    names = [display_name(layer.name) for layer in layers]
-    fig, (ax_e, ax_a) = plt.subplots(1, 2, figsize=(max(9, 0.9 * len(layers) + 5), 4.2))
+    names = [display_name(layer.name, layer.kind) for layer in layers]
+    fig, (ax_e, ax_a) = plt.subplots(1, 2, figsize=(max(9, 0.9 * len(layers) + 5), 4.6))
     cmap = plt.get_cmap("tab20")
     colors = {c: cmap(i % 20) for i, c in enumerate(COMPONENTS)}
     e_scale, e_unit = _unit([sum(e.values()) for e in energies], [(1, "pJ"), (1e3, "nJ"), (1e6, "uJ"), (1e9, "mJ")])
     a_scale, a_unit = _unit([layer.total_area_um2 for layer in layers], [(1, "um$^2$"), (1e6, "mm$^2$")])
+    handles = {}
     for ax, comps, vals_of, scale, unit, what in (
             (ax_e, COMPONENTS, lambda i, c: energies[i].get(c, 0.0), e_scale, e_unit, "energy per inference"),
             (ax_a, AREA_COMPONENTS, lambda i, c: layers[i].area_um2.get(c, 0.0), a_scale, a_unit, "area")):
@@ -62,14 +69,16 @@ def cost_breakdown(report, path, title=None) -> Path:
             vals = [vals_of(i, c) / scale for i in range(len(layers))]
             if not any(vals):
                 continue
-            ax.bar(range(len(layers)), vals, bottom=bottom, label=c, color=colors[c])
+            handles[c] = ax.bar(range(len(layers)), vals, bottom=bottom, label=c, color=colors[c])
             bottom = [b + v for b, v in zip(bottom, vals)]
         ax.set_xticks(range(len(layers)))
-        ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(f"{what} ({unit})")
         ax.ticklabel_format(axis="y", style="plain", useOffset=False)
-        ax.legend(fontsize=7, ncol=2, loc="upper right")
         ax.grid(axis="y", alpha=0.3)
+    order = [c for c in COMPONENTS if c in handles]
+    fig.legend([handles[c] for c in order], order, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+               title="component", title_fontsize=8)  # one legend for both panels, beside them
     ax_e.set_title(f"Energy: {report.energy_J / e_scale * 1e12:.4g} {e_unit} per inference", fontsize=10)
     ax_a.set_title(f"Area: {report.area_mm2:.4g} mm$^2$", fontsize=10)
     fig.suptitle(title or f"Cost breakdown ({report.technology})", fontsize=11)
@@ -85,41 +94,42 @@ def errorbar_sweep(xs, means, stds, path, xlabel, ylabel="accuracy (%)", title=N
     curves = series or {ylabel: (means, stds)}
     for label, (m, s) in curves.items():
         ax.errorbar(xs, m, yerr=s, marker="o", capsize=3, label=label)
+    if all(isinstance(x, int) and not isinstance(x, bool) for x in xs):  # integer sweeps: integer ticks
+        ax.set_xticks(sorted(set(xs)))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
     if series:
-        ax.legend()
+        ax.legend(loc="lower left", fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
 def pareto(points, path, title=None) -> Path:
-    """Accuracy vs EDP. points: list of dicts with keys x (EDP), y (accuracy), label, group."""
+    """Accuracy vs EDP. points: dicts with x (EDP), y (accuracy), group, and an optional
+    label (give labels only to the points worth naming: static T values, the chosen theta)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     groups = {}
     for p in points:
         groups.setdefault(p.get("group", ""), []).append(p)
-    markers = ["o", "s", "^", "D", "v"]
+    markers = ["o", "s", "^", "D", "v", "P"]
     for i, (g, pts) in enumerate(groups.items()):
         pts = sorted(pts, key=lambda p: p["x"])
-        ax.plot([p["x"] for p in pts], [p["y"] for p in pts], marker=markers[i % len(markers)], label=g or None)
-        labelled = pts if len(pts) <= 6 else pts[:: max(1, len(pts) // 4)]  # keep the plot readable
-        for p in labelled:
-            if p.get("label"):
-                ax.annotate(p["label"], (p["x"], p["y"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        static = "static" in g  # static T: a dotted line in T order; dynamic thetas: points only
+        ax.plot([p["x"] for p in pts], [p["y"] for p in pts], marker=markers[i % len(markers)], label=g or None,
+                linestyle=":" if static else "none", markersize=7 if static else 5, alpha=0.9)
+        for j, p in enumerate(p for p in pts if p.get("label")):
+            dy = 6 if (i + j) % 2 == 0 else -11  # alternate above / below: labels of close points do not collide
+            ax.annotate(p["label"], (p["x"], p["y"]), fontsize=7, xytext=(4, dy), textcoords="offset points")
     ax.set_xscale("log")
-    from matplotlib.ticker import NullFormatter
-
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("EDP per inference (J*s)")
+    ax.set_xlabel("EDP per inference (J s, log scale)")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(title or "Accuracy vs EDP")
+    ax.set_title(title or "Accuracy vs EDP", fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    if len(groups) > 1 or next(iter(groups)):
-        ax.legend(fontsize=8)
+    if len(groups) > 1 or next(iter(groups), ""):
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: covers no point
     return _save(fig, path)
 
 

@@ -207,7 +207,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kw) -> float:
         raise ValueError(f"x holds {x.shape[batch_dim(model)]} samples but y holds {y.shape[0]} labels")
     with no_counting():
         logits = predict_logits(model, x, **kw)
-    return 100.0 * float((logits.mean(0).argmax(-1) == y).float().mean())
+    return 100.0 * int((logits.mean(0).argmax(-1) == y).sum()) / y.shape[0]
 
 
 from .checkpoints import load_checkpoint, save_checkpoint  # noqa: E402,F401  (re-exported)

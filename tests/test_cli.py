@@ -62,16 +62,27 @@ def test_evaluate_sweep(runs, tmp_path):
            "--test-limit", "60", "--quiet", "--out", tmp_path / "ev")
     res = json.loads((tmp_path / "ev" / "evaluate.json").read_text())
     assert [row["value"] for row in res["sweep"]["rows"]] == [2, 6]
-    assert all(len(row["chips"]) == 2 for row in res["sweep"]["rows"])
+    assert all(len(row["values"]) == 2 and row["n"] == 2 for row in res["sweep"]["rows"])
+    rows = {row["hardware"]: row for row in res["accuracy"]}
+    # the ideal counterpart is the same architecture as the preset, the lossless ideal another one
+    assert rows["rram-ideal"]["architecture"] == rows["rram"]["architecture"] != rows["ideal (lossless)"]["architecture"]
+    assert res["chip_seeds"] == [0, 1]
     assert (tmp_path / "ev" / "sweep.png").stat().st_size > 1000
     assert "accuracy %" in r.stdout
 
 
 def test_energy_measured_and_analytical(runs, tmp_path):
-    ok("energy", "--checkpoint", runs / "snn" / "model.pt", "--test-limit", "50", "--quiet", "--out", tmp_path / "m")
-    m = json.loads((tmp_path / "m" / "energy.json").read_text())["report"]
+    r = ok("energy", "--checkpoint", runs / "snn" / "model.pt", "--test-limit", "50", "--analytical", "--quiet",
+           "--out", tmp_path / "m")
+    res = json.loads((tmp_path / "m" / "energy.json").read_text())
+    m = res["report"]
     assert m["energy_J"] > 0 and m["latency_s"] > 0 and m["edp_Js"] == pytest.approx(m["energy_J"] * m["latency_s"])
-    ok("energy", "--checkpoint", runs / "snn" / "model.pt", "--analytical", "--spike-rate", "0.2", "--tech", "puma-32nm",
+    assert m["area_mm2"] > 0 and m["edap_Jsmm2"] == pytest.approx(m["edp_Js"] * m["area_mm2"])
+    assert "area" in r.stdout and "EDAP" in r.stdout
+    # --analytical: the analytical model at the measured per-layer activity, with the rates it assumed
+    a = res["analytical_at_measured_activity"]
+    assert a["source"] == "analytical" and set(a["assumed"]["input_activity"]) and "measured per-layer" in r.stdout
+    ok("energy", "--checkpoint", runs / "snn" / "model.pt", "--spike-rate", "0.2", "--tech", "puma-32nm",
        "--out", tmp_path / "a", "--quiet")
     a = json.loads((tmp_path / "a" / "energy.json").read_text())["report"]
     assert a["source"] == "analytical" and a["technology"] == "puma-32nm"
@@ -79,13 +90,18 @@ def test_energy_measured_and_analytical(runs, tmp_path):
 
 
 def test_timesteps(runs, tmp_path):
-    r = ok("timesteps", "--checkpoint", runs / "snn" / "model.pt", "--preset", "ideal", "--thetas", "0.3,0.7",
+    r = ok("timesteps", "--checkpoint", runs / "snn" / "model.pt", "--thetas", "0.3,0.7",
            "--test-limit", "60", "--quiet", "--out", tmp_path / "t")
     res = json.loads((tmp_path / "t" / "timesteps.json").read_text())
-    modes = [(row["mode"], row["T_max"]) for row in res["rows"]]
-    assert modes[:3] == [("static", 1), ("static", 2), ("static", 3)]
-    assert any(m == "dynamic" for m, _ in modes)
-    assert (tmp_path / "t" / "pareto.png").exists() and "EDP saving" in r.stdout
+    modes = [(row["hardware"], row["mode"], row["T_max"]) for row in res["rows"]]
+    for hw in ("rram-ideal", "rram"):  # the default: a preset and its ideal counterpart
+        assert [m[1:] for m in modes if m[0] == hw][:3] == [("static", 1), ("static", 2), ("static", 3)]
+        assert any(m[0] == hw and m[1] == "dynamic" for m in modes)
+    for s in res["summary"]:
+        assert s["best_static_T"] in (1, 2, 3) and "test_drop_pp" in s and "tolerance_pp" in s
+    assert res["summary"][0]["architecture"] == res["summary"][1]["architecture"]
+    assert "dynamic exit" in r.stdout and "Test-split change" in r.stdout
+    assert (tmp_path / "t" / "pareto.png").exists()
 
 
 def test_compare(runs, tmp_path):
@@ -96,12 +112,33 @@ def test_compare(runs, tmp_path):
 
 
 def test_demo(tmp_path):
-    t0 = time.time()
     r = ok("demo", "--quiet", "--chips", "1", "--out", tmp_path / "demo")
     report = (tmp_path / "demo" / "report.md").read_text()
-    for section in ("Accuracy under non-idealities", "Energy, latency, EDP", "Static vs dynamic timesteps", "SNN vs QNN"):
+    for section in ("Accuracy under non-idealities", "Energy, latency, area, EDP", "Static vs dynamic timesteps",
+                    "SNN vs QNN", "rram-ideal"):
         assert section in report
-    assert "done in" in r.stdout and time.time() - t0 < 180
+    assert "done in" in r.stdout
+    pngs = sorted(p.name for p in (tmp_path / "demo").glob("*.png"))
+    assert pngs == ["accuracy_vs_variation.png", "exit_histogram.png", "pareto.png", "qnn_breakdown.png",
+                    "snn_breakdown.png"]
+
+
+def test_every_option_has_help_and_a_default():
+    from imcsim.app.cli import build_parser
+
+    p = build_parser()
+    sub = next(a for a in p._actions if a.dest == "command")
+    for name, sp in sub.choices.items():
+        text = " ".join(sp.format_help().split())
+        fmt = sp._get_formatter()
+        assert sp.description, name
+        for action in sp._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            assert action.help, (name, action.option_strings)
+            shown = fmt._get_help_string(action)  # what --help prints for it
+            assert "default" in shown or "required" in shown, (name, action.option_strings, shown)
+            assert " ".join(shown.split()[:3]) in text, (name, shown)
 
 
 @pytest.mark.parametrize(
@@ -144,7 +181,8 @@ def test_ctrl_c_leaves_no_partial_results(tmp_path):
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
     assert "interrupted; no results were written" in err
-    assert list(tmp_path.iterdir()) == []  # neither the folder nor a partial one
+    # neither the folder nor a partial one; at most the journal of finished tasks (for --resume)
+    assert [p.name for p in tmp_path.iterdir() if p.name != ".demo.journal.jsonl"] == []
 
 
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs ../shared/data/mnist-test")

@@ -482,3 +482,21 @@ def test_shipped_presets_and_adc_models(tmp_path):
     assert Technology.from_toml(p).adc_energy_pJ(6) == pytest.approx(3.0)
     with pytest.raises(ConfigError, match="unknown technology preset 'nope'"):
         Technology.preset("nope")
+
+
+@pytest.mark.parametrize("preset", ["rram", "spikesim"])
+def test_ideal_counterpart_is_the_same_chip_at_the_same_price(preset):
+    """rram-ideal is rram's architecture with ideal devices and wires: on the same workload
+    it costs exactly what rram does (never more, as the lossless 'ideal' chip would)."""
+    hw = HardwareConfig.preset(preset)
+    twin = HardwareConfig.preset(f"{preset}-ideal")
+    assert twin == hw.ideal_counterpart() and twin.architecture() == hw.architecture()
+    assert twin.device.variation == twin.device.read_noise == 0 and twin.wires.is_ideal
+    tech = Technology.preset("spikesim-65nm-rram")
+    net = imcsim.convnet(in_shape=(1, 12, 12), channels=(8,), hidden=16, kind="snn", timesteps=3)
+    a = analytical_estimate(layer_specs(net, (1, 12, 12), hw), hw, tech, 3, 0.2)
+    b = analytical_estimate(layer_specs(net, (1, 12, 12), twin), twin, tech, 3, 0.2)
+    assert b.energy_J == a.energy_J and b.latency_s == a.latency_s and b.area_mm2 == a.area_mm2
+    lossless = HardwareConfig.ideal()
+    c = analytical_estimate(layer_specs(net, (1, 12, 12), lossless), lossless, tech, 3, 0.2)
+    assert c.energy_J != a.energy_J  # the lossless reference is another chip

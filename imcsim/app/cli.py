@@ -1,15 +1,17 @@
 """The ``imcsim`` command line.
 
     imcsim demo                      # the main job on the embedded 8x8 digits
-    imcsim train ... / evaluate ... / energy ... / timesteps ... / compare ...
+    imcsim train / import / evaluate / energy / timesteps / compare ...
 
 Errors in what the user gave (flags, files, configs, data directories) exit with code 2 and
-one line on stderr naming the problem; Ctrl-C exits with 130 and leaves no partial output.
+one line on stderr naming the problem; Ctrl-C exits with 130 (SIGTERM 143) and leaves no
+partial output folder -- a study's finished tasks stay in its journal for ``--resume``.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from ..errors import ConfigError, DataError
@@ -18,10 +20,16 @@ _EXAMPLES = """examples:
   imcsim demo --out demo-report
   imcsim train --dataset mnist --data-dir ../shared/data/mnist-test --model convnet --kind snn --timesteps 4 \\
                --loss per_timestep --epochs 12 --out runs/snn
-  imcsim evaluate --checkpoint runs/snn/model.pt --preset rram --sweep device.variation=0,0.05,0.1 --out runs/eval
-  imcsim energy --checkpoint runs/snn/model.pt --preset rram --tech spikesim-65nm-rram --out runs/energy
-  imcsim timesteps --checkpoint runs/snn/model.pt --preset ideal,rram --out runs/dt
+  imcsim evaluate --checkpoint runs/snn/model.pt --preset rram --chips 8 --workers 2 \\
+               --sweep device.variation=0,0.05,0.1 --out runs/eval
+  imcsim energy --checkpoint runs/snn/model.pt --preset rram --analytical --out runs/energy
+  imcsim timesteps --checkpoint runs/snn/model.pt --preset rram-ideal,rram --out runs/dt
   imcsim compare --snn runs/snn/model.pt --qnn runs/qnn/model.pt --out runs/cmp
+  imcsim import model.nir --dataset event-mnist --data-dir ../shared/data/mnist-test --out runs/nir
+
+seeds: --seed S in evaluate / energy / timesteps / compare is the base chip seed: chip instance c
+is seed S + c (its programming variation, faults and read-noise key); default: the hardware
+config's seed. In train it seeds the weights and the data order; in demo both.
 """
 
 
@@ -30,29 +38,36 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(_fail(f"{self.prog}: {message}"))
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default (unless the text already states it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default is argparse.SUPPRESS or not action.option_strings \
+                or action.dest == "help" or action.required:
+            return text
+        d = action.default
+        shown = ("off" if d is False else "on" if d is True else "none" if d is None
+                 else ",".join(map(str, d)) if isinstance(d, (list, tuple)) else str(d))
+        return f"{text} (default: {shown})"
+
+
 def _fail(msg: str, code: int = 2) -> int:
     print(f"imcsim: error: {msg}" if not msg.startswith("imcsim") else f"{msg}", file=sys.stderr)
     return code
 
 
-def _int_at_least(name, lo):
+def _int_in(name, lo, hi=None):
     def f(s):
         try:
             v = int(s)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be an integer, got {s!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"{name} must be >= {lo}, got {v}")
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"{name} must be in [{lo}, {hi}], got {v}" if hi is not None
+                                             else f"{name} must be >= {lo}, got {v}")
         return v
     return f
-
-
-def _positive_int(name):
-    return _int_at_least(name, 1)
-
-
-def _nonneg_int(name):
-    return _int_at_least(name, 0)
 
 
 def _float_in(name, lo, hi):
@@ -61,115 +76,183 @@ def _float_in(name, lo, hi):
             v = float(s)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {s!r}") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"{name} must be in [{lo}, {hi}], got {v:g}")
+        if not math.isfinite(v) or not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be in [{lo}, {hi}], got {s}")
         return v
     return f
 
 
 def _number_list(name, kind, lo, hi, what):
-    """Comma-separated numbers of ``kind`` within [lo, hi]; ``what`` names them in errors."""
+    """Comma-separated finite numbers of ``kind`` within [lo, hi]; ``what`` names them."""
     def f(s):
         try:
-            v = [kind(x) for x in s.split(",") if x.strip()]
+            v = [kind(x) for x in s.split(",")]
         except ValueError:
             v = []
-        if not v or min(v) < lo or max(v) > hi:
+        if not v or any(not math.isfinite(x) or not lo <= x <= hi for x in v):
             raise argparse.ArgumentTypeError(f"{name} must be comma-separated {what}, got {s!r}")
         return v
     return f
 
 
-def _int_list(name):
-    return _number_list(name, int, 1, float("inf"), "integers >= 1")
-
-
-def _float_list(name):
-    return _number_list(name, float, 0.0, 1.0, "numbers in [0, 1]")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from ..hardware import MAX_SEED
+    from .experiments import CALIBRATION_SAMPLES, DEFAULT_THETAS
+    from .workflows import DEFAULT_TECH, MODELS
+
     p = _Parser(prog="imcsim", description="Spiking and quantized neural networks on simulated analog IMC crossbars.",
-                epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                epilog=_EXAMPLES, formatter_class=_Help)
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
-    def common(sp, hardware=True, data=True):
-        sp.add_argument("--out", required=True, help="output folder (must not exist, unless --force)")
-        sp.add_argument("--force", action="store_true", help="replace an existing output folder")
-        sp.add_argument("--seed", type=_nonneg_int("--seed"), default=0, help="seed for everything random (default 0)")
-        sp.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    def command(name, help):
+        return sub.add_parser(name, help=help, description=help, formatter_class=_Help)
+
+    def out_opts(sp):
+        sp.add_argument("--out", required=True, help="output folder (must not exist, unless --force; required)")
+        sp.add_argument("--force", action="store_true", help="replace an existing imcsim output folder")
+        sp.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where tensors live")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
-        if hardware:
-            g = sp.add_mutually_exclusive_group()
-            g.add_argument("--config", help="hardware config TOML file")
-            g.add_argument("--preset", help="hardware preset name (ideal, rram; default rram)")
-        if data:
-            sp.add_argument("--data-dir", help="dataset directory (default: the one recorded in the checkpoint)")
-            sp.add_argument("--test-limit", type=_positive_int("--test-limit"), help="use only the first N test samples")
-            sp.add_argument("--batch-size", type=_positive_int("--batch-size"), default=256)
 
-    d = sub.add_parser("demo", help="the main job on the embedded 8x8 digits (about 2 minutes on 2 cores)")
-    common(d, hardware=False, data=False)
-    d.add_argument("--timesteps", type=_positive_int("--timesteps"), default=4)
-    d.add_argument("--chips", type=_positive_int("--chips"), default=3, help="chip instances per non-ideal point")
+    def study_opts(sp, seed_help="base chip seed: chip instance c is seed + c (default: the hardware config's seed)"):
+        sp.add_argument("--seed", type=_int_in("--seed", 0, MAX_SEED), default=None, help=seed_help)
+        sp.add_argument("--engine", choices=("serial", "processes", "ray"), default="serial",
+                        help="who runs the study's tasks: this process, local worker processes, or Ray")
+        sp.add_argument("--workers", type=_int_in("--workers", 1, 1024), default=1,
+                        help="worker processes (> 1 implies --engine processes; with ray: CPUs of a local instance)")
+        sp.add_argument("--address", help="Ray cluster address (host:port) for --engine ray (default: a local instance)")
+        sp.add_argument("--threads", type=_int_in("--threads", 1, 1024), default=None,
+                        help="torch threads per task (default: CPU cores / workers)")
+        sp.add_argument("--retries", type=_int_in("--retries", 0, 100), default=2,
+                        help="times a failed task (or one whose worker died) is run again")
+        sp.add_argument("--resume", action="store_true",
+                        help="reuse the finished tasks of an interrupted run with the same --out and inputs")
+        sp.add_argument("--calibration-samples", type=_int_in("--calibration-samples", 1), default=CALIBRATION_SAMPLES,
+                        help="training samples used to calibrate input and ADC ranges")
+        sp.add_argument("--batch-size", type=_int_in("--batch-size", 1), default=256, help="samples per forward pass")
 
-    t = sub.add_parser("train", help="train an SNN (BPTT) or QNN (QAT) and save a checkpoint")
-    common(t, hardware=False, data=False)
-    t.add_argument("--dataset", choices=("digits", "mnist", "fashion-mnist", "cifar10"), default="digits")
-    t.add_argument("--data-dir", help="folder with the dataset files")
+    def hw_opts(sp, default="rram", several=False):
+        g = sp.add_mutually_exclusive_group()
+        g.add_argument("--config", help="hardware config TOML file (default: use --preset)")
+        g.add_argument("--preset", default=default,
+                       help=("comma-separated hardware presets" if several else "hardware preset")
+                       + " (ideal, rram, rram-ideal, spikesim, ...)")
+
+    def data_opts(sp):
+        sp.add_argument("--data-dir", help="dataset directory (default: the one recorded in the checkpoint)")
+        sp.add_argument("--test-limit", type=_int_in("--test-limit", 1), default=None,
+                        help="use only the first N test samples (default: all)")
+
+    def tech_opt(sp):
+        sp.add_argument("--tech", default=DEFAULT_TECH, help="technology preset name or TOML path (per-event costs, "
+                        "areas, static power)")
+
+    d = command("demo", "the main job on the embedded 8x8 digits: train an SNN and its QNN twin, accuracy under "
+                        "non-idealities, energy/latency/area, static vs dynamic timesteps, SNN vs QNN")
+    out_opts(d)
+    study_opts(d, seed_help="seed of the training runs and base chip seed (chip c is seed + c)")
+    d.add_argument("--timesteps", type=_int_in("--timesteps", 1, 64), default=4, help="SNN timesteps T")
+    d.add_argument("--chips", type=_int_in("--chips", 1), default=3, help="chip instances per non-ideal point")
+
+    t = command("train", "train an SNN (BPTT) or QNN (quantisation-aware) and save a checkpoint")
+    out_opts(t)
+    t.add_argument("--seed", type=_int_in("--seed", 0, MAX_SEED), default=0,
+                   help="seed of the weight initialisation and the data order")
+    t.add_argument("--dataset", choices=("digits", "mnist", "fashion-mnist", "cifar10", "event-digits", "event-mnist"),
+                   default="digits", help="digits / event-digits are embedded; the others read --data-dir")
+    t.add_argument("--data-dir", help="folder with the dataset files (default: none; needed for mnist and friends)")
     t.add_argument("--download", action="store_true", help="download the dataset into --data-dir if missing")
-    t.add_argument("--model", choices=("mlp", "convnet"), default="mlp")
-    t.add_argument("--kind", choices=("snn", "qnn"), default="snn")
-    t.add_argument("--timesteps", type=_positive_int("--timesteps"), default=4, help="SNN timesteps (QNN: sets default bits)")
-    t.add_argument("--bits", type=_positive_int("--bits"), help="QNN activation bits (default ceil(log2(T+1)))")
-    t.add_argument("--neuron", choices=("if", "lif"), default="if")
-    t.add_argument("--encoding", choices=("direct", "rate"), default="direct")
-    t.add_argument("--hidden", type=_int_list("--hidden"), default=[128], help="hidden widths, e.g. 256,128")
-    t.add_argument("--channels", type=_int_list("--channels"), default=[16, 32], help="conv channels per stage")
-    t.add_argument("--epochs", type=_positive_int("--epochs"), default=15)
-    t.add_argument("--batch-size", type=_positive_int("--batch-size"), default=64)
-    t.add_argument("--lr", type=_float_in("--lr", 1e-8, 10.0), default=2e-3)
-    t.add_argument("--loss", choices=("mean", "per_timestep", "per_timestep_cumulative"), default="per_timestep")
+    t.add_argument("--model", choices=MODELS, default="mlp", help="zoo architecture")
+    t.add_argument("--kind", choices=("snn", "qnn"), default="snn", help="spiking network or quantised twin")
+    t.add_argument("--timesteps", type=_int_in("--timesteps", 1, 64), default=None,
+                   help="SNN timesteps; a QNN gets ceil(log2(T+1)) bits (default: 4, or the event dataset's frames)")
+    t.add_argument("--bits", type=_int_in("--bits", 1, 16), default=None,
+                   help="QNN activation bits (default: ceil(log2(T+1)); not for SNNs)")
+    t.add_argument("--neuron", choices=("if", "lif"), default="if", help="spiking neuron")
+    t.add_argument("--encoding", choices=("direct", "rate"), default="direct", help="how a static image enters an SNN")
+    t.add_argument("--hidden", type=_number_list("--hidden", int, 1, 1 << 20, "integers >= 1"), default=[128],
+                   help="hidden widths, e.g. 256,128")
+    t.add_argument("--channels", type=_number_list("--channels", int, 1, 1 << 16, "integers >= 1"), default=[16, 32],
+                   help="conv channels per stage (convnet, resnet)")
+    t.add_argument("--epochs", type=_int_in("--epochs", 1), default=15, help="passes over the training data")
+    t.add_argument("--batch-size", type=_int_in("--batch-size", 1), default=64, help="samples per optimiser step")
+    t.add_argument("--lr", type=_float_in("--lr", 1e-8, 10.0), default=2e-3, help="Adam learning rate (cosine decay)")
+    t.add_argument("--loss", choices=("mean", "per_timestep", "per_timestep_cumulative"), default="per_timestep",
+                   help="SNN loss over per-timestep logits (QNNs always use mean)")
     t.add_argument("--activity-lambda", type=_float_in("--activity-lambda", 0.0, 1e6), default=0.0,
                    help="weight of the spike-count / activation penalty")
     t.add_argument("--weight-noise", type=_float_in("--weight-noise", 0.0, 10.0), default=0.0,
                    help="noise-aware training: relative weight noise sigma")
-    t.add_argument("--holdout", type=_nonneg_int("--holdout"), help="last N training samples held out (default 1/8)")
-    t.add_argument("--train-limit", type=_positive_int("--train-limit"), help="use only the first N training samples")
-    t.add_argument("--test-limit", type=_positive_int("--test-limit"), help="use only the first N test samples")
+    t.add_argument("--holdout", type=_int_in("--holdout", 0), default=None,
+                   help="last N training samples held out for theta choice (default: 1/8 of them)")
+    t.add_argument("--train-limit", type=_int_in("--train-limit", 1), default=None,
+                   help="use only the first N training samples (default: all)")
+    t.add_argument("--test-limit", type=_int_in("--test-limit", 1), default=None,
+                   help="use only the first N test samples (default: all)")
 
-    e = sub.add_parser("evaluate", help="accuracy under non-idealities, over chip instances, optionally swept")
-    common(e)
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--sweep", help="FIELD=V1,V2,... e.g. device.variation=0,0.05,0.1 or adc.bits=3,4,6 or wires.r_row=0,2.5,5")
-    e.add_argument("--chips", type=_positive_int("--chips"), default=3, help="chip instances (seeds) per point")
+    i = command("import", "turn a NIR graph into an imcsim checkpoint (for evaluate, energy, timesteps, compare)")
+    i.add_argument("graph", help="the .nir file")
+    out_opts(i)
+    i.add_argument("--dataset", choices=("event-digits", "event-mnist"), default="event-digits",
+                   help="event dataset matching the graph's input: event-digits (2x14x14, embedded) or event-mnist "
+                        "(2x34x34, from --data-dir)")
+    i.add_argument("--data-dir", help="MNIST IDX folder for event-mnist (default: none)")
+    i.add_argument("--timesteps", type=_int_in("--timesteps", 1, 1024), default=None,
+                   help="timesteps per sample (default: the dataset's frames)")
+    i.add_argument("--dt", type=_float_in("--dt", 1e-12, 1e6), default=1.0,
+                   help="Euler step of the graph's continuous-time neurons")
+    i.add_argument("--num-classes", type=_int_in("--num-classes", 2), default=None,
+                   help="output classes (default: the dataset's)")
+    i.add_argument("--holdout", type=_int_in("--holdout", 0), default=0,
+                   help="last N training samples held out for theta choice")
 
-    n = sub.add_parser("energy", help="energy, latency and EDP per inference, with breakdown")
-    common(n)
-    n.add_argument("--checkpoint", required=True)
-    n.add_argument("--tech", default="spikesim-65nm-rram", help="technology preset name or TOML path")
-    n.add_argument("--analytical", action="store_true", help="estimate from shapes and --spike-rate (no simulation)")
-    n.add_argument("--spike-rate", type=_float_in("--spike-rate", 0.0, 1.0), default=0.1)
-    n.add_argument("--latency-mode", choices=("sequential", "pipelined"), default="sequential")
+    e = command("evaluate", "accuracy under non-idealities over chip instances, optionally swept")
+    out_opts(e)
+    study_opts(e)
+    hw_opts(e)
+    data_opts(e)
+    e.add_argument("--checkpoint", required=True, help="checkpoint from imcsim train or import (required)")
+    e.add_argument("--sweep", help="FIELD=V1,V2,... e.g. device.variation=0,0.05,0.1 or adc.bits=3,4,6 "
+                   "(default: no sweep)")
+    e.add_argument("--chips", type=_int_in("--chips", 1), default=3, help="chip instances (seeds) per point")
 
-    s = sub.add_parser("timesteps", help="static vs dynamic timesteps (entropy exit)")
-    common(s, hardware=False)
-    s.add_argument("--checkpoint", required=True)
-    g = s.add_mutually_exclusive_group()
-    g.add_argument("--config", help="hardware config TOML file")
-    g.add_argument("--preset", default="ideal,rram", help="comma-separated presets (default ideal,rram)")
-    s.add_argument("--tech", default="spikesim-65nm-rram")
-    s.add_argument("--thetas", type=_float_list("--thetas"), help="thetas to sweep (default 0.02..0.8)")
+    n = command("energy", "energy, latency, area, EDP and EDAP per inference, with breakdowns")
+    out_opts(n)
+    study_opts(n)
+    hw_opts(n)
+    data_opts(n)
+    tech_opt(n)
+    n.add_argument("--checkpoint", required=True, help="checkpoint from imcsim train or import (required)")
+    n.add_argument("--analytical", action="store_true",
+                   help="also give the analytical estimate at the measured per-layer activity, and how it differs")
+    n.add_argument("--spike-rate", type=_float_in("--spike-rate", 0.0, 1.0), default=None,
+                   help="skip the simulation: analytical estimate at this assumed activity on every layer "
+                        "(default: measure the run)")
+    n.add_argument("--latency-mode", choices=("sequential", "pipelined"), default="sequential",
+                   help="layers one after another, or overlapped at timestep granularity")
+
+    s = command("timesteps", "static vs dynamic timesteps (entropy exit) on one or more hardware configs")
+    out_opts(s)
+    study_opts(s)
+    hw_opts(s, default="rram-ideal,rram", several=True)
+    data_opts(s)
+    tech_opt(s)
+    s.add_argument("--checkpoint", required=True, help="SNN checkpoint (required)")
+    s.add_argument("--thetas", type=_number_list("--thetas", float, 1e-9, 1.0, "numbers in (0, 1]"),
+                   default=list(DEFAULT_THETAS), help="thetas to sweep")
     s.add_argument("--tolerance", type=_float_in("--tolerance", 0.0, 100.0), default=0.1,
                    help="allowed accuracy loss (pp) on the held-out split when choosing theta")
-    s.add_argument("--rule", choices=("entropy", "entropy_mean", "max_confidence"), default="entropy")
+    s.add_argument("--rule", choices=("entropy", "entropy_mean", "max_confidence"), default="entropy",
+                   help="exit rule")
 
-    c = sub.add_parser("compare", help="SNN vs QNN on the same hardware: ratios and break-even spike rate")
-    common(c)
-    c.add_argument("--snn", required=True, help="SNN checkpoint")
-    c.add_argument("--qnn", required=True, help="QNN checkpoint")
-    c.add_argument("--tech", default="spikesim-65nm-rram")
+    c = command("compare", "SNN vs QNN on the same hardware: ratios and break-even spike rate")
+    out_opts(c)
+    study_opts(c)
+    hw_opts(c)
+    data_opts(c)
+    tech_opt(c)
+    c.add_argument("--snn", required=True, help="SNN checkpoint (required)")
+    c.add_argument("--qnn", required=True, help="QNN checkpoint (required)")
     return p
 
 
@@ -191,6 +274,7 @@ def main(argv=None) -> int:
     import signal
 
     from .outputs import OutputDir
+    from .study import StudyError
 
     # Remember a Ctrl-C / SIGTERM even if the KeyboardInterrupt lands somewhere that
     # swallows it (an object's finalizer): the output folder then is not committed either.
@@ -206,9 +290,12 @@ def main(argv=None) -> int:
         return _run(args, functools.partial(OutputDir, cancelled=lambda: bool(interrupted), inputs=inputs,
                                              command=args.command))
     except KeyboardInterrupt:
+        kept = " (finished tasks are kept: run again with --resume)" if getattr(args, "resume", None) is not None else ""
         if interrupted and interrupted[0] == signal.SIGTERM:
-            return _fail("terminated; no results were written", 128 + signal.SIGTERM)
-        return _fail("interrupted; no results were written", 130)
+            return _fail(f"terminated; no results were written{kept}", 128 + signal.SIGTERM)
+        return _fail(f"interrupted; no results were written{kept}", 130)
+    except StudyError as e:
+        return _fail(str(e), 1)
     except (ConfigError, DataError, ValueError, FileNotFoundError) as e:
         return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     finally:
@@ -219,13 +306,11 @@ def main(argv=None) -> int:
 def _run(args, OutputDir) -> int:
     from . import workflows as w
     from ..cost.technology import Technology
+    from .engines import make_engine
 
     progress = not args.quiet
     device = w.device_of(args.device)
-    if args.command == "demo":
-        with OutputDir(args.out, args.force) as out:
-            text = w.cmd_demo(out, seed=args.seed, device=device, progress=progress, timesteps=args.timesteps, chips=args.chips)
-    elif args.command == "train":
+    if args.command == "train":
         with OutputDir(args.out, args.force) as out:
             text = w.cmd_train(out, dataset=args.dataset, data_dir=args.data_dir, model=args.model, kind=args.kind,
                                timesteps=args.timesteps, bits=args.bits, neuron=args.neuron, hidden=args.hidden,
@@ -234,29 +319,53 @@ def _run(args, OutputDir) -> int:
                                weight_noise=args.weight_noise, holdout=args.holdout, train_limit=args.train_limit,
                                test_limit=args.test_limit, encoding=args.encoding, seed=args.seed, device=device,
                                progress=progress, download=args.download)
+    elif args.command == "import":
+        with OutputDir(args.out, args.force) as out:
+            text = w.cmd_import(out, graph=args.graph, dataset=args.dataset, data_dir=args.data_dir,
+                                timesteps=args.timesteps, dt=args.dt, num_classes=args.num_classes, holdout=args.holdout)
     else:
-        common = dict(data_dir=args.data_dir, test_limit=args.test_limit, batch_size=args.batch_size, seed=args.seed,
-                      device=device, progress=progress)
-        if args.command == "timesteps":
-            hws = [w.hardware(args.config, None)] if args.config else [w.hardware(None, p.strip()) for p in args.preset.split(",")]
-            tech = Technology.load(args.tech)
+        engine = make_engine(args.engine, args.workers, address=args.address, threads=args.threads,
+                             retries=args.retries)
+        opts = w.RunOptions(engine=engine, resume=args.resume, progress=progress, seed=args.seed,
+                            batch_size=args.batch_size, device=device, calibration_samples=args.calibration_samples)
+        tech = Technology.load(args.tech) if hasattr(args, "tech") else None
+        if args.command == "demo":
             with OutputDir(args.out, args.force) as out:
-                text = w.cmd_timesteps(out, checkpoint=args.checkpoint, hws=hws, tech=tech,
-                                       thetas=args.thetas or w.DEFAULT_THETAS, tolerance=args.tolerance, rule=args.rule, **common)
+                _journal_note(out, args)
+                text = w.cmd_demo(out, opts, timesteps=args.timesteps, chips=args.chips,
+                                  train_seed=args.seed if args.seed is not None else 0)
+        elif args.command == "timesteps":
+            hws = w.hardware_list(args.config, args.preset)
+            with OutputDir(args.out, args.force) as out:
+                _journal_note(out, args)
+                text = w.cmd_timesteps(out, opts, checkpoint=args.checkpoint, hws=hws, tech=tech, thetas=args.thetas,
+                                       tolerance=args.tolerance, rule=args.rule, data_dir=args.data_dir,
+                                       test_limit=args.test_limit)
         else:
             hw = w.hardware(args.config, args.preset)
+            common = dict(data_dir=args.data_dir, test_limit=args.test_limit)
+            sweep = w.parse_sweep(getattr(args, "sweep", None))
+            w.check_sweep(hw, sweep)
             with OutputDir(args.out, args.force) as out:
+                _journal_note(out, args)
                 if args.command == "evaluate":
-                    text = w.cmd_evaluate(out, checkpoint=args.checkpoint, hw=hw, sweep=args.sweep, chips=args.chips, **common)
+                    text = w.cmd_evaluate(out, opts, checkpoint=args.checkpoint, hw=hw, sweep=sweep, chips=args.chips,
+                                          **common)
                 elif args.command == "energy":
-                    text = w.cmd_energy(out, checkpoint=args.checkpoint, hw=hw, tech=Technology.load(args.tech),
+                    text = w.cmd_energy(out, opts, checkpoint=args.checkpoint, hw=hw, tech=tech,
                                         analytical=args.analytical, spike_rate=args.spike_rate,
                                         latency_mode=args.latency_mode, **common)
                 else:
-                    text = w.cmd_compare(out, snn_ck=args.snn, qnn_ck=args.qnn, hw=hw, tech=Technology.load(args.tech), **common)
+                    text = w.cmd_compare(out, opts, snn_ck=args.snn, qnn_ck=args.qnn, hw=hw, tech=tech, **common)
     print(text)
     print(f"results in {args.out}")
     return 0
+
+
+def _journal_note(out, args) -> None:
+    if not args.resume and out.journal.exists():
+        print(f"imcsim: note: {out.journal} holds finished tasks of an earlier, interrupted run with this --out; "
+              "they are not used (pass --resume to reuse them)", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

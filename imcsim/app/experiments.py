@@ -1,149 +1,213 @@
-"""Experiments that combine the pieces: accuracy under non-idealities, costs, static vs dynamic
-timesteps, SNN vs QNN. Each returns plain dicts (JSON-ready); the CLI and scripts write them.
+"""Experiments as studies: each builds its tasks (:mod:`.tasks`), runs them on an engine
+(:mod:`.engines`) and merges the results into plain dicts (JSON-ready). The command line
+and scripts write them; nothing here depends on which engine ran the tasks.
+
+Chip seeds: chip instance ``c`` of a study with base seed ``s`` is ``s + c`` (programming
+variation, faults and the read-noise key all follow from it); ``--seed`` sets ``s``,
+defaulting to the hardware config's ``seed``.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
-import time
 
-import torch
-
-from ..convert import convert
-from ..cost import (activity_weighted_rate, analytical_estimate, breakeven_spike_rate, compare_reports, estimate,
+from ..cost import (CostReport, activity_weighted_rate, analytical_estimate, breakeven_spike_rate, compare_reports,
                     layer_specs, measured_activity)
-from ..dynamic import choose_threshold, run_dynamic
-from ..events import reset_events
 from ..hardware import HardwareConfig
-from ..models import Network
-from ..cost.technology import Technology
-from ..training import accuracy, predict_logits
+from .study import Study, Task, fingerprint, run_study
+from .tasks import report_of
 
 DEFAULT_THETAS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
+CALIBRATION_SAMPLES = 128
 
 
-def input_bits(model: Network, hw: HardwareConfig) -> float:
-    """Network input fetched from off-chip per inference: numel x input bits."""
-    shape = model.arch.get("in_shape") if isinstance(model, Network) else None
-    return float(math.prod(shape) * hw.inputs.bits) if shape else 0.0
+def make_context(models: dict, *, x_cal, x_test, y_test, x_hold=None, y_hold=None, tech=None, batch_size=256) -> dict:
+    """The shared context of a study (see :mod:`.tasks`)."""
+    ctx = {"models": {k: v.cpu().eval() for k, v in models.items()}, "x_cal": x_cal, "x_test": x_test,
+           "y_test": y_test, "x_hold": x_hold, "y_hold": y_hold, "tech": tech, "batch_size": int(batch_size)}
+    ctx["uid"] = fingerprint(ctx)
+    return ctx
 
 
-def measured_cost(xnet: Network, x: torch.Tensor, hw: HardwareConfig, tech: Technology, *, y=None, batch_size=256,
-                  seed=0, progress=False, latency_mode="sequential") -> dict:
-    """Run ``xnet`` on ``x`` (all timesteps) and price the recorded events."""
-    reset_events(xnet)
-    t0 = time.perf_counter()
-    logits = predict_logits(xnet, x, batch_size=batch_size, progress=progress, desc="measure")
-    wall = time.perf_counter() - t0
-    rep = estimate(xnet, tech, x.shape[0], timesteps=xnet.timesteps, latency_mode=latency_mode)
-    out = {"report": rep, "wall_s": wall, "logits": logits}
-    if y is not None:
-        out["accuracy"] = 100.0 * float((logits.mean(0).argmax(-1) == y).float().mean())
+def spread(values: list[float]) -> dict:
+    """Mean, sample standard deviation (n - 1) and n of chip-instance results."""
+    n = len(values)
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if n > 1 else 0.0, "n": n,
+            "values": list(values)}
+
+
+def default_runner(engine, journal=None, resume=False, progress=False, stats=None):
+    """A function running a study on ``engine`` with one journal (every study its own id)."""
+    return lambda study: run_study(study, engine, journal=journal, resume=resume, progress=progress, stats=stats)
+
+
+# ------------------------------------------------------------------------------ accuracy
+
+
+def accuracy_study(ctx: dict, model: str, hw: HardwareConfig, *, chips: int, seed: int, sweep=None,
+                   references: bool = True, name: str = "accuracy") -> Study:
+    tasks = []
+    if references:
+        tasks += [Task(f"{model}/float", "accuracy", {"model": model}),
+                  Task(f"{model}/ideal", "accuracy", {"model": model, "hw": HardwareConfig.ideal().to_dict()}),
+                  Task(f"{model}/counterpart", "accuracy",
+                       {"model": model, "hw": hw.ideal_counterpart().to_dict(), "chip_seed": seed})]
+    tasks += [Task(f"{model}/chip/{c}", "accuracy", {"model": model, "hw": hw.to_dict(), "chip_seed": seed + c})
+              for c in range(chips)]
+    if sweep:
+        field, values = sweep
+        for i, v in enumerate(values):
+            h = hw.replace(**{field: v}).to_dict()
+            tasks += [Task(f"{model}/sweep/{i}/{c}", "accuracy", {"model": model, "hw": h, "chip_seed": seed + c})
+                      for c in range(chips)]
+    return Study(name, ctx, tasks)
+
+
+def accuracy_rows(results: dict, model: str, hw: HardwareConfig, chips: int, sweep=None, references=True) -> dict:
+    """Rows: float model, lossless ideal crossbar, the preset's ideal counterpart (same
+    architecture), the preset over ``chips`` instances; and the sweep."""
+    rows = []
+    if references:
+        for key, label, arch in (("float", "float (digital)", "-"),
+                                 ("ideal", "ideal (lossless)", HardwareConfig.ideal().architecture()),
+                                 ("counterpart", hw.ideal_counterpart().name, hw.architecture())):
+            r = results[f"{model}/{key}"]
+            rows.append({"hardware": label, "architecture": arch, "mean": r["accuracy"], "std": 0.0, "n": 1,
+                         "values": [r["accuracy"]]})
+    chip = spread([results[f"{model}/chip/{c}"]["accuracy"] for c in range(chips)])
+    rows.append({"hardware": hw.name, "architecture": hw.architecture(), **chip})
+    out = {"rows": rows}
+    if sweep:
+        field, values = sweep
+        out["sweep"] = {"field": field, "base": hw.name, "chips": chips, "rows": [
+            {"value": v, **spread([results[f"{model}/sweep/{i}/{c}"]["accuracy"] for c in range(chips)])}
+            for i, v in enumerate(values)]}
     return out
 
 
-def static_vs_dynamic(model: Network, hw: HardwareConfig, tech: Technology, *, x_adc, x_theta, y_theta, x_test, y_test,
-                      t_max: int, thetas=DEFAULT_THETAS, rule="entropy", tolerance_pp=0.1, batch_size=256, seed=0,
-                      chip_seed=None, progress=False) -> dict:
-    """Static T = 1..t_max against dynamic exits on one hardware configuration.
-
-    x_adc: calibration data for ADC / input ranges. (x_theta, y_theta): held-out split on
-    which theta is chosen (largest theta within ``tolerance_pp`` of static t_max there).
-    Every row is a real run of :func:`run_dynamic` on the test split, priced from its events.
-    """
-    xnet = convert(model, hw, calibration=x_adc, seed=chip_seed)
-
-    def priced(theta, T, label):
-        reset_events(xnet)
-        run = run_dynamic(xnet, x_test, theta, T, rule=rule, y=y_test, batch_size=batch_size,
-                          progress=progress, desc=label)
-        rep = estimate(xnet, tech, x_test.shape[0], timesteps=run.avg_timesteps)
-        return {"mode": "static" if theta == 0 else "dynamic", "T_max": T, "theta": theta, "accuracy": run.accuracy,
-                "avg_timesteps": run.avg_timesteps, "histogram": run.histogram(), "energy_J": rep.energy_J,
-                "latency_s": rep.latency_s, "edp_Js": rep.edp_Js, "wall_s": run.wall_s,
-                "energy_by_component_J": rep.by_component()}
-
-    rows = [priced(0.0, T, f"static T={T}") for T in range(1, t_max + 1)]
-    cal_logits = predict_logits(xnet, x_theta, batch_size=batch_size, timesteps=t_max, desc="calibrate theta")
-    choice = choose_threshold(cal_logits, y_theta, rule, tolerance_pp)
-    sweep = sorted(set(float(t) for t in thetas) | {choice["theta"]})
-    for th in sweep:
-        if th > 0:
-            rows.append(priced(th, t_max, f"theta={th:.3g}"))
-    static = rows[t_max - 1]
-    chosen = next((r for r in rows if r["mode"] == "dynamic" and r["theta"] == choice["theta"]), static)
-    summary = {
-        "hardware": hw.name,
-        "theta": choice["theta"],
-        "theta_choice": choice,
-        "static_accuracy": static["accuracy"],
-        "dynamic_accuracy": chosen["accuracy"],
-        "accuracy_drop_pp": static["accuracy"] - chosen["accuracy"],
-        "avg_timesteps": chosen["avg_timesteps"],
-        "energy_saving": 1 - chosen["energy_J"] / static["energy_J"],
-        "latency_saving": 1 - chosen["latency_s"] / static["latency_s"],
-        "edp_saving": 1 - chosen["edp_Js"] / static["edp_Js"],
-        "wall_time_ratio": chosen["wall_s"] / static["wall_s"],
-    }
-    return {"rows": rows, "summary": summary, "rule": rule, "t_max": t_max}
+# ------------------------------------------------------------------------------ costs
 
 
-def nonideality_sweep(model: Network, base: HardwareConfig, field: str, values, *, x_cal, x_test, y_test, chips=3,
-                      batch_size=256, seed=0, progress=False) -> dict:
-    """Accuracy (mean, std over ``chips`` chip instances) with one config field swept."""
-    from tqdm.auto import tqdm
-
-    rows = []
-    bar = tqdm(total=len(values) * chips, desc=f"sweep {field}", disable=not progress, leave=False)
-    for v in values:
-        hw = base.replace(**{field: v})
-        accs = []
-        for c in range(chips):
-            xnet = convert(model, hw, calibration=x_cal, seed=hw.seed + c)
-            accs.append(accuracy(xnet, x_test, y_test, batch_size=batch_size))
-            bar.update(1)
-        rows.append({"value": v, "mean": statistics.fmean(accs), "std": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
-                     "chips": accs})
-    bar.close()
-    return {"field": field, "rows": rows, "base": base.name, "chips": chips}
+def cost_study(ctx: dict, models: list[str], hw: HardwareConfig, *, seed: int, latency_mode="sequential",
+               name="cost") -> Study:
+    return Study(name, ctx, [Task(f"{m}/cost", "measured_cost", {"model": m, "hw": hw.to_dict(), "chip_seed": seed,
+                                                                   "latency_mode": latency_mode}) for m in models])
 
 
-def snn_vs_qnn(snn: Network, qnn: Network, hw: HardwareConfig, tech: Technology, *, x_cal, x_test, y_test,
-               batch_size=256, seed=0, progress=False) -> dict:
-    """Accuracy and measured cost of an SNN (T steps) and its QNN twin on the same hardware,
-    their ratios, and the average spike rate below which the SNN would cost less."""
-    res = {}
-    for name, net in (("snn", snn), ("qnn", qnn)):
-        xnet = convert(net, hw, calibration=x_cal)
-        m = measured_cost(xnet, x_test, hw, tech, y=y_test, batch_size=batch_size, seed=seed, progress=progress)
-        res[name] = m
-    cmp = compare_reports(res["snn"]["report"], res["qnn"]["report"])
-    # Break-even: the same analytical model for both networks, each at its measured per-layer
-    # activity; the SNN's activity profile is scaled to find where it costs what the QNN does.
+def analytical_at_measured(net, hw: HardwareConfig, tech, report: CostReport, latency_mode="sequential") -> CostReport:
+    """The analytical estimate at the per-layer input activity a run measured."""
+    shape = tuple(net.arch["in_shape"])
+    specs = layer_specs(net, shape, hw)
+    act = measured_activity(report, specs)
+    T = net.timesteps if net.kind == "snn" else 1
+    return analytical_estimate(specs, hw, tech, T, act, input_rate=act[0] if specs[0].input == "analog" else 0.5,
+                               latency_mode=latency_mode, static_input_once=net.static_input_once)
+
+
+def snn_vs_qnn(results: dict, snn, qnn, hw: HardwareConfig, tech) -> dict:
+    """Measured SNN and QNN costs on the same hardware, their ratios, and the break-even
+    spike rate (the same analytical model for both, each at its measured activity)."""
+    rs, rq = report_of(results["snn/cost"]), report_of(results["qnn/cost"])
     shape = tuple(snn.arch["in_shape"])
     snn_specs, qnn_specs = layer_specs(snn, shape, hw), layer_specs(qnn, shape, hw)
-    snn_prof = measured_activity(res["snn"]["report"], snn_specs)
-    qnn_prof = measured_activity(res["qnn"]["report"], qnn_specs)
+    snn_prof, qnn_prof = measured_activity(rs, snn_specs), measured_activity(rq, qnn_specs)
     in_rate = snn_prof[0] if snn_specs[0].input == "analog" else 0.5
-    q = analytical_estimate(qnn_specs, hw, tech, 1, qnn_prof, input_rate=qnn_prof[0] if qnn_specs[0].input == "analog" else 0.5)
-    measured_rate = activity_weighted_rate(snn_specs, snn_prof)
+    q = analytical_estimate(qnn_specs, hw, tech, 1, qnn_prof,
+                            input_rate=qnn_prof[0] if qnn_specs[0].input == "analog" else 0.5)
     be = breakeven_spike_rate(snn_specs, hw, tech, snn.timesteps, q.energy_J, profile=snn_prof, input_rate=in_rate,
                               static_input_once=snn.static_input_once)
-    # The same if the layers fed by the constant (direct-encoded) input ran once per inference.
-    be_once = breakeven_spike_rate(snn_specs, hw, tech, snn.timesteps, q.energy_J, profile=snn_prof, input_rate=in_rate,
-                                   static_input_once=True)
+    be_once = breakeven_spike_rate(snn_specs, hw, tech, snn.timesteps, q.energy_J, profile=snn_prof,
+                                   input_rate=in_rate, static_input_once=True)
+    return {"timesteps": snn.timesteps, "qnn_bits": qnn.arch.get("bits"), "hardware": hw.name,
+            "architecture": hw.architecture(), "snn_accuracy": results["snn/cost"]["accuracy"],
+            "qnn_accuracy": results["qnn/cost"]["accuracy"], "comparison": compare_reports(rs, rq),
+            "snn_mean_spike_rate": activity_weighted_rate(snn_specs, snn_prof),
+            "breakeven_model": "analytical model for both networks at their measured per-layer input activity; rates "
+                               "are activity-weighted means over the spike-fed layers",
+            "breakeven_spike_rate": be, "breakeven_spike_rate_input_layer_once": be_once,
+            "snn_report": rs, "qnn_report": rq}
+
+
+# ------------------------------------------------------------------------------ timesteps
+
+
+def timesteps_studies(ctx: dict, model: str, hws: list[HardwareConfig], *, t_max: int, thetas, rule: str,
+                      tolerance: float, seed: int, runner) -> dict:
+    """Static T = 1..t_max against dynamic exits on each hardware config (one chip instance,
+    ``seed``): theta chosen on the held-out split (largest within ``tolerance`` pp of static
+    t_max there), every point a real run on the test split priced from its events."""
+    first = []
+    for hw in hws:
+        h = hw.to_dict()
+        first.append(Task(f"{hw.name}/choice", "theta_choice", {"model": model, "hw": h, "chip_seed": seed,
+                                                                "rule": rule, "tolerance": tolerance, "t_max": t_max}))
+        first += [Task(f"{hw.name}/static/{T}", "timestep_point", {"model": model, "hw": h, "chip_seed": seed,
+                                                                   "theta": 0.0, "t_max": T, "rule": rule})
+                  for T in range(1, t_max + 1)]
+    r1 = runner(Study("timesteps (static)", ctx, first))
+    second, sweeps = [], {}
+    for hw in hws:
+        chosen = r1[f"{hw.name}/choice"]["theta"]
+        sweeps[hw.name] = sorted({float(t) for t in thetas if t > 0} | ({chosen} if chosen > 0 else set()))
+        second += [Task(f"{hw.name}/dynamic/{th!r}", "timestep_point", {"model": model, "hw": hw.to_dict(),
+                                                                        "chip_seed": seed, "theta": th, "t_max": t_max,
+                                                                        "rule": rule})
+                   for th in sweeps[hw.name]]
+    r2 = runner(Study("timesteps (dynamic)", ctx, second)) if second else {}
+    rows, summary = [], []
+    for hw in hws:
+        static = [dict(hardware=hw.name, **r1[f"{hw.name}/static/{T}"]) for T in range(1, t_max + 1)]
+        dynamic = [dict(hardware=hw.name, **r2[f"{hw.name}/dynamic/{th!r}"]) for th in sweeps[hw.name]]
+        rows += static + dynamic
+        summary.append(_summary(hw, r1[f"{hw.name}/choice"], static, dynamic, tolerance))
+    return {"rows": rows, "summary": summary, "rule": rule, "tolerance_pp": tolerance, "t_max": t_max}
+
+
+def _summary(hw: HardwareConfig, choice: dict, static: list[dict], dynamic: list[dict], tolerance: float) -> dict:
+    """The chosen dynamic point against the static points: the best static point at equal
+    or better accuracy (lowest EDP), whether a static T beats the dynamic point outright,
+    and the test-split accuracy change beside the tolerance it was chosen with."""
+    t_max = static[-1]
+    chosen = next((r for r in dynamic if r["theta"] == choice["theta"]), t_max)
+    at_least = [r for r in static if r["accuracy"] >= chosen["accuracy"]]
+    best = min(at_least, key=lambda r: r["edp_Js"]) if at_least else t_max
+    wins = [r for r in at_least if r["edp_Js"] <= chosen["edp_Js"]]
+    drop = t_max["accuracy"] - chosen["accuracy"]
     return {
-        "timesteps": snn.timesteps,
-        "qnn_bits": qnn.arch.get("bits"),
-        "snn_accuracy": res["snn"]["accuracy"],
-        "qnn_accuracy": res["qnn"]["accuracy"],
-        "comparison": cmp,
-        "snn_mean_spike_rate": measured_rate,
-        "breakeven_model": "analytical model for both networks at their measured per-layer input activity; rates are "
-                           "activity-weighted means over the spike-fed layers",
-        "breakeven_spike_rate": be,
-        "breakeven_spike_rate_input_layer_once": be_once,
-        "snn_report": res["snn"]["report"],
-        "qnn_report": res["qnn"]["report"],
+        "hardware": hw.name, "architecture": hw.architecture(), "theta": choice["theta"], "theta_choice": choice,
+        "dynamic_accuracy": chosen["accuracy"], "avg_timesteps": chosen["avg_timesteps"],
+        "static_tmax_accuracy": t_max["accuracy"], "test_drop_pp": drop, "tolerance_pp": tolerance,
+        "drop_exceeds_tolerance": drop > tolerance + 1e-9,
+        "best_static_T": best["T_max"], "best_static_accuracy": best["accuracy"],
+        "best_static_has_accuracy": bool(at_least),
+        "energy_saving_vs_best_static": 1 - chosen["energy_J"] / best["energy_J"],
+        "edp_saving_vs_best_static": 1 - chosen["edp_Js"] / best["edp_Js"],
+        "edp_saving_vs_tmax": 1 - chosen["edp_Js"] / t_max["edp_Js"],
+        "static_wins": bool(wins), "static_winner_T": min(wins, key=lambda r: r["edp_Js"])["T_max"] if wins else None,
+        "dynamic_edp_Js": chosen["edp_Js"], "dynamic_edp_per_sample_Js": chosen["edp_per_sample_Js"],
     }
+
+
+def _change(saving: float) -> str:
+    return f"{100 * saving:.0f} % lower" if saving >= 0 else f"{-100 * saving:.0f} % higher"
+
+
+def headline(s: dict) -> str:
+    """One honest sentence about a timesteps summary."""
+    head = (f"{s['hardware']}: dynamic exit (theta {s['theta']:.3g}) {s['dynamic_accuracy']:.2f} % at "
+            f"{s['avg_timesteps']:.2f} average timesteps")
+    if s["static_wins"]:
+        head += (f"; static T={s['static_winner_T']} wins: at least as accurate at lower or equal EDP, so dynamic "
+                 "timesteps do not pay off here")
+    elif s["best_static_has_accuracy"]:
+        head += (f"; against the best static point at equal or better accuracy, T={s['best_static_T']} "
+                 f"({s['best_static_accuracy']:.2f} %): {_change(s['edp_saving_vs_best_static'])} EDP, "
+                 f"{_change(s['energy_saving_vs_best_static'])} energy")
+    else:
+        head += (f"; no static T reaches that accuracy; against static T={s['best_static_T']} "
+                 f"({s['best_static_accuracy']:.2f} %): {_change(s['edp_saving_vs_best_static'])} EDP")
+    head += (f". Test-split change vs static T_max: {-s['test_drop_pp']:+.2f} pp (theta chosen with tolerance "
+             f"{s['tolerance_pp']:g} pp on held-out samples)")
+    if s["drop_exceeds_tolerance"]:
+        head += " -- WARNING: the test-split loss exceeds the tolerance"
+    return head + "."

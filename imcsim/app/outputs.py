@@ -20,7 +20,10 @@ Rules, all checked *before* any work starts:
   where the file system cannot swap, the two renames run with signals blocked;
 * if the target appears meanwhile (another program made it) the run does not overwrite it:
   its results go to ``NAME.new-<time>`` and the message says so;
-* files and folders get the usual permissions for the user's umask.
+* files and folders get the usual permissions for the user's umask;
+* a study's finished tasks are journalled in ``.NAME.journal.jsonl`` beside the target while
+  it runs (``--resume`` reuses them after an interruption); the journal is removed when the
+  folder is committed.
 """
 
 from __future__ import annotations
@@ -195,6 +198,11 @@ class OutputDir:
             if p.is_dir() and not p.is_symlink() and (p / MARKER).is_file():
                 shutil.rmtree(p, ignore_errors=True)
 
+    @property
+    def journal(self) -> Path:
+        """Where a study run for this target journals its finished tasks."""
+        return self.target.parent / f".{self.target.name}.journal.jsonl"
+
     # ---------------------------------------------------------------- writing
     def path(self, name: str) -> Path:
         self.files.append(name)
@@ -230,6 +238,10 @@ class OutputDir:
                     return self._set_aside()
                 os.rename(self.tmp, dst)
             self.committed_to = dst
+            try:
+                self.journal.unlink()
+            except FileNotFoundError:
+                pass
             return dst
         except FileExistsError:
             return self._set_aside()

@@ -1,30 +1,64 @@
 """The `imcsim` commands as functions: each takes plain arguments and an :class:`OutputDir`,
-writes JSON / CSV / PNG / Markdown into it and returns a short text summary for stdout."""
+runs its studies (:mod:`.experiments`) on the chosen engine, writes JSON / CSV / PNG /
+Markdown into the folder and returns a short text summary for stdout.
+
+Result files (``*.json`` apart from ``run.json``, ``*.csv``) depend only on the inputs, the
+seeds and the options -- not on the engine, the worker count or the machine; ``run.json``
+records how and where the run happened (engine, workers, threads, timings).
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from .. import __version__
-from ..convert import convert
-from ..cost import analytical_estimate, layer_specs, spikesim_estimate, spikesim_layers
+from ..checkpoints import load_checkpoint, save_checkpoint
+from ..cost import layer_specs, spikesim_estimate, spikesim_layers
+from ..cost.technology import Technology
 from ..datasets import Dataset, load_dataset
 from ..errors import ConfigError
-from .experiments import DEFAULT_THETAS, measured_cost, nonideality_sweep, snn_vs_qnn, static_vs_dynamic
 from ..hardware import HardwareConfig
-from ..models import Network, convnet, mlp, qnn_bits_for
 from ..io import machine_info
-from .outputs import OutputDir, markdown_table
+from ..models import Network, convnet, mlp, qnn_bits_for, resnet
 from ..plots import errorbar_sweep, histogram, pareto
-from ..cost.technology import Technology
-from ..training import TrainConfig, accuracy, load_checkpoint, save_checkpoint, train
+from ..training import TrainConfig, accuracy, train
+from . import experiments as X
+from .outputs import OutputDir, markdown_table
 
 DEFAULT_TECH = "spikesim-65nm-rram"
+MODELS = ("mlp", "convnet", "resnet")
+
+
+@dataclass
+class RunOptions:
+    """How a command runs: engine, resume, progress, seeds, batch size, device."""
+
+    engine: object
+    resume: bool = False
+    progress: bool = True
+    seed: int | None = None  # base chip seed (None: the hardware config's)
+    batch_size: int = 256
+    device: torch.device = torch.device("cpu")
+    calibration_samples: int = X.CALIBRATION_SAMPLES
+    stats: dict = field(default_factory=dict)
+
+    def runner(self, out: OutputDir):
+        return X.default_runner(self.engine, journal=out.journal, resume=self.resume, progress=self.progress,
+                                stats=self.stats)
+
+    def chip_seed(self, hw: HardwareConfig) -> int:
+        return hw.seed if self.seed is None else self.seed
+
+    def info(self) -> dict:
+        e = self.engine
+        return {"engine": e.name, "workers": getattr(e, "workers", 1), "threads_per_task": getattr(e, "threads", None),
+                "resume": self.resume, "batch_size": self.batch_size, "tasks": self.stats.get("tasks", 0),
+                "tasks_from_journal": self.stats.get("resumed", 0)}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -39,135 +73,262 @@ def device_of(name: str) -> torch.device:
 def hardware(config: str | None, preset: str | None, default: str = "rram") -> HardwareConfig:
     if config:
         return HardwareConfig.from_toml(config)
-    return HardwareConfig.preset(preset or default)
+    return HardwareConfig.preset(default if preset is None else preset)
 
 
-def split(ds: Dataset, holdout: int):
-    """(fit x, fit y, holdout x, holdout y): the holdout is the last ``holdout`` training
-    samples, used for theta choice and calibration but never for fitting weights."""
-    n = ds.x_train.shape[0]
+def hardware_list(config: str | None, presets: str) -> list[HardwareConfig]:
+    """Comma-separated presets (no empty names, no duplicates), or one config file."""
+    if config:
+        return [HardwareConfig.from_toml(config)]
+    names = [p.strip() for p in presets.split(",")]
+    if not presets.strip() or any(not n for n in names):
+        raise ConfigError(f"--preset must be comma-separated preset names, got {presets!r}")
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise ConfigError(f"--preset names {dup!r} twice")
+    return [HardwareConfig.preset(n) for n in names]
+
+
+def run_info(command: str, opts: RunOptions | None = None, **kw) -> dict:
+    return {"command": command, "imcsim": __version__, **machine_info(), **(opts.info() if opts else {}), **kw}
+
+
+@dataclass
+class Splits:
+    """A dataset cut for a study: fit (training minus held-out), held-out, calibration, test."""
+
+    ds: Dataset
+    x_fit: torch.Tensor
+    y_fit: torch.Tensor
+    x_hold: torch.Tensor
+    y_hold: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    x_cal: torch.Tensor
+
+
+def splits(ds: Dataset, holdout: int, test_limit: int | None = None, calibration: int = X.CALIBRATION_SAMPLES) -> Splits:
+    """Held-out = the last ``holdout`` training samples (theta choice, never fitted);
+    calibration = the first ``calibration`` fit samples; test = the first ``test_limit``."""
+    n = ds.x_train.shape[ds.sample_dim]
     if not 0 <= holdout < n:
         raise ConfigError(f"--holdout must be in [0, {n - 1}] for {n} training samples, got {holdout}")
     cut = n - holdout
-    return ds.x_train[:cut], ds.y_train[:cut], ds.x_train[cut:], ds.y_train[cut:]
-
-
-def seeded_model(builder, seed: int, **kw) -> Network:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return builder(**kw)
+    x_fit, x_hold = ds.take(ds.x_train, 0, cut), ds.take(ds.x_train, cut)
+    x_test, y_test = ds.take(ds.x_test, 0, test_limit), ds.y_test[:test_limit]
+    if y_test.shape[0] == 0:
+        raise ConfigError("the test split holds no samples")
+    return Splits(ds, x_fit, ds.y_train[:cut], x_hold, ds.y_train[cut:], x_test, y_test,
+                  ds.take(x_fit, 0, calibration))
 
 
 def build_model(model: str, ds: Dataset, kind: str, timesteps: int, bits: int | None, neuron: str, hidden, channels,
                 seed: int, encoding: str = "direct") -> Network:
+    if ds.sample_dim == 1 and kind != "snn":
+        raise ConfigError(f"dataset {ds.name!r} is an event stream: it needs --kind snn")
     common = dict(in_shape=ds.in_shape, num_classes=ds.num_classes, kind=kind, timesteps=timesteps, bits=bits,
-                  neuron=neuron, encoding=encoding)
-    if model == "mlp":
-        return seeded_model(mlp, seed, hidden=tuple(hidden), **common)
-    if model == "convnet":
-        return seeded_model(convnet, seed, channels=tuple(channels), hidden=hidden[0] if hidden else 128, **common)
-    raise ConfigError(f"--model must be mlp or convnet, got {model!r}")
+                  neuron=neuron, encoding=encoding, input="sequence" if ds.sample_dim == 1 else "static")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if model == "mlp":
+            return mlp(hidden=tuple(hidden), **common)
+        if model == "convnet":
+            return convnet(channels=tuple(channels), hidden=hidden[0] if hidden else 128, **common)
+        if model == "resnet":
+            return resnet(channels=tuple(channels), blocks=(1,) * len(channels), **common)
+    raise ConfigError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
 
 
-def checkpoint_data(meta: dict, data_dir: str | None):
-    """The dataset (and sample limits) a checkpoint was trained with."""
-    ds = load_dataset(meta["dataset"], data_dir or meta.get("data_dir"))
+def checkpoint_data(meta: dict, data_dir: str | None, net) -> Dataset:
+    """The dataset (and sample limits) a checkpoint was trained with, checked against the
+    network's input shape."""
+    name = meta.get("dataset")
+    if not name:
+        raise ConfigError("the checkpoint records no dataset; pass a checkpoint written by imcsim train or import")
+    if data_dir and name in ("digits", "event-digits"):
+        raise ConfigError(f"--data-dir does not apply: the checkpoint's dataset {name!r} is embedded in the package")
+    ds = load_dataset(name, data_dir or meta.get("data_dir"))
     if meta.get("n_train") or meta.get("n_test"):
         ds = ds.subset(meta.get("n_train"), meta.get("n_test"))
+    want = tuple(net.arch.get("in_shape") or ())
+    if want and tuple(ds.in_shape) != want:
+        raise ConfigError(f"the data's samples are {tuple(ds.in_shape)} but the checkpoint's network takes {want}")
+    seq = getattr(net, "input", "static") == "sequence"
+    if seq != (ds.sample_dim == 1):
+        raise ConfigError(f"the checkpoint's network takes {'sequences' if seq else 'static inputs'} but dataset "
+                          f"{name!r} holds {'event sequences' if ds.sample_dim == 1 else 'images'}")
     return ds
 
 
-def run_info(command: str, **kw) -> dict:
-    return {"command": command, "imcsim": __version__, **machine_info(), **kw}
+def load_study_inputs(checkpoint, data_dir, test_limit, opts: RunOptions):
+    net, meta = load_checkpoint(checkpoint)
+    ds = checkpoint_data(meta, data_dir, net)
+    return net, meta, splits(ds, meta.get("holdout", 0) or 0, test_limit, opts.calibration_samples)
+
+
+def context_for(models: dict, sp: Splits, opts: RunOptions, tech=None) -> dict:
+    return X.make_context(models, x_cal=sp.x_cal, x_test=sp.x_test, y_test=sp.y_test, x_hold=sp.x_hold,
+                          y_hold=sp.y_hold, tech=tech, batch_size=opts.batch_size)
+
+
+def parse_sweep(spec: str | None):
+    """'device.variation=0,0.05,0.1' -> ('device.variation', [0.0, 0.05, 0.1]); every value
+    is checked against the config before any work starts."""
+    if spec is None:
+        return None
+    if "=" not in spec:
+        raise ConfigError(f"--sweep must look like FIELD=V1,V2,..., got {spec!r}")
+    field, vals = spec.split("=", 1)
+    allowed = HardwareConfig.sweepable_fields()
+    if field not in allowed:
+        raise ConfigError(f"--sweep: unknown field {field!r}; sweepable: {', '.join(allowed)}")
+    out = []
+    for v in vals.split(","):
+        v = v.strip()
+        if not v:
+            raise ConfigError(f"--sweep {field}: empty value in {vals!r}")
+        try:
+            out.append(int(v) if v.lstrip("-").isdigit() else float(v))
+        except ValueError:
+            out.append(None if v in ("none", "lossless") else
+                       True if v == "true" else False if v == "false" else v)
+        if isinstance(out[-1], float) and not math.isfinite(out[-1]):
+            raise ConfigError(f"--sweep {field}: values must be finite, got {v!r}")
+    return field, out
+
+
+def check_sweep(hw: HardwareConfig, sweep) -> None:
+    if sweep:
+        field, values = sweep
+        for v in values:
+            try:
+                hw.replace(**{field: v})
+            except (ConfigError, ValueError, TypeError) as e:
+                raise ConfigError(f"--sweep {field}={v}: {e}") from None
+
+
+def _fmt_acc(r: dict) -> str:
+    return f"{r['mean']:.2f}" + (f" +- {r['std']:.2f} (n={r['n']})" if r.get("n", 1) > 1 else "")
+
+
+def accuracy_table(rows: list[dict]) -> str:
+    return markdown_table([{**r, "acc": _fmt_acc(r)} for r in rows], ["hardware", "architecture", "acc"],
+                          ["hardware", "architecture", "accuracy % (mean +- sample std over chips)"])
 
 
 # ----------------------------------------------------------------------------- train
 
 
-def cmd_train(out: OutputDir, *, dataset: str, data_dir, model: str, kind: str, timesteps: int, bits, neuron: str,
-              hidden, channels, epochs: int, batch_size: int, lr: float, loss: str, activity_lambda: float,
-              weight_noise: float, holdout: int | None, train_limit, test_limit, encoding: str, seed: int, device,
-              progress: bool, download: bool = False) -> str:
+def cmd_train(out: OutputDir, *, dataset: str, data_dir, model: str, kind: str, timesteps: int | None, bits,
+              neuron: str, hidden, channels, epochs: int, batch_size: int, lr: float, loss: str,
+              activity_lambda: float, weight_noise: float, holdout: int | None, train_limit, test_limit,
+              encoding: str, seed: int, device, progress: bool, download: bool = False) -> str:
+    if data_dir and dataset in ("digits", "event-digits"):
+        raise ConfigError(f"--data-dir does not apply to {dataset!r}: it is embedded in the package")
+    if bits is not None and kind == "snn":
+        raise ConfigError("--bits sets a QNN's activation bits; an SNN's resolution is --timesteps")
     ds = load_dataset(dataset, data_dir, download=download)
+    if ds.sample_dim == 1:
+        if timesteps is not None and timesteps != ds.timesteps:
+            raise ConfigError(f"dataset {dataset!r} has {ds.timesteps} frames per sample; --timesteps must be "
+                              f"{ds.timesteps} or left out")
+        timesteps = ds.timesteps
+    timesteps = timesteps or 4
     if train_limit or test_limit:
         ds = ds.subset(train_limit, test_limit)
-    holdout = holdout if holdout is not None else ds.x_train.shape[0] // 8
-    x_fit, y_fit, x_hold, y_hold = split(ds, holdout)
+    n = ds.x_train.shape[ds.sample_dim]
+    holdout = holdout if holdout is not None else n // 8
+    sp = splits(ds, holdout, None)
     net = build_model(model, ds, kind, timesteps, bits, neuron, hidden, channels, seed, encoding).to(device)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, activity_lambda=activity_lambda,
                       weight_noise=weight_noise, seed=seed)
     t0 = time.perf_counter()
-    hist = train(net, x_fit, y_fit, cfg, progress=progress)
+    hist = train(net, sp.x_fit, sp.y_fit, cfg, progress=progress)
     wall = time.perf_counter() - t0
     acc = accuracy(net, ds.x_test, ds.y_test)
-    meta = dict(dataset=dataset, data_dir=str(Path(data_dir).resolve()) if data_dir else None, n_train=train_limit, n_test=test_limit,
-                holdout=holdout, split=ds.description, train=asdict(cfg), history=hist, test_accuracy=acc, seed=seed)
+    meta = dict(dataset=dataset, data_dir=str(Path(data_dir).resolve()) if data_dir else None, n_train=train_limit,
+                n_test=test_limit, holdout=holdout, split=ds.description, train=asdict(cfg), history=hist,
+                test_accuracy=acc, seed=seed)
     save_checkpoint(out.path("model.pt"), net.cpu(), **meta)
     out.csv("history.csv", hist)
-    out.json("train.json", run_info("train", **meta, train_seconds=wall, arch=net.arch))
+    out.json("train.json", {**meta, "arch": net.arch})
+    out.json("run.json", run_info("train", train_seconds=wall))
     desc = f"{kind.upper()} {model}" + (f", T={timesteps}" if kind == "snn" else f", {net.arch['bits']}-bit activations")
-    out.text("report.md", f"# Training\n\n- model: {desc}\n- data: {ds.description}; last {holdout} training samples held out\n"
-             f"- loss: {loss}, epochs {epochs}, batch {batch_size}, lr {lr}, seed {seed}\n"
+    out.text("report.md", f"# Training\n\n- model: {desc}\n- data: {ds.description}; last {holdout} training samples "
+             f"held out\n- loss: {loss}, epochs {epochs}, batch {batch_size}, lr {lr}, seed {seed}\n"
              f"- test accuracy (float model): {acc:.2f} %\n- time: {wall:.1f} s\n")
     return f"trained {desc} on {ds.description}\ntest accuracy {acc:.2f} % ({wall:.1f} s); checkpoint {out.target / 'model.pt'}"
+
+
+# ----------------------------------------------------------------------------- import
+
+
+def cmd_import(out: OutputDir, *, graph: str, dataset: str, data_dir, timesteps: int | None, dt: float,
+               num_classes: int | None, holdout: int) -> str:
+    """A NIR graph -> an imcsim checkpoint that evaluate / energy / timesteps / compare take."""
+    from ..convert import from_nir
+
+    if not Path(graph).is_file():
+        raise ConfigError(f"NIR file not found: {graph!r}")
+    ds = load_dataset(dataset, data_dir)
+    if ds.sample_dim != 1:
+        raise ConfigError(f"a NIR network takes sequences: --dataset must be an event dataset (event-digits, "
+                          f"event-mnist), got {dataset!r}")
+    T = timesteps or ds.timesteps
+    if T > ds.timesteps:
+        raise ConfigError(f"--timesteps {T} exceeds the dataset's {ds.timesteps} frames")
+    try:
+        net = from_nir(graph, dt=dt, timesteps=T, num_classes=num_classes or ds.num_classes)
+    except ImportError:
+        raise ConfigError("imcsim import needs the nir package: pip install 'imcsim[nir]'") from None
+    if tuple(net.arch["in_shape"]) != tuple(ds.in_shape):
+        raise ConfigError(f"the graph's input is {tuple(net.arch['in_shape'])} but dataset {dataset!r} has samples "
+                          f"{tuple(ds.in_shape)}")
+    with torch.no_grad():
+        acc = accuracy(net, ds.take(ds.x_test, 0, 512), ds.y_test[:512])
+    meta = dict(dataset=dataset, data_dir=str(Path(data_dir).resolve()) if data_dir else None, holdout=holdout,
+                split=ds.description, source=str(Path(graph).resolve()), dt=dt, test_accuracy_first_512=acc)
+    save_checkpoint(out.path("model.pt"), net, **meta)
+    out.json("run.json", run_info("import", **meta))
+    return (f"imported {graph}: {len(net.arch['graph']['nodes'])} nodes, input {tuple(net.arch['in_shape'])}, "
+            f"T={T}, dt={dt:g}\naccuracy on the first 512 test samples of {dataset}: {acc:.2f} % (digital, before "
+            f"mapping); checkpoint {out.target / 'model.pt'}")
 
 
 # ----------------------------------------------------------------------------- evaluate
 
 
-def parse_sweep(spec: str):
-    """'device.variation=0,0.05,0.1' -> ('device.variation', [0.0, 0.05, 0.1])."""
-    if "=" not in spec:
-        raise ConfigError(f"--sweep must look like FIELD=V1,V2,..., got {spec!r}")
-    field, vals = spec.split("=", 1)
-    out = []
-    for v in vals.split(","):
-        v = v.strip()
-        try:
-            out.append(int(v) if v.lstrip("-").isdigit() else float(v))
-        except ValueError:
-            out.append(None if v in ("none", "lossless") else v)
-    if not out or not field:
-        raise ConfigError(f"--sweep must look like FIELD=V1,V2,..., got {spec!r}")
-    allowed = HardwareConfig.sweepable_fields()
-    if field not in allowed:
-        raise ConfigError(f"--sweep: unknown field {field!r}; sweepable: {', '.join(allowed)}")
-    return field, out
-
-
-def cmd_evaluate(out: OutputDir, *, checkpoint, hw: HardwareConfig, sweep: str | None, chips: int, data_dir, test_limit,
-                 batch_size: int, seed: int, device, progress: bool) -> str:
-    net, meta = load_checkpoint(checkpoint)
-    net = net.to(device)
-    ds = checkpoint_data(meta, data_dir)
-    x_fit, _, _, _ = split(ds, meta.get("holdout", 0))
-    x_cal = x_fit[:512]
-    x_test, y_test = ds.x_test[:test_limit], ds.y_test[:test_limit]
-    rows = [{"hardware": "float (digital)", "mean": accuracy(net, x_test, y_test, batch_size=batch_size), "std": 0.0}]
-    ideal = convert(net, HardwareConfig.ideal(), calibration=x_cal)
-    rows.append({"hardware": "ideal crossbar", "mean": accuracy(ideal, x_test, y_test, batch_size=batch_size), "std": 0.0})
-    base = nonideality_sweep(net, hw, "seed", [hw.seed], x_cal=x_cal, x_test=x_test, y_test=y_test, chips=chips,
-                             batch_size=batch_size, seed=seed, progress=progress)["rows"][0]
-    rows.append({"hardware": hw.name, "mean": base["mean"], "std": base["std"]})
-    result = {"run": run_info("evaluate", checkpoint=str(checkpoint), data=ds.description, chips=chips),
-              "hardware": hw.to_dict(), "accuracy": rows}
-    lines = [markdown_table(rows, ["hardware", "mean", "std"], ["hardware", "accuracy %", "std (chips)"])]
+def cmd_evaluate(out: OutputDir, opts: RunOptions, *, checkpoint, hw: HardwareConfig, sweep, chips: int, data_dir,
+                 test_limit) -> str:
+    check_sweep(hw, sweep)
+    net, meta, sp = load_study_inputs(checkpoint, data_dir, test_limit, opts)
+    t0 = time.perf_counter()
+    ctx = context_for({"net": net}, sp, opts)
+    seed = opts.chip_seed(hw)
+    res = opts.runner(out)(X.accuracy_study(ctx, "net", hw, chips=chips, seed=seed, sweep=sweep))
+    acc = X.accuracy_rows(res, "net", hw, chips, sweep)
+    result = {"checkpoint": Path(checkpoint).name, "data": sp.ds.description, "test_samples": int(sp.y_test.shape[0]),
+              "chip_seeds": list(range(seed, seed + chips)), "hardware": hw.to_dict(), "accuracy": acc["rows"]}
+    lines = [accuracy_table(acc["rows"])]
     if sweep:
-        field, values = parse_sweep(sweep)
-        sw = nonideality_sweep(net, hw, field, values, x_cal=x_cal, x_test=x_test, y_test=y_test, chips=chips,
-                               batch_size=batch_size, seed=seed, progress=progress)
+        sw = acc["sweep"]
         result["sweep"] = sw
-        out.csv("sweep.csv", [{"field": field, "value": r["value"], "mean": r["mean"], "std": r["std"]} for r in sw["rows"]])
+        field = sw["field"]
+        out.csv("sweep.csv", [{"field": field, "value": r["value"], "mean": r["mean"], "std": r["std"], "n": r["n"]}
+                              for r in sw["rows"]])
         numeric = all(isinstance(r["value"], (int, float)) for r in sw["rows"])
         xs = [r["value"] if numeric else i for i, r in enumerate(sw["rows"])]
         errorbar_sweep(xs, [r["mean"] for r in sw["rows"]], [r["std"] for r in sw["rows"]], out.path("sweep.png"),
                        xlabel=field, title=f"Accuracy vs {field} ({chips} chips each, {hw.name} otherwise)")
-        lines.append(f"\nSweep of {field} ({chips} chip instances each):\n")
-        lines.append(markdown_table(sw["rows"], ["value", "mean", "std"], [field, "accuracy %", "std"]))
+        lines.append(f"\nSweep of {field} ({chips} chip instances each, seeds {seed}..{seed + chips - 1}):\n")
+        lines.append(markdown_table([{**r, "acc": _fmt_acc(r)} for r in sw["rows"]], ["value", "acc"],
+                                    [field, "accuracy %"]))
     out.json("evaluate.json", result)
-    out.csv("accuracy.csv", rows)
+    out.csv("accuracy.csv", [{k: r[k] for k in ("hardware", "architecture", "mean", "std", "n")} for r in acc["rows"]])
+    out.json("run.json", run_info("evaluate", opts, seconds=time.perf_counter() - t0))
     text = "\n".join(lines)
-    out.text("report.md", f"# Accuracy under non-idealities\n\nModel: {Path(checkpoint).name}; data: {ds.description}\n\n"
+    out.text("report.md", f"# Accuracy under non-idealities\n\nModel: {Path(checkpoint).name}; data: "
+             f"{sp.ds.description}; {int(sp.y_test.shape[0])} test samples; chip seeds {seed}..{seed + chips - 1}\n\n"
              f"Hardware: {hw.describe()}\n\n{text}\n")
     return text
 
@@ -175,226 +336,267 @@ def cmd_evaluate(out: OutputDir, *, checkpoint, hw: HardwareConfig, sweep: str |
 # ----------------------------------------------------------------------------- energy
 
 
-def cmd_energy(out: OutputDir, *, checkpoint, hw: HardwareConfig, tech: Technology, analytical: bool, spike_rate,
-               data_dir, test_limit, batch_size, seed, device, progress, latency_mode="sequential") -> str:
-    net, meta = load_checkpoint(checkpoint)
-    net = net.to(device)
-    shape = tuple(net.arch["in_shape"])
-    if analytical:
-        specs = layer_specs(net, shape, hw)
-        rep = analytical_estimate(specs, hw, tech, net.timesteps, spike_rate, latency_mode=latency_mode,
+def spikesim_line(net, hw) -> tuple[dict | None, str]:
+    """SpikeSim's released estimator on the network's conv layers, where it applies."""
+    try:
+        layers = spikesim_layers(layer_specs(net, tuple(net.arch["in_shape"]), hw))
+        if not layers or len(layers) != len([s for s in layer_specs(net, tuple(net.arch["in_shape"]), hw)
+                                             if s.kind == "conv"]):
+            return None, ""
+        r = spikesim_estimate(layers, net.timesteps)
+    except (ValueError, KeyError):
+        return None, ""
+    return r, (f"SpikeSim's released estimator on the conv layers (dense, T={net.timesteps}): energy "
+               f"{r['energy_J']:.4g} J, latency {r['latency_s']:.4g} s, area {r['area_mm2']:.4g} mm^2"
+               + (f" ({'; '.join(r['warnings'])})" if r.get("warnings") else ""))
+
+
+def cmd_energy(out: OutputDir, opts: RunOptions, *, checkpoint, hw: HardwareConfig, tech: Technology,
+               analytical: bool, spike_rate, data_dir, test_limit, latency_mode="sequential") -> str:
+    from ..cost import analytical_estimate
+
+    net, meta, sp = load_study_inputs(checkpoint, data_dir, test_limit, opts)
+    t0 = time.perf_counter()
+    seed = opts.chip_seed(hw)
+    specs = layer_specs(net, tuple(net.arch["in_shape"]), hw)
+    T = net.timesteps if net.kind == "snn" else 1
+    if spike_rate is not None:  # an assumed uniform activity: no simulation at all
+        rep = analytical_estimate(specs, hw, tech, T, spike_rate, latency_mode=latency_mode,
                                   static_input_once=net.static_input_once)
-        note = f"analytical estimate, assumed activity {spike_rate:g}"
+        note = f"analytical estimate at an assumed activity {spike_rate:g} on every layer (no simulation)"
+        measured = None
     else:
-        ds = checkpoint_data(meta, data_dir)
-        x_fit, _, _, _ = split(ds, meta.get("holdout", 0))
-        xnet = convert(net, hw, calibration=x_fit[:512]).to(device)
-        m = measured_cost(xnet, ds.x_test[:test_limit], hw, tech, y=ds.y_test[:test_limit], batch_size=batch_size,
-                          seed=seed, progress=progress, latency_mode=latency_mode)
-        rep = m["report"]
-        note = f"measured on {rep.n_inferences:g} test samples (accuracy {m['accuracy']:.2f} %)"
-    result = {"run": run_info("energy", checkpoint=str(checkpoint), note=note), "report": rep.to_dict()}
-    if net.arch.get("name") == "convnet":
-        result["spikesim_compatible"] = spikesim_estimate(spikesim_layers(layer_specs(net, shape, hw)),
-                                                          net.timesteps)
+        ctx = context_for({"net": net}, sp, opts, tech)
+        res = opts.runner(out)(X.cost_study(ctx, ["net"], hw, seed=seed, latency_mode=latency_mode))
+        measured = X.report_of(res["net/cost"])
+        rep = measured
+        note = (f"measured on {int(sp.y_test.shape[0])} test samples (accuracy {res['net/cost']['accuracy']:.2f} %), "
+                f"chip seed {seed}")
+    result = {"checkpoint": Path(checkpoint).name, "note": note, "hardware": hw.to_dict(), "report": rep.to_dict()}
+    texts = []
+    if analytical and measured is not None:
+        ana = X.analytical_at_measured(net, hw, tech, measured, latency_mode)
+        result["analytical_at_measured_activity"] = ana.to_dict()
+        diff = ana.energy_J / measured.energy_J - 1
+        rates = ", ".join(f"{k} {v:.3f}" for k, v in ana.assumed["input_activity"].items())
+        texts.append(f"analytical estimate at the measured per-layer input activity ({rates}): energy "
+                     f"{ana.energy_J:.4g} J ({100 * diff:+.1f} % vs measured), latency {ana.latency_s:.4g} s. The "
+                     "analytical model spreads each layer's measured activity evenly over its tiles and samples; the "
+                     "measured run skips exactly the all-zero tile reads it met, so the two differ where activity "
+                     "clusters.")
+    ss, ss_text = spikesim_line(net, hw)
+    if ss is not None:
+        result["spikesim"] = {k: ss[k] for k in ("energy_J", "latency_s", "area_mm2", "pes", "tiles", "warnings")}
+        texts.append(ss_text)
     out.json("energy.json", result)
     out.csv("breakdown.csv", [{"layer": layer.name, **rep.layer_energy_pJ(layer),
                                "total_pJ": sum(rep.layer_energy_pJ(layer).values()), "latency_ns": layer.latency_ns,
                                **{f"area_{k}_um2": v for k, v in layer.area_um2.items()}} for layer in rep.layers])
-    rep.plot(out.path("breakdown.png"), title=f"Energy per inference, {hw.name} / {tech.name}")
+    rep.plot(out.path("breakdown.png"), title=f"{hw.name} / {tech.name}")
+    out.json("run.json", run_info("energy", opts, seconds=time.perf_counter() - t0))
     table = rep.table()
-    out.text("report.md", f"# Energy, latency, EDP\n\nModel: {Path(checkpoint).name}; {note}\n\nHardware: {hw.describe()}\n\n"
-             f"Technology: {tech.name} ({tech.description})\n\n```\n{table}\n```\n")
-    return f"{note}\n{table}"
+    extra = "\n".join(texts)
+    out.text("report.md", f"# Energy, latency, area, EDP\n\nModel: {Path(checkpoint).name}; {note}\n\nHardware: "
+             f"{hw.describe()}\n\nTechnology: {tech.name} ({tech.description})\n\n```\n{table}\n```\n\n{extra}\n\n"
+             "![breakdown](breakdown.png)\n")
+    return f"{note}\n{table}" + (f"\n{extra}" if extra else "")
 
 
 # ----------------------------------------------------------------------------- timesteps
 
 
-def cmd_timesteps(out: OutputDir, *, checkpoint, hws: list[HardwareConfig], tech: Technology, thetas, tolerance: float,
-                  rule: str, data_dir, test_limit, batch_size, seed, device, progress) -> str:
-    net, meta = load_checkpoint(checkpoint)
+def cmd_timesteps(out: OutputDir, opts: RunOptions, *, checkpoint, hws: list[HardwareConfig], tech: Technology,
+                  thetas, tolerance: float, rule: str, data_dir, test_limit) -> str:
+    net, meta, sp = load_study_inputs(checkpoint, data_dir, test_limit, opts)
     if net.kind != "snn":
         raise ConfigError(f"timesteps needs an SNN checkpoint; {checkpoint} holds a {net.kind.upper()}")
-    net = net.to(device)
-    ds = checkpoint_data(meta, data_dir)
-    x_fit, _, x_hold, y_hold = split(ds, meta.get("holdout", 0))
-    if x_hold.shape[0] == 0:
+    if sp.y_hold.shape[0] == 0:
         raise ConfigError("timesteps needs held-out training samples to choose theta (train with --holdout > 0)")
-    res = timesteps_study(net, hws, tech, x_fit[:512], x_hold, y_hold, ds.x_test[:test_limit], ds.y_test[:test_limit],
-                          thetas, tolerance, rule, batch_size, seed, progress)
-    write_timesteps(out, res, f"{Path(checkpoint).name}; {ds.description}")
-    return res["text"]
+    t0 = time.perf_counter()
+    ctx = context_for({"net": net}, sp, opts, tech)
+    res = X.timesteps_studies(ctx, "net", hws, t_max=net.timesteps, thetas=thetas, rule=rule, tolerance=tolerance,
+                              seed=opts.chip_seed(hws[0]), runner=opts.runner(out))
+    text = write_timesteps(out, res, f"{Path(checkpoint).name}; {sp.ds.description}", tech)
+    out.json("run.json", run_info("timesteps", opts, seconds=time.perf_counter() - t0,
+                                  wall_s={f"{r['hardware']} {r['mode']} T={r['T_max']} theta={r['theta']:g}": r["wall_s"]
+                                          for r in res["rows"]}))
+    return text
 
 
-def timesteps_study(net, hws, tech, x_adc, x_hold, y_hold, x_test, y_test, thetas, tolerance, rule, batch_size, seed, progress):
-    studies = {}
-    for hw in hws:
-        studies[hw.name] = static_vs_dynamic(net, hw, tech, x_adc=x_adc, x_theta=x_hold, y_theta=y_hold, x_test=x_test,
-                                             y_test=y_test, t_max=net.timesteps, thetas=thetas, rule=rule,
-                                             tolerance_pp=tolerance, batch_size=batch_size, seed=seed, progress=progress)
-    rows = [dict(hardware=h, **r) for h, s in studies.items() for r in s["rows"]]
-    summ = [s["summary"] for s in studies.values()]
-    cols = ["hardware", "mode", "T_max", "theta", "accuracy", "avg_timesteps", "energy_J", "latency_s", "edp_Js", "wall_s"]
-    text = markdown_table(rows, cols, ["hardware", "mode", "T (max)", "theta", "acc %", "avg T", "energy J", "latency s",
-                                       "EDP J*s", "wall s"])
-    text += "\n\n" + markdown_table(summ, ["hardware", "theta", "static_accuracy", "dynamic_accuracy", "avg_timesteps",
-                                           "energy_saving", "edp_saving", "wall_time_ratio"],
-                                    ["hardware", "chosen theta", f"static T={net.timesteps} acc %", "dynamic acc %",
-                                     "avg T", "energy saving", "EDP saving", "wall-time ratio"],
-                                    fmt={"energy_saving": lambda v: f"{100 * v:.1f} %", "edp_saving": lambda v: f"{100 * v:.1f} %"})
-    return {"studies": studies, "rows": rows, "summary": summ, "text": text, "tech": tech.name, "rule": rule,
-            "tolerance_pp": tolerance, "t_max": net.timesteps}
+def timesteps_text(res: dict) -> str:
+    cols = ["hardware", "mode", "T_max", "theta", "accuracy", "avg_timesteps", "energy_J", "latency_s", "edp_Js",
+            "edp_per_sample_Js"]
+    text = markdown_table(res["rows"], cols, ["hardware", "mode", "T (max)", "theta", "acc %", "avg T", "energy J",
+                                              "latency s", "EDP J*s", "EDP per sample J*s"])
+    text += "\n\n" + "\n".join(f"- {X.headline(s)}" for s in res["summary"])
+    return text
 
 
-def write_timesteps(out: OutputDir, res: dict, what: str, prefix: str = "") -> None:
+def write_timesteps(out: OutputDir, res: dict, what: str, tech: Technology, prefix: str = "") -> str:
     rows = res["rows"]
-    out.json(f"{prefix}timesteps.json", {"run": run_info("timesteps", model=what), **{k: v for k, v in res.items() if k != "text"}})
-    out.csv(f"{prefix}timesteps.csv", [{k: v for k, v in r.items() if k not in ("histogram", "energy_by_component_J")} for r in rows])
+    results = {k: v for k, v in res.items()}
+    results["rows"] = [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
+    out.json(f"{prefix}timesteps.json", {"model": what, "technology": tech.name, **results})
+    out.csv(f"{prefix}timesteps.csv", [{k: v for k, v in r.items() if k not in ("histogram", "energy_by_component_J",
+                                                                                  "wall_s")} for r in rows])
+    chosen = {s["hardware"]: s["theta"] for s in res["summary"]}
     pts = [{"x": r["edp_Js"], "y": r["accuracy"], "group": f"{r['hardware']} {r['mode']}",
-            "label": f"T={r['T_max']}" if r["mode"] == "static" else f"{r['theta']:.2g}"} for r in rows]
-    pareto(pts, out.path(f"{prefix}pareto.png"), title="Accuracy vs EDP: static T and dynamic theta")
+            "label": f"T={r['T_max']}" if r["mode"] == "static" else
+            (f"theta={r['theta']:.2g}" if r["theta"] == chosen[r["hardware"]] else None)} for r in rows]
+    pareto(pts, out.path(f"{prefix}pareto.png"), title="Accuracy vs EDP: static T = 1..T_max and dynamic exits "
+           "(theta sweep; the chosen theta labelled)")
     s0 = res["summary"][-1]
-    chosen = next(r for r in rows if r["hardware"] == s0["hardware"] and r["mode"] == "dynamic" and r["theta"] == s0["theta"]) \
-        if any(r["mode"] == "dynamic" and r["theta"] == s0["theta"] for r in rows) else rows[0]
-    histogram(chosen["histogram"], out.path(f"{prefix}exit_histogram.png"), "exit timestep",
-              title=f"Exit timesteps, {s0['hardware']}, theta={s0['theta']:.3g}")
-    out.text(f"{prefix}timesteps.md", f"# Static vs dynamic timesteps\n\nModel: {what}\n\nRule: {res['rule']}; theta chosen on "
-             f"held-out training samples as the largest theta within {res['tolerance_pp']} pp of static "
-             f"T={res['t_max']} there.\n\n{res['text']}\n")
+    pick = next((r for r in rows if r["hardware"] == s0["hardware"] and r["mode"] == "dynamic"
+                 and r["theta"] == s0["theta"]), None)
+    if pick is not None:
+        histogram({int(k): v for k, v in pick["histogram"].items()}, out.path(f"{prefix}exit_histogram.png"),
+                  "exit timestep", title=f"Exit timesteps, {s0['hardware']}, theta={s0['theta']:.3g}")
+    text = timesteps_text(res)
+    out.text(f"{prefix}timesteps.md", f"# Static vs dynamic timesteps\n\nModel: {what}\n\nRule: {res['rule']}; theta "
+             f"chosen on held-out training samples as the largest theta within {res['tolerance_pp']} pp of static "
+             f"T={res['t_max']} there. EDP = mean energy x mean latency per inference; 'per sample' = mean of each "
+             f"sample's energy x latency at its own exit.\n\n"
+             + "\n".join(f"- {s['hardware']}: {s['architecture']}" for s in res["summary"])
+             + f"\n\n{text}\n\n![pareto]({prefix}pareto.png)\n")
+    return text
 
 
 # ----------------------------------------------------------------------------- compare
 
 
-def cmd_compare(out: OutputDir, *, snn_ck, qnn_ck, hw, tech, data_dir, test_limit, batch_size, seed, device, progress) -> str:
-    snn, meta = load_checkpoint(snn_ck)
+def cmd_compare(out: OutputDir, opts: RunOptions, *, snn_ck, qnn_ck, hw, tech, data_dir, test_limit) -> str:
+    snn, meta, sp = load_study_inputs(snn_ck, data_dir, test_limit, opts)
     qnn, _ = load_checkpoint(qnn_ck)
     if snn.kind != "snn" or qnn.kind != "qnn":
         raise ConfigError("compare needs --snn with an SNN checkpoint and --qnn with a QNN checkpoint")
-    ds = checkpoint_data(meta, data_dir)
-    x_fit, _, _, _ = split(ds, meta.get("holdout", 0))
-    res = snn_vs_qnn(snn.to(device), qnn.to(device), hw, tech, x_cal=x_fit[:512], x_test=ds.x_test[:test_limit],
-                     y_test=ds.y_test[:test_limit], batch_size=batch_size, seed=seed, progress=progress)
-    text = write_compare(out, res, hw, tech)
+    if tuple(snn.arch.get("in_shape", ())) != tuple(qnn.arch.get("in_shape", ())):
+        raise ConfigError("the SNN and QNN checkpoints take different input shapes")
+    t0 = time.perf_counter()
+    ctx = context_for({"snn": snn, "qnn": qnn}, sp, opts, tech)
+    res = opts.runner(out)(X.cost_study(ctx, ["snn", "qnn"], hw, seed=opts.chip_seed(hw)))
+    cmp = X.snn_vs_qnn(res, snn, qnn, hw, tech)
+    text = write_compare(out, cmp, hw, tech)
+    out.json("run.json", run_info("compare", opts, seconds=time.perf_counter() - t0))
     return text
 
 
 def write_compare(out: OutputDir, res: dict, hw, tech, prefix: str = "") -> str:
     c = res["comparison"]
-    rows = [
-        {"network": f"SNN T={res['timesteps']}", "accuracy": res["snn_accuracy"], **c["snn"]},
-        {"network": f"QNN {res['qnn_bits']}-bit", "accuracy": res["qnn_accuracy"], **c["qnn"]},
-    ]
+    rows = [{"network": f"SNN T={res['timesteps']}", "accuracy": res["snn_accuracy"], **c["snn"]},
+            {"network": f"QNN {res['qnn_bits']}-bit", "accuracy": res["qnn_accuracy"], **c["qnn"]}]
     be = res["breakeven_spike_rate"]
-    text = markdown_table(rows, ["network", "accuracy", "energy_J", "latency_s", "edp_Js"],
-                          ["network", "acc %", "energy J", "latency s", "EDP J*s"])
-    text += (f"\n\nSNN/QNN: energy x{c['energy_ratio']:.3g}, latency x{c['latency_ratio']:.3g}, EDP x{c['edp_ratio']:.3g}, "
-             f"crossbar reads x{c['read_ratio']:.3g}. Measured mean spike rate {res['snn_mean_spike_rate']:.3f}; "
+    text = f"Hardware: {hw.name} ({hw.architecture()}); technology {tech.name}\n\n"
+    text += markdown_table(rows, ["network", "accuracy", "energy_J", "latency_s", "edp_Js", "area_mm2"],
+                           ["network", "acc %", "energy J", "latency s", "EDP J*s", "area mm^2"])
+    text += (f"\n\nSNN/QNN: energy x{c['energy_ratio']:.3g}, latency x{c['latency_ratio']:.3g}, EDP "
+             f"x{c['edp_ratio']:.3g}, crossbar reads x{c['read_ratio']:.3g}. Measured activity-weighted spike rate "
+             f"{res['snn_mean_spike_rate']:.3f}; "
              + ("break-even spike rate: none (the SNN costs more even without spikes)" if be is None else
-                f"break-even spike rate {be:.4f} (the SNN costs less in energy below it)") + ".")
+                f"break-even spike rate {be:.4f} (the SNN costs less energy below it)")
+             + f" [{res['breakeven_model']}].")
     be1 = res.get("breakeven_spike_rate_input_layer_once")
     if be is None:
         text += (" With direct encoding the analog input layer is read bit-serially at every timestep; if it were "
                  "computed once per inference (Network(static_input_once=True)) the break-even rate would be "
                  + ("none as well." if be1 is None else f"{be1:.4f}."))
-    out.json(f"{prefix}compare.json", {"run": run_info("compare"), "hardware": hw.to_dict(), "technology": tech.name,
+    out.json(f"{prefix}compare.json", {"hardware": hw.to_dict(), "technology": tech.name,
                                        **{k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in res.items()}})
     out.csv(f"{prefix}compare.csv", rows)
-    res["snn_report"].plot(out.path(f"{prefix}snn_breakdown.png"), title=f"SNN T={res['timesteps']}: energy per inference")
-    res["qnn_report"].plot(out.path(f"{prefix}qnn_breakdown.png"), title=f"QNN {res['qnn_bits']}-bit: energy per inference")
-    out.text(f"{prefix}compare.md", f"# SNN vs QNN on the same hardware\n\nHardware: {hw.describe()}\n\nTechnology: {tech.name}\n\n{text}\n")
+    res["snn_report"].plot(out.path(f"{prefix}snn_breakdown.png"), title=f"SNN T={res['timesteps']} on {hw.name}")
+    res["qnn_report"].plot(out.path(f"{prefix}qnn_breakdown.png"), title=f"QNN {res['qnn_bits']}-bit on {hw.name}")
+    out.text(f"{prefix}compare.md", f"# SNN vs QNN on the same hardware\n\n{text}\n\n"
+             f"![SNN]({prefix}snn_breakdown.png) ![QNN]({prefix}qnn_breakdown.png)\n")
     return text
 
 
 # ----------------------------------------------------------------------------- demo
 
 
-def cmd_demo(out: OutputDir, *, seed: int, device, progress: bool, timesteps: int = 4, chips: int = 3) -> str:
+DEMO_SWEEP = ("device.variation", [0.0, 0.05, 0.1, 0.2, 0.3])
+
+
+def cmd_demo(out: OutputDir, opts: RunOptions, *, timesteps: int = 4, chips: int = 3, train_seed: int = 0) -> str:
     """The main job on the embedded 8x8 digits: train an SNN and its QNN twin, map both onto
     crossbars, and report the four comparisons."""
     t0 = time.perf_counter()
     ds = load_dataset("digits")
     holdout = 200
-    x_fit, y_fit, x_hold, y_hold = split(ds, holdout)
-    x_cal = x_fit[:512]
-    hw, ideal = HardwareConfig.preset("rram"), HardwareConfig.ideal()
+    sp = splits(ds, holdout, None, opts.calibration_samples)
+    hw = HardwareConfig.preset("rram")
+    twin = hw.ideal_counterpart()
     tech = Technology.preset(DEFAULT_TECH)
     bits = qnn_bits_for(timesteps)
     nets = {}
     for kind, loss in (("snn", "per_timestep"), ("qnn", "mean")):
-        net = build_model("mlp", ds, kind, timesteps, None, "if", (128,), (), seed).to(device)
-        train(net, x_fit, y_fit, TrainConfig(epochs=20, batch_size=64, lr=2e-3, loss=loss, seed=seed), progress=progress)
-        save_checkpoint(out.path(f"{kind}.pt"), net.cpu(), dataset="digits", data_dir=None, holdout=holdout, seed=seed,
+        net = build_model("mlp", ds, kind, timesteps, None, "if", (128,), (), train_seed).to(opts.device)
+        train(net, sp.x_fit, sp.y_fit, TrainConfig(epochs=20, batch_size=64, lr=2e-3, loss=loss, seed=train_seed),
+              progress=opts.progress)
+        net = net.cpu().eval()
+        save_checkpoint(out.path(f"{kind}.pt"), net, dataset="digits", data_dir=None, holdout=holdout, seed=train_seed,
                         split=ds.description)
-        nets[kind] = net.to(device)
+        nets[kind] = net
+    t_train = time.perf_counter() - t0
+    runner = opts.runner(out)
+    seed = opts.chip_seed(hw)
+    ctx = context_for(nets, sp, opts, tech)
     sections = [f"# imcsim demo\n\nData: {ds.description}; the last {holdout} training samples are held out "
-                f"(theta choice). Models: MLP 64-128-10, SNN with IF neurons and T={timesteps}, QNN twin with "
-                f"{bits}-bit activations (= ceil(log2(T+1))).\n\nNon-ideal hardware: {hw.describe()}\n\n"
-                f"Technology: {tech.name} ({tech.description})\n"]
+                f"(theta choice); ADC ranges calibrated on {sp.x_cal.shape[0]} training samples. Models: MLP 64-128-10, "
+                f"SNN with IF neurons and T={timesteps}, QNN twin with {bits}-bit activations (= ceil(log2(T+1))).\n\n"
+                f"Non-ideal hardware: {hw.describe()}\n\nIts ideal counterpart `{twin.name}`: the same architecture "
+                f"({hw.architecture()}) with ideal devices and wires.\n\nTechnology: {tech.name} "
+                f"({tech.description})\n\nChip instances: seeds {seed}..{seed + chips - 1}.\n"]
 
-    # 1. accuracy: float, ideal crossbar, non-ideal crossbar over chip instances, + a sweep
-    acc_rows = []
-    for kind, net in nets.items():
-        row = {"network": kind.upper(), "float": accuracy(net, ds.x_test, ds.y_test),
-               "ideal": accuracy(convert(net, ideal, calibration=x_cal), ds.x_test, ds.y_test)}
-        chip = nonideality_sweep(net, hw, "seed", [hw.seed], x_cal=x_cal, x_test=ds.x_test, y_test=ds.y_test,
-                                 chips=chips, seed=seed)["rows"][0]
-        row.update({"rram_mean": chip["mean"], "rram_std": chip["std"]})
-        acc_rows.append(row)
-    sweep_field, sweep_values = "device.variation", [0.0, 0.05, 0.1, 0.2, 0.3]
-    series, sweeps = {}, {}
-    for kind, net in nets.items():
-        sw = nonideality_sweep(net, hw, sweep_field, sweep_values, x_cal=x_cal, x_test=ds.x_test, y_test=ds.y_test,
-                               chips=chips, seed=seed, progress=progress)
-        sweeps[kind] = sw
-        series[kind.upper()] = ([r["mean"] for r in sw["rows"]], [r["std"] for r in sw["rows"]])
-    errorbar_sweep(sweep_values, None, None, out.path("accuracy_vs_variation.png"), xlabel="programming variation (relative sigma)",
+    # 1. accuracy: float, lossless ideal, ideal counterpart, non-ideal chips; + a sweep
+    acc, sweeps = {}, {}
+    for kind in nets:
+        res = runner(X.accuracy_study(ctx, kind, hw, chips=chips, seed=seed, sweep=DEMO_SWEEP, name=f"{kind} accuracy"))
+        a = X.accuracy_rows(res, kind, hw, chips, DEMO_SWEEP)
+        acc[kind], sweeps[kind] = a["rows"], a["sweep"]
+    series = {k.upper(): ([r["mean"] for r in sw["rows"]], [r["std"] for r in sw["rows"]]) for k, sw in sweeps.items()}
+    errorbar_sweep(DEMO_SWEEP[1], None, None, out.path("accuracy_vs_variation.png"),
+                   xlabel="programming variation (relative sigma)",
                    title=f"Accuracy vs device variation ({chips} chips each; rram otherwise)", series=series)
-    out.csv("accuracy.csv", acc_rows)
-    out.csv("accuracy_vs_variation.csv", [{"network": k.upper(), "variation": r["value"], "mean": r["mean"], "std": r["std"]}
-                                          for k, sw in sweeps.items() for r in sw["rows"]])
-    acc_table = markdown_table(acc_rows, ["network", "float", "ideal", "rram_mean", "rram_std"],
-                               ["network", "float %", "ideal crossbar %", f"rram % (mean of {chips} chips)", "std"])
-    sw_table = markdown_table([{"variation": v, **{k.upper(): f"{sweeps[k]['rows'][i]['mean']:.2f} +- {sweeps[k]['rows'][i]['std']:.2f}" for k in sweeps}}
-                               for i, v in enumerate(sweep_values)], ["variation", "SNN", "QNN"])
-    sections.append(f"## 1. Accuracy under non-idealities\n\n{acc_table}\n\nSweep of programming variation:\n\n{sw_table}\n\n"
-                    "![accuracy vs variation](accuracy_vs_variation.png)\n")
+    acc_rows = [{"network": k.upper(), **r} for k, rows in acc.items() for r in rows]
+    out.csv("accuracy.csv", [{k: r[k] for k in ("network", "hardware", "architecture", "mean", "std", "n")}
+                             for r in acc_rows])
+    out.csv("accuracy_vs_variation.csv", [{"network": k.upper(), "variation": r["value"], "mean": r["mean"],
+                                           "std": r["std"], "n": r["n"]} for k, sw in sweeps.items() for r in sw["rows"]])
+    acc_table = markdown_table([{**r, "acc": _fmt_acc(r)} for r in acc_rows], ["network", "hardware", "architecture", "acc"],
+                               ["network", "hardware", "architecture", "accuracy % (mean +- sample std)"])
+    sw_table = markdown_table([{"variation": v, **{k.upper(): _fmt_acc(sweeps[k]["rows"][i]) for k in sweeps}}
+                               for i, v in enumerate(DEMO_SWEEP[1])], ["variation", "SNN", "QNN"])
+    sections.append(f"## 1. Accuracy under non-idealities\n\n{acc_table}\n\nSweep of programming variation:\n\n"
+                    f"{sw_table}\n\n![accuracy vs variation](accuracy_vs_variation.png)\n")
 
-    # 2. energy / latency / EDP with breakdown (measured on the non-ideal chip)
-    xsnn = convert(nets["snn"], hw, calibration=x_cal)
-    m = measured_cost(xsnn, ds.x_test, hw, tech, y=ds.y_test, seed=seed)
-    rep = m["report"]
-    rep.plot(out.path("energy_breakdown.png"), title=f"SNN T={timesteps} on {hw.name}: energy per inference")
-    out.json("energy.json", rep.to_dict())
-    sections.append(f"## 2. Energy, latency, EDP (SNN, T={timesteps}, measured events)\n\n```\n{rep.table()}\n```\n\n"
-                    "![energy breakdown](energy_breakdown.png)\n")
+    # 2. energy / latency / area / EDP (measured on the non-ideal chip) and SNN vs QNN
+    cost = runner(X.cost_study(ctx, ["snn", "qnn"], hw, seed=seed, name="costs"))
+    cmp = X.snn_vs_qnn(cost, nets["snn"], nets["qnn"], hw, tech)
+    rep = cmp["snn_report"]
+    sections.append(f"## 2. Energy, latency, area, EDP (SNN, T={timesteps}, measured events on {hw.name})\n\n"
+                    f"```\n{rep.table()}\n```\n\n![SNN breakdown](snn_breakdown.png)\n")
 
-    # 3. static vs dynamic timesteps, ideal and non-ideal
-    ts = timesteps_study(nets["snn"], [ideal, hw], tech, x_cal, x_hold, y_hold, ds.x_test, ds.y_test, DEFAULT_THETAS,
-                         0.0, "entropy", 256, seed, progress)
-    write_timesteps(out, ts, "demo SNN")
-    sections.append(f"## 3. Static vs dynamic timesteps (entropy exit, theta chosen on the held-out samples: no accuracy "
-                    f"loss allowed there)\n\n{ts['text']}\n\n![pareto](pareto.png) ![exits](exit_histogram.png)\n")
+    # 3. static vs dynamic timesteps, ideal counterpart and non-ideal chip (same architecture)
+    ts = X.timesteps_studies(ctx, "snn", [twin, hw], t_max=timesteps, thetas=X.DEFAULT_THETAS, rule="entropy",
+                             tolerance=0.0, seed=seed, runner=runner)
+    ts_text = write_timesteps(out, ts, "demo SNN", tech)
+    sections.append("## 3. Static vs dynamic timesteps (entropy exit; theta chosen on the held-out samples with no "
+                    f"accuracy loss allowed there)\n\n{ts_text}\n\n![pareto](pareto.png) ![exits](exit_histogram.png)\n")
 
     # 4. SNN vs QNN on the same hardware
-    cmp = snn_vs_qnn(nets["snn"], nets["qnn"], hw, tech, x_cal=x_cal, x_test=ds.x_test, y_test=ds.y_test, seed=seed)
     sections.append(f"## 4. SNN vs QNN (T={timesteps} vs {bits}-bit)\n\n{write_compare(out, cmp, hw, tech)}\n")
-
     wall = time.perf_counter() - t0
-    sections.append(f"\n---\nimcsim {__version__}, seed {seed}, {wall:.0f} s on {torch.get_num_threads()} threads.\n")
+    sections.append(f"\n---\nimcsim {__version__}; training seed {train_seed}; {opts.engine.name} engine.\n")
     out.text("report.md", "\n".join(sections))
-    out.json("demo.json", {"run": run_info("demo", seed=seed, seconds=wall), "accuracy": acc_rows,
-                           "variation_sweep": sweeps, "energy": rep.to_dict(),
-                           "timesteps_summary": ts["summary"], "snn_vs_qnn": {k: v for k, v in cmp.items() if not k.endswith("report")}})
-    s = ts["summary"]
+    out.json("demo.json", {"accuracy": acc_rows, "variation_sweep": sweeps, "energy": rep.to_dict(),
+                           "timesteps_summary": ts["summary"],
+                           "snn_vs_qnn": {k: v for k, v in cmp.items() if not k.endswith("report")}})
+    out.json("run.json", run_info("demo", opts, seconds=wall, train_seconds=t_train))
     c = cmp["comparison"]
     lines = ["accuracy (%):", acc_table, "",
-             f"SNN energy {rep.energy_J:.3g} J, latency {rep.latency_s:.3g} s, EDP {rep.edp_Js:.3g} J*s per inference ({tech.name})",
-             "dynamic vs static timesteps: " + "; ".join(
-                 f"{x['hardware']}: theta {x['theta']:.3g}, acc {x['dynamic_accuracy']:.2f} vs {x['static_accuracy']:.2f} %, "
-                 f"avg T {x['avg_timesteps']:.2f}, EDP -{100 * x['edp_saving']:.0f} %" for x in s),
-             f"SNN/QNN: energy x{c['energy_ratio']:.3g}, EDP x{c['edp_ratio']:.3g}, break-even spike rate "
+             f"SNN on {hw.name}: energy {rep.energy_J:.3g} J, latency {rep.latency_s:.3g} s, EDP {rep.edp_Js:.3g} J*s, "
+             f"area {rep.area_mm2:.3g} mm^2 per inference ({tech.name})",
+             "static vs dynamic timesteps:", *[f"  {X.headline(s)}" for s in ts["summary"]],
+             f"SNN/QNN on {hw.name}: energy x{c['energy_ratio']:.3g}, EDP x{c['edp_ratio']:.3g}, break-even spike rate "
              + ("none" if cmp["breakeven_spike_rate"] is None else f"{cmp['breakeven_spike_rate']:.4f}"),
-             f"done in {wall:.0f} s"]
+             f"done in {wall:.0f} s (training {t_train:.0f} s)"]
     return "\n".join(lines)

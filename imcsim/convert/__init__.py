@@ -5,7 +5,8 @@ snnTorch / SpikingJelly / Norse (:mod:`.frameworks`), and ``from_nir`` / ``to_ni
 exchange networks with NIR (:mod:`.nir`).
 """
 
-from .core import ConversionReport, calibrate, convert, crossbar_layers, fold_batchnorm
+from .core import ConversionReport, calibrate, convert, crossbar_layers, fold_batchnorm, reprogram
 from .nir import from_nir, to_nir
 
-__all__ = ["ConversionReport", "calibrate", "convert", "crossbar_layers", "fold_batchnorm", "from_nir", "to_nir"]
+__all__ = ["ConversionReport", "calibrate", "convert", "crossbar_layers", "fold_batchnorm", "from_nir", "reprogram",
+           "to_nir"]

@@ -123,7 +123,7 @@ def convert(model: nn.Module, hw: HardwareConfig, *, calibration=None, exclude=(
     layer_ids: dict[str, int] = {}
 
     def seed_of(name: str) -> int:
-        return chip * 1_000_003 + layer_ids.setdefault(name, len(layer_ids))
+        return layer_seed(chip, layer_ids.setdefault(name, len(layer_ids)))
 
     placeholder = _placeholder_kind(model, input_kind, calibration)
     excl = {e[len(prefix):] if e.startswith(prefix) else e for e in exclude}
@@ -143,8 +143,41 @@ def convert(model: nn.Module, hw: HardwareConfig, *, calibration=None, exclude=(
         _with_default_context(out)
     report.hardware = hw.describe()
     out.conversion_report = report
+    out.chip_seed = chip
     if calibration is not None:
         calibrate(out, calibration)
+    return out
+
+
+def layer_seed(chip: int, index: int) -> int:
+    """Seed of the index-th converted layer of chip instance ``chip`` (programming
+    variation and read-noise key)."""
+    return chip * 1_000_003 + index
+
+
+def reprogram(model: nn.Module, seed: int, *, calibration=None, batch_size: int = 256) -> nn.Module:
+    """Another chip instance of a converted model: a copy whose crossbar layers are
+    programmed with chip seed ``seed`` (new variation, faults and read-noise key), equal to
+    ``convert(original, hw, seed=seed, calibration=calibration)`` but without mapping the
+    network again; the digital input ranges are kept and only the ADC ranges are calibrated
+    again (each physical chip is calibrated on its own currents)."""
+    try:
+        chip = check_int("seed", seed, low=0, high=MAX_SEED)
+    except ValueError as e:
+        raise ValueError(f"reprogram: {e}") from None
+    old = getattr(model, "chip_seed", None)
+    if old is None:
+        raise ValueError("reprogram needs a model made by imcsim.convert")
+    out = copy.deepcopy(model)
+    out.chip_seed = chip
+    for _, m in crossbar_layers(out):
+        m.reprogram(layer_seed(chip, m.seed - layer_seed(old, 0)))
+    layers = [m for _, m in crossbar_layers(out)]
+    ranges_known = all(m.input_spec.kind != "analog" or m.input_spec.scale is not None for m in layers)
+    if any(not m.hw.adc.lossless and m.hw.adc.range == "calibrated" for m in layers) or not ranges_known:
+        if calibration is None:
+            raise CalibrationError("reprogram: the model has calibrated ranges; pass calibration data")
+        calibrate(out, calibration, batch_size=batch_size, inputs=not ranges_known)
     return out
 
 
@@ -308,16 +341,20 @@ def _run(model, data, batch_size):
             offset += x.shape[bd]
 
 
-def calibrate(model: nn.Module, data, *, batch_size: int = 256) -> nn.Module:
+def calibrate(model: nn.Module, data, *, batch_size: int = 256, inputs: bool = True) -> nn.Module:
     """Set analog input ranges (max seen) and calibrated ADC full scales from ``data``.
 
     Two passes: first the layers run digitally to see their inputs, then through the
-    crossbars (ADC off) to see their column currents.
+    crossbars (ADC off) to see their column currents (of the reads performed: skipped
+    all-zero reads convert nothing). inputs=False keeps the input ranges (they are digital,
+    the same for every chip instance) and runs only the second pass.
     """
     layers = [m for _, m in crossbar_layers(model)]
     if not layers:
         raise ValueError("calibrate: the model has no crossbar layers (did you call imcsim.convert?)")
-    analog = [m for m in layers if m.input_spec.kind == "analog"]
+    analog = [m for m in layers if m.input_spec.kind == "analog"] if inputs else []
+    if not inputs and any(m.input_spec.kind == "analog" and m.input_spec.scale is None for m in layers):
+        raise CalibrationError("calibrate(inputs=False): the analog input ranges were never calibrated")
     if analog:
         for m in analog:
             m._observe_inputs, m._input_max = True, None

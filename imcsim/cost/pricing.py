@@ -280,10 +280,19 @@ class CostReport:
             "digital_share": self.digital_share(),
             "energy_by_component_J": self.by_component(), "area_by_component_mm2": self.area_by_component(),
             "spike_rates": self.spike_rates(), "assumed": self.assumed, "notes": self.notes,
-            "layers": [dict(asdict(layer), energy_pJ=self.layer_energy_pJ(layer),
+            "layers": [dict(asdict(layer), leakage_pJ=self.layer_energy_pJ(layer)["leakage"],
                             total_pJ=sum(self.layer_energy_pJ(layer).values()), total_area_um2=layer.total_area_um2)
                        for layer in self.layers],
         }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CostReport":
+        """The report :meth:`to_dict` wrote (layers' dynamic energies, resources, counts)."""
+        names = set(LayerCost.__dataclass_fields__)
+        layers = [LayerCost(**{k: v for k, v in layer.items() if k in names}) for layer in d["layers"]]
+        return cls(d["technology"], d["hardware"], d["latency_mode"], d["n_inferences"], d["timesteps"], layers,
+                   d.get("source", "events"), d.get("leakage", True), list(d.get("notes", [])),
+                   dict(d.get("assumed", {})), d.get("power_gating", True))
 
     def table(self) -> str:
         """Breakdown per layer x component (pJ per inference), area, with totals."""

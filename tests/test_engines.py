@@ -1,0 +1,146 @@
+"""Studies on engines: the same results whatever runs them, retries when a worker dies,
+finished tasks kept when a task fails, and resume runs only what is missing."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from imcsim.app.engines import ProcessEngine, SerialEngine, make_engine
+from imcsim.app.study import Study, StudyError, Task, run_study
+
+try:
+    import ray
+except ImportError:  # pragma: no cover - CI installs it
+    ray = None
+
+
+def _study(tmp_path, n=6, die_at=None, fail_at=(), sleep=0.0, name="selftest"):
+    ctx = {"uid": name, "log": str(tmp_path / "log")}
+    tasks = [Task(f"t{i}", "selftest", {"value": i, "sleep": sleep,
+                                        "die_marker": str(tmp_path / "die") if i == die_at else None,
+                                        "fail_marker": str(tmp_path / "fail") if i in fail_at else None})
+             for i in range(n)]
+    return Study(name, ctx, tasks)
+
+
+def _ran(tmp_path):
+    return [int(float(v)) for v in (tmp_path / "log").read_text().split()] if (tmp_path / "log").exists() else []
+
+
+def test_same_results_in_task_order_on_every_local_engine(tmp_path):
+    want = {f"t{i}": {"value": 2 * i} for i in range(6)}
+    for engine in (SerialEngine(threads=1), ProcessEngine(2, threads=1)):
+        got = run_study(_study(tmp_path, sleep=0.05), engine)
+        assert got == want and list(got) == list(want)
+
+
+def test_a_killed_worker_is_retried_and_the_study_completes(tmp_path):
+    got = run_study(_study(tmp_path, die_at=3), ProcessEngine(2, threads=1, retries=2))
+    assert got == {f"t{i}": {"value": 2 * i} for i in range(6)}
+    assert (tmp_path / "die").exists()  # the worker running t3 did die once
+    assert sorted(set(_ran(tmp_path))) == list(range(6))
+
+
+@pytest.mark.parametrize("engine", ["serial", "processes"])
+def test_failed_tasks_keep_the_finished_ones_and_resume_runs_only_the_rest(tmp_path, engine):
+    journal = tmp_path / "journal.jsonl"
+    (tmp_path / "fail").write_text("")
+    eng = make_engine(engine, 2 if engine == "processes" else 1, threads=1, retries=1)
+    with pytest.raises(StudyError, match=r"2 of 6 tasks failed after retries \(4 finished and kept"):
+        run_study(_study(tmp_path, fail_at=(1, 4)), eng, journal=journal)
+    lines = [json.loads(x) for x in journal.read_text().splitlines()]
+    assert sorted(x["key"] for x in lines) == ["t0", "t2", "t3", "t5"]
+    before = len(_ran(tmp_path))
+    (tmp_path / "fail").unlink()
+    stats = {}
+    got = run_study(_study(tmp_path, fail_at=(1, 4)), eng, journal=journal, resume=True, stats=stats)
+    assert got == {f"t{i}": {"value": 2 * i} for i in range(6)}
+    assert sorted(_ran(tmp_path)[before:]) == [1, 4]  # only the missing tasks ran again
+    assert stats == {"tasks": 6, "resumed": 4}
+    # a different study (other tasks) does not take this journal's results
+    other = _study(tmp_path, n=3, name="another")
+    run_study(other, eng, journal=journal, resume=True, stats=stats)
+    assert stats["resumed"] == 4
+
+
+def test_journal_survives_a_line_cut_short(tmp_path):
+    journal = tmp_path / "j.jsonl"
+    run_study(_study(tmp_path, n=3), SerialEngine(threads=1), journal=journal)
+    with open(journal, "a") as f:
+        f.write('{"study": "x", "key": "t')  # a crash in the middle of a write
+    stats = {}
+    run_study(_study(tmp_path, n=3), SerialEngine(threads=1), journal=journal, resume=True, stats=stats)
+    assert stats["resumed"] == 3
+
+
+@pytest.mark.skipif(ray is None, reason="Ray is not installed (pip install 'imcsim[ray]')")
+def test_ray_engine_gives_the_same_results_and_survives_a_killed_worker(tmp_path):
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        got = run_study(_study(tmp_path, die_at=2), make_engine("ray", threads=1, retries=2))
+    finally:
+        ray.shutdown()
+    assert got == {f"t{i}": {"value": 2 * i} for i in range(6)} and (tmp_path / "die").exists()
+
+
+# ------------------------------------------------------------------------------ through the CLI
+
+
+def _cli(*args, timeout=900):
+    return subprocess.run([sys.executable, "-m", "imcsim", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    d = tmp_path_factory.mktemp("eng")
+    r = _cli("train", "--dataset", "digits", "--train-limit", "300", "--test-limit", "150", "--holdout", "60",
+             "--epochs", "2", "--quiet", "--timesteps", "3", "--out", d / "snn")
+    assert r.returncode == 0, r.stderr
+    return d / "snn" / "model.pt"
+
+
+EVAL = ["--chips", "3", "--sweep", "device.variation=0,0.1", "--quiet"]
+
+
+def test_evaluate_results_are_byte_identical_on_every_engine(ckpt, tmp_path):
+    outs = {}
+    engines = [("serial", []), ("workers2", ["--workers", "2"])]
+    if ray is not None:
+        engines.append(("ray", ["--engine", "ray", "--workers", "2"]))
+    for name, flags in engines:
+        r = _cli("evaluate", "--checkpoint", ckpt, *EVAL, *flags, "--out", tmp_path / name)
+        assert r.returncode == 0, r.stderr
+        outs[name] = (tmp_path / name / "evaluate.json").read_bytes()
+        run = json.loads((tmp_path / name / "run.json").read_text())
+        assert run["engine"] == {"serial": "serial", "workers2": "processes", "ray": "ray"}[name]
+    first = outs["serial"]
+    assert all(v == first for v in outs.values()), list(outs)
+
+
+def test_interrupted_evaluate_resumes_from_its_journal(ckpt, tmp_path):
+    out = tmp_path / "ev"
+    journal = tmp_path / ".ev.journal.jsonl"
+    p = subprocess.Popen([sys.executable, "-m", "imcsim", "evaluate", "--checkpoint", str(ckpt), *EVAL,
+                          "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while time.time() - t0 < 300 and (not journal.exists() or len(journal.read_text().splitlines()) < 2):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "--resume" in err, err
+    assert not out.exists()
+    done = len(journal.read_text().splitlines())
+    assert done >= 2
+    r = _cli("evaluate", "--checkpoint", ckpt, *EVAL, "--resume", "--out", out)
+    assert r.returncode == 0, r.stderr
+    run = json.loads((out / "run.json").read_text())
+    assert run["tasks_from_journal"] >= 2 and run["tasks"] == 3 + 3 + 2 * 3
+    assert not journal.exists()  # removed once the folder is in place
+    fresh = _cli("evaluate", "--checkpoint", ckpt, *EVAL, "--out", tmp_path / "fresh")
+    assert fresh.returncode == 0
+    assert (out / "evaluate.json").read_bytes() == (tmp_path / "fresh" / "evaluate.json").read_bytes()
