@@ -201,8 +201,9 @@ def effective_conductance(G: torch.Tensor, wires: WireModel, *, chunk: int = 64,
     G: (..., R, C) cell conductances in siemens, all finite and > 0. Leading dimensions are
     independent tiles, solved together (``chunk`` tiles at a time to bound memory). Returns M
     in G's dtype; the sweep itself runs in ``precision``: ``float64`` (exact to ~1e-12) or
-    ``float32`` (2-3x faster; relative error of M about 1e-6 on 64x64 and 128x128 tiles at
-    the bounded r x G, measured by tests/test_wires.py against the float64 sweep).
+    ``float32`` (about 2x faster on 128x128 tiles; every element of M within 4e-4 relative
+    of the float64 sweep at the rram preset's wires, column currents within 5e-4: measured
+    by scripts/bench_programming.py and tests/test_wires.py).
 
     The sweep goes down the rows keeping, at the current row of column nodes, the Norton
     equivalent of everything above: a C x C conductance matrix N and the short-circuit

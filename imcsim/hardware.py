@@ -137,8 +137,8 @@ class HardwareConfig:
     whose inputs are all zero are not performed (affects event counts, not outputs).
     seed: seeds device programming and read noise (one seed = one chip instance).
     wire_precision: arithmetic of the IR-drop solve run once per programmed tile --
-    ``float64`` (exact) or ``float32`` (about 2x faster; column currents within ~2e-4
-    relative of float64 on 64x64 and 128x128 tiles, scripts/bench_programming.py).
+    ``float64`` (exact) or ``float32`` (about 2x faster on 128x128 tiles; every effective
+    conductance within 4e-4 relative of float64, scripts/bench_programming.py).
     """
 
     name: str = "custom"

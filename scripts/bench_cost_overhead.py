@@ -13,8 +13,12 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import pin_threads  # noqa: E402
 
 import imcsim
 from imcsim.cost import estimate
@@ -28,7 +32,9 @@ def main(argv=None):
     ap.add_argument("--out", default="results/bench_cost_overhead.json")
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (pinned)")
     args = ap.parse_args(argv)
+    threads = pin_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -61,11 +67,13 @@ def main(argv=None):
         price.append(time.perf_counter() - t0)
     t_on, t_off, t_price = statistics.median(on), statistics.median(off), statistics.median(price)
     overhead = (t_on + t_price) / t_off - 1
-    res = {"batch": args.batch, "repeat": args.repeat, "run_without_counting_s": t_off, "run_with_counting_s": t_on,
+    res = {"batch": args.batch, "repeat": args.repeat, "threads": threads,
+           "min_s": {"without_counting": min(off), "with_counting": min(on), "pricing": min(price)},
+           "run_without_counting_s": t_off, "run_with_counting_s": t_on,
            "pricing_s": t_price, "overhead": overhead, "target": 0.10, "met": overhead < 0.10,
            "energy_J_per_inference": rep.energy_J, "machine": machine_info()}
     write_json(args.out, res)
-    print(f"run without counting {t_off:.3f} s, with counting {t_on:.3f} s, pricing {t_price * 1e3:.2f} ms")
+    print(f"{threads} thread(s), medians of {args.repeat}: run without counting {t_off:.3f} s, with counting {t_on:.3f} s, pricing {t_price * 1e3:.2f} ms")
     print(f"overhead of estimating costs: {100 * overhead:.2f} % (target < 10 %)")
     print(f"wrote {args.out}")
     return 0

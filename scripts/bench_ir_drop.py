@@ -15,8 +15,12 @@ import dataclasses
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import pin_threads  # noqa: E402
 
 from crossbar_models import WireModel, effective_conductance, solve_currents
 from imcsim.io import machine_info, write_json
@@ -32,12 +36,18 @@ def _tiles(n, size, seed):
     return torch.rand(n, size, size, generator=g, dtype=torch.float64) * (1e-3 - 1e-6) + 1e-6
 
 
-def _time(fn, repeat):
+MINIMA: dict = {}
+
+
+def _time(fn, repeat, name=None):
+    """Median of ``repeat`` runs (the minimum is kept in MINIMA[name])."""
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t0)
+    if name:
+        MINIMA[name] = min(times)
     return statistics.median(times), out
 
 
@@ -45,29 +55,33 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="results/bench_ir_drop.json", help="JSON file to write")
     ap.add_argument("--quick", action="store_true", help="smaller batch (8 tiles) for a smoke run")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (pinned)")
     args = ap.parse_args(argv)
+    threads = pin_threads(args.threads)
 
     n_batch = 8 if args.quick else 64
     res = {
         "machine": machine_info(),
+        "threads": threads,
+        "minima_s": MINIMA,
         "wires_ohm": dataclasses.asdict(WIRES),
         "conductance_range_S": [1e-6, 1e-3],
     }
     effective_conductance(_tiles(1, 16, 0), WIRES)  # warm-up
 
     one = _tiles(1, 128, 1)
-    t_one, M_one = _time(lambda: effective_conductance(one, WIRES), 3)
+    t_one, M_one = _time(lambda: effective_conductance(one, WIRES), 3, "one_tile")
     batch = _tiles(n_batch, 128, 2)
-    t_batch, _ = _time(lambda: effective_conductance(batch, WIRES), 1)
+    t_batch, _ = _time(lambda: effective_conductance(batch, WIRES), 1, "batch")
     big = _tiles(1, 256, 3)
-    t_big, _ = _time(lambda: effective_conductance(big, WIRES), 1)
+    t_big, _ = _time(lambda: effective_conductance(big, WIRES), 1, "big_tile")
 
     g = torch.Generator().manual_seed(4)
     v1 = 0.2 * (torch.rand(1, 1, 128, generator=g) < 0.5).double()
     v64 = 0.2 * (torch.rand(1, 64, 128, generator=g) < 0.5).double()
     t_solve1, I1 = _time(lambda: solve_currents(one, v1, WIRES), 1)
     t_solve64, I64 = _time(lambda: solve_currents(one, v64, WIRES), 1)
-    t_mm64, I64_fast = _time(lambda: v64 @ M_one, 20)
+    t_mm64, I64_fast = _time(lambda: v64 @ M_one, 20, "read_64")
     rel_err = ((I64_fast - I64).abs().max() / I64.abs().max()).item()
     ones = torch.full((1, 1, 128), 0.2, dtype=torch.float64)
     loss = 1.0 - (solve_currents(one, ones, WIRES).sum() / (ones @ one).sum()).item()

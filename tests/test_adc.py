@@ -112,3 +112,30 @@ def test_adc_exact_at_the_accepted_extremes(fs, dtype):
 def test_adc_refuses_non_finite_input():
     with pytest.raises(ValueError, match="ADC input must be finite, got nan"):
         ADC(4, 1.0)(torch.tensor([0.5, float("nan")]))
+
+
+def test_range_observer_is_independent_of_order_and_chunking_and_bounded():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(200_000, generator=g, dtype=torch.float64) ** 3 * 37.0
+    a, b = RangeObserver(), RangeObserver()
+    a.update(x)
+    perm = x[torch.randperm(x.numel(), generator=g)]
+    for chunk in perm.split(999):  # other order, other chunks, zeros recorded separately
+        b.update(chunk)
+    b.update_zeros(0)
+    for p in (50.0, 99.0, 99.9, 100.0):
+        assert a.full_scale(p) == b.full_scale(p)
+    # a percentile is the upper edge of its histogram bin: within R / bins above the exact value
+    exact = torch.sort(x).values
+    for p in (50.0, 99.0, 99.9):
+        k = int(round(p / 100 * x.numel()))
+        v = exact[k - 1].item()
+        assert v <= a.full_scale(p) <= v + a.range / a.bins
+    assert a.range == 64.0 and a._hist.numel() == a.bins  # memory: one histogram, whatever the data
+    # zero reads count towards the percentile
+    c = RangeObserver()
+    c.update(x)
+    c.update_zeros(x.numel())
+    assert c.full_scale(99.0) < a.full_scale(99.0)
+    with pytest.raises(ValueError, match="bins must be a power of two"):
+        RangeObserver(bins=1000)

@@ -289,3 +289,30 @@ def test_functional_ops_are_counted():
     ev = imcsim.collect_events(chip)
     assert ev["body.digital.add"]["adds"] == 2 * 3 * 4 * 8 * 8
     assert ev["body.digital.avg_pool2d"]["adds"] == 2 * 3 * 6 * 4 * 4 * 3 and isinstance(chip.body.digital.add, DigitalOp)
+
+
+def test_reprogram_equals_a_fresh_conversion_with_that_seed():
+    torch.manual_seed(0)
+    net = imcsim.convnet(in_shape=(1, 10, 10), channels=(6,), hidden=12, kind="snn", timesteps=3).eval()
+    with torch.no_grad():  # an untrained net, made to spike
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.mul_(4.0)
+    hw = HardwareConfig.preset("rram")
+    cal = torch.rand(24, 1, 10, 10, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(16, 1, 10, 10, generator=torch.Generator().manual_seed(2))
+    chip0 = imcsim.convert(net, hw, calibration=cal, seed=0)
+    chip5 = imcsim.reprogram(chip0, 5, calibration=cal)
+    fresh = imcsim.convert(net, hw, calibration=cal, seed=5)
+    from imcsim.training import predict_logits
+
+    assert torch.equal(predict_logits(chip5, x), predict_logits(fresh, x))
+    for (_, a), (_, b) in zip(imcsim.crossbar_layers(chip5), imcsim.crossbar_layers(fresh)):
+        assert a.seed == b.seed and torch.equal(a.G, b.G) and a.adc_full_scale == b.adc_full_scale
+    # the original chip is untouched, and another seed is another chip
+    assert torch.equal(predict_logits(chip0, x), predict_logits(imcsim.convert(net, hw, calibration=cal, seed=0), x))
+    assert not torch.equal(predict_logits(chip0, x), predict_logits(chip5, x))
+    with pytest.raises(imcsim.errors.CalibrationError, match="pass calibration data"):
+        imcsim.reprogram(chip0, 6)
+    with pytest.raises(ValueError, match="made by imcsim.convert"):
+        imcsim.reprogram(net, 1)

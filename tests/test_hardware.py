@@ -68,3 +68,18 @@ def test_derived_slice_counts():
     assert hw.magnitude_bits == 7 and hw.slices == 3 and hw.columns_per_weight == 6
     hw = hw.replace(mapping="offset")
     assert hw.magnitude_bits == 8 and hw.slices == 3 and hw.columns_per_weight == 3
+
+
+def test_ideal_counterpart_presets_and_names():
+    names = available_presets()
+    assert "rram-ideal" in names and "spikesim-ideal" in names
+    twin = HardwareConfig.preset("rram-ideal")
+    rram = HardwareConfig.preset("rram")
+    assert twin.name == "rram-ideal" and twin.rows == rram.rows and twin.adc == rram.adc
+    assert twin.device.is_ideal and twin.wires.is_ideal and twin.ideal_counterpart() == twin
+    for bad in ("", "  ", None):
+        with pytest.raises(ConfigError, match="preset name must be a non-empty string"):
+            HardwareConfig.preset(bad)
+    with pytest.raises(ValueError, match="wire_precision"):
+        rram.replace(wire_precision="float16")
+    assert rram.wire_precision == "float32" and HardwareConfig().wire_precision == "float64"

@@ -158,7 +158,9 @@ class RayEngine:
         import ray
 
         if not ray.is_initialized():
-            kw = {"address": self.address} if self.address else {"num_cpus": self.workers or os.cpu_count()}
+            # no --address: always a new local instance (never an unrelated cluster that happens to run here)
+            kw = {"address": self.address} if self.address else {"address": "local",
+                                                                 "num_cpus": self.workers or os.cpu_count()}
             ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
                      logging_level="ERROR", **kw)
         ref = ray.put(context)  # once into the object store; tasks get a reference
