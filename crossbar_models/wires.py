@@ -361,6 +361,8 @@ def solve_currents(G: torch.Tensor, v: torch.Tensor, wires: WireModel) -> torch.
             "must match or broadcast"
         ) from None
     B = v.shape[-2]
+    if B == 0:  # no reads: no currents
+        return torch.zeros(*lead, 0, C, dtype=torch.promote_types(G.dtype, v.dtype), device=v.device)
     if wires.is_ideal:  # the ideal crossbar, exactly
         return v.to(torch.promote_types(G.dtype, v.dtype)) @ G.to(torch.promote_types(G.dtype, v.dtype))
     Gb = G.expand(*lead, R, C).reshape(-1, R, C).detach().to("cpu", torch.float64).numpy()

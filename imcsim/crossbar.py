@@ -649,6 +649,9 @@ class CrossbarConv(nn.Module):
         dtype = x.dtype if x.is_floating_point() else torch.float32
         y = torch.empty(N, L, self.out_channels, dtype=dtype, device=x.device)
         xf = x4 if x4.is_floating_point() else x4.to(torch.float32)
+        if N == 0:  # no samples: nothing to read
+            out = torch.zeros(0, self.out_channels, Ho, Wo, dtype=dtype, device=x.device)
+            return out.squeeze(2) if self.nd == 1 else out
         self.tiles.input_numel, self.tiles.output_numel = x[0].numel(), self.out_channels * L
         r = _repeated_steps(xf)  # the same images at every step: unfold and read them once per step
         N1 = N // r

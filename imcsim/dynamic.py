@@ -160,6 +160,8 @@ def run_dynamic(model: nn.Module, x: torch.Tensor, theta: float, t_max: int, *, 
     model.eval()
     device = next((b.device for b in model.buffers()), torch.device("cpu"))
     bd = batch_dim(model)
+    if x.dim() <= bd or x.shape[bd] == 0:
+        raise ValueError("no samples to run (the input holds 0 samples)")
     N = x.shape[bd]
     steps = torch.empty(N, dtype=torch.int64)
     preds = torch.empty(N, dtype=torch.int64)

@@ -52,7 +52,7 @@ def write_text(path, text: str) -> Path:
 
 def write_json(path, obj) -> Path:
     """Standard JSON (no NaN / Infinity: non-finite numbers are written as null); floats
-    rounded to 10 significant digits (float32 noise such as 87.99999952 is not a result)."""
+    rounded to 8 significant digits (float32 carries about 7: noise such as 87.99999952 is not a result)."""
     return write_text(path, json.dumps(_finite(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n")
 
 
@@ -60,7 +60,7 @@ def _finite(o):
     import math
 
     if isinstance(o, float):
-        return float(format(o, ".10g")) if math.isfinite(o) else None
+        return float(format(o, ".8g")) if math.isfinite(o) else None
     if isinstance(o, dict):
         return {k: _finite(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):

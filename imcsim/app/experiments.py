@@ -163,6 +163,11 @@ def timesteps_studies(ctx: dict, model: str, hws: list[HardwareConfig], *, t_max
     return {"rows": rows, "summary": summary, "rule": rule, "tolerance_pp": tolerance, "t_max": t_max}
 
 
+def _saving(new: float, old: float) -> float:
+    """1 - new / old; 0 when both are 0 (a technology whose every energy is 0)."""
+    return 1 - new / old if old else 0.0
+
+
 def _summary(hw: HardwareConfig, choice: dict, static: list[dict], dynamic: list[dict], tolerance: float) -> dict:
     """The chosen dynamic point against the static points: the best static point at equal
     or better accuracy (lowest EDP), whether a static T beats the dynamic point outright,
@@ -180,9 +185,9 @@ def _summary(hw: HardwareConfig, choice: dict, static: list[dict], dynamic: list
         "drop_exceeds_tolerance": drop > tolerance + 1e-9,
         "best_static_T": best["T_max"], "best_static_accuracy": best["accuracy"],
         "best_static_has_accuracy": bool(at_least),
-        "energy_saving_vs_best_static": 1 - chosen["energy_J"] / best["energy_J"],
-        "edp_saving_vs_best_static": 1 - chosen["edp_Js"] / best["edp_Js"],
-        "edp_saving_vs_tmax": 1 - chosen["edp_Js"] / t_max["edp_Js"],
+        "energy_saving_vs_best_static": _saving(chosen["energy_J"], best["energy_J"]),
+        "edp_saving_vs_best_static": _saving(chosen["edp_Js"], best["edp_Js"]),
+        "edp_saving_vs_tmax": _saving(chosen["edp_Js"], t_max["edp_Js"]),
         "static_wins": bool(wins), "static_winner_T": min(wins, key=lambda r: r["edp_Js"])["T_max"] if wins else None,
         "dynamic_edp_Js": chosen["edp_Js"], "dynamic_edp_per_sample_Js": chosen["edp_per_sample_Js"],
     }
