@@ -87,10 +87,11 @@ DIGITAL_EVENTS = ("macs", "adds", "muls", "compares", "values")
 INPUT_EVENTS = ("samples", "values", "nonzero", "frame_values", "calls", "spike_calls")
 
 
-def count_input(counter: EventCounter, x, batch_dim: int = 0) -> None:
+def count_input(counter: EventCounter, x, batch_dim: int = 0, new_samples: bool = True) -> None:
     """Record a network input (B, ...) or (T, B, ...): samples, values, non-zero values,
     values per frame, and whether the input was an event stream (a sequence of 0/1 spikes,
-    fetched as address events; a static input is fetched as dense values)."""
+    fetched as address events; a static input is fetched as dense values). new_samples:
+    False for the later frames of samples already counted (a step-by-step run)."""
     if not _ENABLED[0] or not hasattr(x, "numel") or x.numel() == 0:
         return
     import torch
@@ -98,7 +99,7 @@ def count_input(counter: EventCounter, x, batch_dim: int = 0) -> None:
     B = x.shape[batch_dim]
     frame = x[0, 0].numel() if batch_dim == 1 else x[0].numel()
     spikes = bool(torch.equal(x * x, x)) if x.is_floating_point() else bool(((x == 0) | (x == 1)).all())
-    counter.add(samples=B, values=x.numel(), nonzero=float(torch.count_nonzero(x)), frame_values=frame, calls=1,
+    counter.add(samples=B if new_samples else 0, values=x.numel(), nonzero=float(torch.count_nonzero(x)), frame_values=frame, calls=1,
                 spike_calls=1 if spikes and batch_dim == 1 else 0)  # event streams: sequences of spikes
     counter.counts["frame_values"] = frame  # a size, not a sum
 

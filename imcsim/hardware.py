@@ -253,8 +253,8 @@ class HardwareConfig:
     def from_toml(cls, path) -> "HardwareConfig":
         path = Path(path)
         data = load_toml(path, what="hardware config")
-        if not data:
-            raise ConfigError(f"hardware config {str(path)!r} is empty; write the fields that differ from the defaults "
+        if not _has_values(data):
+            raise ConfigError(f"hardware config {str(path)!r} sets no field; write the fields that differ from the defaults "
                               "(see imcsim/presets/hardware/rram.toml) or use a preset")
         try:
             return cls.from_dict(data)
@@ -369,6 +369,11 @@ def available_presets() -> list[str]:
     folder = resources.files("imcsim") / "presets" / "hardware"
     names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
     return ["ideal"] + [n for base in names for n in (base, base + IDEAL_SUFFIX)]
+
+
+def _has_values(data) -> bool:
+    """Whether a parsed TOML document sets at least one field (empty tables do not count)."""
+    return any(_has_values(v) if isinstance(v, dict) else True for v in data.values())
 
 
 def _no_unknown(prefix: str, data: dict, allowed: set[str]) -> None:

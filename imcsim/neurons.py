@@ -285,9 +285,12 @@ def neurons(model: nn.Module):
 
 
 def set_persistent(model: nn.Module, on: bool) -> None:
+    """Step-by-step mode (states kept between calls) on or off; fresh states either way."""
     for n in neurons(model):
         n.persistent = on
         n.reset_state()
+    if hasattr(model, "input_events"):  # a converted user model: count each sample once per run
+        model._input_stepwise, model._input_fetched = on, False
 
 
 def reset_states(model: nn.Module) -> None:

@@ -71,6 +71,16 @@ def test_evaluate_sweep(runs, tmp_path):
     assert "accuracy %" in r.stdout
 
 
+@pytest.mark.parametrize("preset, rows", [("ideal", ["float (digital)", "ideal"]),
+                                          ("rram-ideal", ["float (digital)", "ideal (lossless)", "rram-ideal"])])
+def test_evaluate_lists_each_chip_once(runs, tmp_path, preset, rows):
+    """No reference row repeats the preset itself (an ideal preset needs no ideal counterpart)."""
+    ok("evaluate", "--checkpoint", runs / "snn" / "model.pt", "--preset", preset, "--chips", "1",
+       "--test-limit", "30", "--quiet", "--out", tmp_path / "ev")
+    res = json.loads((tmp_path / "ev" / "evaluate.json").read_text())
+    assert [row["hardware"] for row in res["accuracy"]] == rows
+
+
 def test_energy_measured_and_analytical(runs, tmp_path):
     r = ok("energy", "--checkpoint", runs / "snn" / "model.pt", "--test-limit", "50", "--analytical", "--quiet",
            "--out", tmp_path / "m")

@@ -316,3 +316,23 @@ def test_reprogram_equals_a_fresh_conversion_with_that_seed():
         imcsim.reprogram(chip0, 6)
     with pytest.raises(ValueError, match="made by imcsim.convert"):
         imcsim.reprogram(net, 1)
+
+
+@pytest.mark.parametrize("style, after_add", [("sew", "counts 0..2 (2-bit bit_serial)"), ("spiking", "spikes")])
+@pytest.mark.parametrize("kind", ["snn", "qnn"])
+def test_zoo_resnet_converts_with_the_inputs_of_its_style(style, after_add, kind):
+    net = imcsim.resnet(in_shape=(1, 12, 12), channels=(4, 8), blocks=(2, 1), style=style, kind=kind,
+                        timesteps=3).eval()
+    x = torch.rand(6, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    chip = imcsim.convert(net, IDEAL, calibration=x)
+    k = _kinds(chip)
+    assert k["body.stem"] == "analog, 8-bit bit_serial"
+    if kind == "snn":
+        assert k["body.blocks.0.conv1"] == "spikes"
+        assert k["body.blocks.1.conv1"] == after_add  # fed by block 0's output (its skip sum for SEW)
+        assert k["body.fc"].startswith("counts")  # 2x2 average of spikes (or of SEW counts)
+    else:
+        assert k["body.blocks.0.conv1"] == "2-bit activations (bit_serial)"
+    with torch.no_grad():
+        out, ref = chip(x), net(x)
+    assert out.shape == ref.shape == ((3 if kind == "snn" else 1), 6, 10)

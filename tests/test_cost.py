@@ -439,7 +439,7 @@ def test_bad_arguments_are_refused(simple_tech):
     "edit, match",
     [
         (lambda t: t.replace("energy_pJ = 0.5\n", ""), r"field mux.energy_pJ is missing"),
-        (lambda t: t.replace("unit_leakage_uW = 2.0", "unit_leakage_uW = -2.0"), r"field digital.unit_leakage_uW must be >= 0"),
+        (lambda t: t.replace("unit_leakage_uW = 2.0", "unit_leakage_uW = -2.0"), r"field digital.unit_leakage_uW must be in \[0, 1e\+12\]"),
         (lambda t: t.replace('model = "linear"', 'model = "flash"'), r"adc.model must be one of"),
         (lambda t: t.replace('area_model = "linear"', 'area_model = "huge"'), r"adc.area_model must be one of"),
         (lambda t: t.replace('sources = ["test"]', ""), r"field 'sources' is missing"),

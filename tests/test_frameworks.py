@@ -177,3 +177,16 @@ def test_spikingjelly_model_through_nir_and_directly(events):
         chip = imcsim.convert(m, imcsim.HardwareConfig.ideal(), calibration=events.x_train[:, :64])
         with torch.no_grad():
             assert (chip(x).sum(0).argmax(-1) == cls_ref).float().mean() >= 0.99
+
+
+def test_a_model_converts_right_after_training_with_its_states_in_the_autograd_graph():
+    """snnTorch's init_hidden neurons keep ``mem`` from the last training step, attached to
+    the autograd graph; torch refuses to deep-copy such tensors. convert copies them detached."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(8, 4), snn.Leaky(beta=0.9, init_hidden=True))
+    model = imcsim.Stepwise(net)
+    x = (torch.rand(3, 5, 8, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    model(x).sum().backward()  # the last step's mem now has a grad_fn
+    assert net[2].mem.grad_fn is not None
+    chip = imcsim.convert(model, imcsim.HardwareConfig.ideal(), calibration=x)
+    with torch.no_grad():
+        assert chip(x).shape == (3, 5, 4)

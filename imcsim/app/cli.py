@@ -134,9 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     def hw_opts(sp, default="rram", several=False):
         g = sp.add_mutually_exclusive_group()
         g.add_argument("--config", help="hardware config TOML file (default: use --preset)")
-        g.add_argument("--preset", default=default,
+        # default None (resolved in _run): argparse only sees a --config/--preset clash when the
+        # value given is not the default object itself
+        g.add_argument("--preset", default=None,
                        help=("comma-separated hardware presets" if several else "hardware preset")
-                       + " (ideal, rram, rram-ideal, spikesim, ...)")
+                       + f" (ideal, rram, rram-ideal, spikesim, ...; default: {default})")
+        sp.set_defaults(preset_default=default)
 
     def data_opts(sp):
         sp.add_argument("--data-dir", help="dataset directory (default: the one recorded in the checkpoint)")
@@ -268,8 +271,8 @@ def main(argv=None) -> int:
         print(__version__)
         return 0
     if not args.command:
-        parser.print_help()
-        return 2
+        parser.print_help(sys.stderr)
+        return _fail("no command given (demo, train, import, evaluate, energy, timesteps, compare)")
     import functools
     import signal
 
@@ -335,14 +338,14 @@ def _run(args, OutputDir) -> int:
                 text = w.cmd_demo(out, opts, timesteps=args.timesteps, chips=args.chips,
                                   train_seed=args.seed if args.seed is not None else 0)
         elif args.command == "timesteps":
-            hws = w.hardware_list(args.config, args.preset)
+            hws = w.hardware_list(args.config, args.preset if args.preset is not None else args.preset_default)
             with OutputDir(args.out, args.force) as out:
                 _journal_note(out, args)
                 text = w.cmd_timesteps(out, opts, checkpoint=args.checkpoint, hws=hws, tech=tech, thetas=args.thetas,
                                        tolerance=args.tolerance, rule=args.rule, data_dir=args.data_dir,
                                        test_limit=args.test_limit)
         else:
-            hw = w.hardware(args.config, args.preset)
+            hw = w.hardware(args.config, args.preset if args.preset is not None else args.preset_default)
             common = dict(data_dir=args.data_dir, test_limit=args.test_limit)
             sweep = w.parse_sweep(getattr(args, "sweep", None))
             w.check_sweep(hw, sweep)

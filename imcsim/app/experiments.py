@@ -9,6 +9,7 @@ defaulting to the hardware config's ``seed``.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 
 from ..cost import (CostReport, activity_weighted_rate, analytical_estimate, breakeven_spike_rate, compare_reports,
@@ -44,14 +45,34 @@ def default_runner(engine, journal=None, resume=False, progress=False, stats=Non
 # ------------------------------------------------------------------------------ accuracy
 
 
+def _same_chip(a: HardwareConfig, b: HardwareConfig) -> bool:
+    """Whether two configs are the same noise-free chip under different names (or seeds,
+    which then decide nothing)."""
+    noise_free = dataclasses.replace(a.ideal_counterpart(), name=a.name) == a
+    return noise_free and dataclasses.replace(a, name="x", seed=0) == dataclasses.replace(b, name="x", seed=0)
+
+
+def reference_configs(hw: HardwareConfig) -> list[tuple[str, str, HardwareConfig | None]]:
+    """(key, label, hardware) of the reference rows beside ``hw``: the float model, the
+    lossless ideal crossbar, ``hw``'s ideal counterpart -- each only if it is not the same
+    chip as a later row (``--preset ideal`` needs no counterpart)."""
+    out = [("float", "float (digital)", None)]
+    counterpart = hw.ideal_counterpart()
+    ideal = HardwareConfig.ideal()
+    if not (_same_chip(ideal, counterpart) or _same_chip(ideal, hw)):
+        out.append(("ideal", "ideal (lossless)", ideal))
+    if not _same_chip(counterpart, hw):
+        out.append(("counterpart", counterpart.name, counterpart))
+    return out
+
+
 def accuracy_study(ctx: dict, model: str, hw: HardwareConfig, *, chips: int, seed: int, sweep=None,
                    references: bool = True, name: str = "accuracy") -> Study:
     tasks = []
     if references:
-        tasks += [Task(f"{model}/float", "accuracy", {"model": model}),
-                  Task(f"{model}/ideal", "accuracy", {"model": model, "hw": HardwareConfig.ideal().to_dict()}),
-                  Task(f"{model}/counterpart", "accuracy",
-                       {"model": model, "hw": hw.ideal_counterpart().to_dict(), "chip_seed": seed})]
+        for key, _, ref in reference_configs(hw):
+            params = {"model": model} if ref is None else {"model": model, "hw": ref.to_dict(), "chip_seed": seed}
+            tasks.append(Task(f"{model}/{key}", "accuracy", params))
     tasks += [Task(f"{model}/chip/{c}", "accuracy", {"model": model, "hw": hw.to_dict(), "chip_seed": seed + c})
               for c in range(chips)]
     if sweep:
@@ -68,12 +89,10 @@ def accuracy_rows(results: dict, model: str, hw: HardwareConfig, chips: int, swe
     architecture), the preset over ``chips`` instances; and the sweep."""
     rows = []
     if references:
-        for key, label, arch in (("float", "float (digital)", "-"),
-                                 ("ideal", "ideal (lossless)", HardwareConfig.ideal().architecture()),
-                                 ("counterpart", hw.ideal_counterpart().name, hw.architecture())):
+        for key, label, ref in reference_configs(hw):
             r = results[f"{model}/{key}"]
-            rows.append({"hardware": label, "architecture": arch, "mean": r["accuracy"], "std": 0.0, "n": 1,
-                         "values": [r["accuracy"]]})
+            rows.append({"hardware": label, "architecture": "-" if ref is None else ref.architecture(),
+                         "mean": r["accuracy"], "std": 0.0, "n": 1, "values": [r["accuracy"]]})
     chip = spread([results[f"{model}/chip/{c}"]["accuracy"] for c in range(chips)])
     rows.append({"hardware": hw.name, "architecture": hw.architecture(), **chip})
     out = {"rows": rows}

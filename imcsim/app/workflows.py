@@ -248,7 +248,7 @@ def cmd_train(out: OutputDir, *, dataset: str, data_dir, model: str, kind: str, 
     acc = accuracy(net, ds.x_test, ds.y_test)
     meta = dict(dataset=dataset, data_dir=str(Path(data_dir).resolve()) if data_dir else None, n_train=train_limit,
                 n_test=test_limit, holdout=holdout, split=ds.description, train=asdict(cfg), history=hist,
-                test_accuracy=acc, seed=seed)
+                test_accuracy=acc, seed=seed, torch_threads=torch.get_num_threads())  # float training rounds per thread count
     save_checkpoint(out.path("model.pt"), net.cpu(), **meta)
     out.csv("history.csv", hist)
     out.json("train.json", {**meta, "arch": net.arch})

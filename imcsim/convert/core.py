@@ -168,7 +168,7 @@ def reprogram(model: nn.Module, seed: int, *, calibration=None, batch_size: int 
     old = getattr(model, "chip_seed", None)
     if old is None:
         raise ValueError("reprogram needs a model made by imcsim.convert")
-    out = copy.deepcopy(model)
+    out = G.detached_deepcopy(model)
     out.chip_seed = chip
     for _, m in crossbar_layers(out):
         m.reprogram(layer_seed(chip, m.seed - layer_seed(old, 0)))
@@ -210,7 +210,7 @@ def _convert_module(module: nn.Module, hw, placeholder, exclude, seed_of, prefix
         graph = G.trace(module)
     except Exception as e:  # noqa: BLE001 - any tracing failure: say why, fall back
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        out = copy.deepcopy(module)
+        out = G.detached_deepcopy(module)
         report.traced = False
         report.note = (f"not traceable by torch.fx ({reason[:160]}); converted by walking its submodules in order: "
                        "each layer's input kind is taken from the module defined before it, and functional calls in "
@@ -235,8 +235,10 @@ def _with_default_context(model: nn.Module) -> None:
         bd = getattr(self, "batch_dim", 0)
         b = x.shape[bd] if isinstance(x, torch.Tensor) and x.dim() > bd else 1
         with default_context(b):
-            if isinstance(x, torch.Tensor):
-                count_input(self.input_events, x, bd)
+            if isinstance(x, torch.Tensor):  # a step-by-step run counts each sample once
+                first = not (getattr(self, "_input_stepwise", False) and getattr(self, "_input_fetched", False))
+                count_input(self.input_events, x, bd, new_samples=first)
+                self._input_fetched = getattr(self, "_input_stepwise", False)
             return fwd(*args, **kwargs)
 
     model.forward = types.MethodType(forward, model)

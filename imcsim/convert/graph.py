@@ -38,6 +38,18 @@ from ..neurons import QuantAct, SpikingNeuron
 from .frameworks import adapt, framework_of, is_framework_neuron, output_arity
 
 _BN = nn.modules.batchnorm._BatchNorm
+
+
+def detached_deepcopy(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy`` of a model whose modules may hold state tensors that are part of an
+    autograd graph (an snnTorch ``init_hidden`` neuron's ``mem`` after training): those are
+    copied detached (torch refuses to deep-copy non-leaf tensors)."""
+    memo = {}
+    for m in model.modules():
+        for v in [*vars(m).values(), *m._buffers.values()]:
+            if isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter) and v.grad_fn is not None:
+                memo[id(v)] = v.detach().clone()
+    return copy.deepcopy(model, memo)
 _FREE_MODULES = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
 _POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
           nn.AdaptiveMaxPool2d, SumPool2d)
@@ -336,7 +348,7 @@ def convert_graph(model: nn.Module, graph: fx.Graph, hw: HardwareConfig, *, plac
     """Apply the conversion to a deep copy of ``model`` following its traced ``graph``."""
     from .core import fold_batchnorm
 
-    root = copy.deepcopy(model)
+    root = detached_deepcopy(model)
     mods = dict(root.named_modules())
     kinds = propagate(root, graph, placeholder)
     uses = _module_users(graph)
@@ -481,7 +493,7 @@ def decide(name, m, k, hw, exclude, seed_of, folded_params=None, folded_into=Non
 def convert_dataflow(body: nn.Module, hw, *, placeholder: Kind, exclude, seed_of) -> tuple[nn.Module, list]:
     """Convert a body that describes its own dataflow (a NIR graph executor): kinds follow
     its edges (several inputs are summed; a cycle's back edges are resolved by a second pass)."""
-    root = copy.deepcopy(body)
+    root = detached_deepcopy(body)
     flow = root.dataflow()
     kinds: dict = {}
     for _ in range(2):

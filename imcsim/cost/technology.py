@@ -238,13 +238,19 @@ def _points(adc: dict) -> dict:
     return {"bits": [float(x) for x in xs], "energies_pJ": [float(y) for y in ys]}
 
 
+# No per-event energy (pJ), latency (ns), area (um^2) or static power (uW) of one component
+# comes near 1e12 (1 J, 1000 s, 1 m^2, 1 MW); larger values are typos, and they could overflow
+# the products (events x figure) to inf.
+MAX_FIGURE = 1e12
+
+
 def _numbers(data: dict, section: str, names) -> dict:
     sec = data.get(section)
     if not isinstance(sec, dict):
         raise ConfigError(f"section [{section}] is missing")
     extra = sorted(set(sec) - set(names))
     if extra:
-        raise ConfigError(f"unknown field {section}.{extra[0]}; allowed: {', '.join(names)}")
+        raise ConfigError(f"unknown field {section}.{extra[0]!r}; allowed: {', '.join(names)}")
     out = {}
     for n in names:
         if n not in sec:
@@ -252,8 +258,8 @@ def _numbers(data: dict, section: str, names) -> dict:
         v = sec[n]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise ConfigError(f"field {section}.{n} must be a finite number, got {v!r}")
-        if v < 0:
-            raise ConfigError(f"field {section}.{n} must be >= 0, got {v!r}")
+        if not 0 <= v <= MAX_FIGURE:
+            raise ConfigError(f"field {section}.{n} must be in [0, {MAX_FIGURE:g}] (its unit is in its name), got {v!r}")
         out[n] = float(v)
     return out
 
