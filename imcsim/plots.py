@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 from .io import _atomic_write_bytes
@@ -106,6 +107,15 @@ def errorbar_sweep(xs, means, stds, path, xlabel, ylabel="accuracy (%)", title=N
     return _save(fig, path)
 
 
+def _sci(v, _pos=None) -> str:
+    """2e-10 -> $2\\times10^{-10}$ (1e-9 -> $10^{-9}$)."""
+    if v <= 0:
+        return ""
+    e = math.floor(math.log10(v) + 1e-9)
+    m = round(v / 10**e, 6)
+    return f"$10^{{{e}}}$" if m == 1 else f"${m:g}\\times10^{{{e}}}$"
+
+
 def pareto(points, path, title=None) -> Path:
     """Accuracy vs EDP. points: dicts with x (EDP), y (accuracy), group, and an optional
     label (give labels only to the points worth naming: static T values, the chosen theta)."""
@@ -124,6 +134,11 @@ def pareto(points, path, title=None) -> Path:
             dy = 6 if (i + j) % 2 == 0 else -11  # alternate above / below: labels of close points do not collide
             ax.annotate(p["label"], (p["x"], p["y"]), fontsize=7, xytext=(4, dy), textcoords="offset points")
     ax.set_xscale("log")
+    from matplotlib import ticker  # labels at 1, 2, 5 per decade only: crowded minor labels overlap
+
+    ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(_sci))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("EDP per inference (J s, log scale)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title or "Accuracy vs EDP", fontsize=10)
