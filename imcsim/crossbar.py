@@ -482,14 +482,13 @@ class TiledMatrix(nn.Module):
         if self.analog_sum:  # the row tiles' currents add on the column lines: convert the sums
             Y = self._matmul(Xt, mats, drv, KO).view(G_, Tr, P * Vc, -1).sum(1)  # (G, P*Vc, KO[*2])
             gany = rowany.view(G_, Tr, P * Vc).any(1)
+            tiles = torch.arange(G_, device=X.device) * Tr  # the noise of a summed read: keyed by its first tile
             mask = gany if self.hw.skip_zero_reads else None
             p_all = torch.arange(P, device=X.device).repeat_interleave(Vc)
             v_all = torch.arange(Vc, device=X.device).repeat(P)
             for j in range(r):
                 Yj = Y.clone() if j < r - 1 else Y
-                rk = None
-                if keys is not None:
-                    rk = torch.stack([self._row_keys(keys[j], g * Tr, p_all, v_all, offsets[0]) for g in range(G_)])
+                rk = None if keys is None else self._row_keys(keys[j], tiles, p_all, v_all, offsets[0])
                 Yj = self._convert(Yj, KO, rk, offsets[1], adc, mask=mask)
                 z = self._slice_sum(Yj, K, og, cw, dest.dtype).view(G_, P, Vc, og)
                 for p in range(P):
@@ -511,13 +510,12 @@ class TiledMatrix(nn.Module):
         else:
             Y0 = self._matmul(Xt, mats, drv, KO)  # (GT, P*Vc, KO[*2])
             mask = rowany if self.hw.skip_zero_reads else None
+            tiles = torch.arange(GT, device=X.device)
             p_all = torch.arange(P, device=X.device).repeat_interleave(Vc)
             v_all = torch.arange(Vc, device=X.device).repeat(P)
             for j in range(r):
                 Y = Y0.clone() if j < r - 1 else Y0
-                rk = None
-                if keys is not None:
-                    rk = torch.stack([self._row_keys(keys[j], t, p_all, v_all, offsets[0]) for t in range(GT)])
+                rk = None if keys is None else self._row_keys(keys[j], tiles, p_all, v_all, offsets[0])
                 Y = self._convert(Y, KO, rk, offsets[1], adc, mask=mask)
                 z = self._slice_sum(Y, K, og, cw, dest.dtype).view(G_, Tr, P, Vc, og)
                 z = z.sum(1) if Tr > 1 else z[:, 0]  # (G, P, Vc, og): accumulate row tiles
@@ -540,9 +538,11 @@ class TiledMatrix(nn.Module):
         return torch.cat([X @ mats[..., :KO], (X * X) @ mats[..., KO:]], dim=-1)
 
     def _row_keys(self, keys, t, p, v, row_offsets) -> torch.Tensor:
-        """int32 keys of the reads (plane p, vector v) of row tile t."""
-        tile_offsets = row_offsets.view(self.G.shape[0], -1)[t]  # one offset per plane of tile t
-        return _to_int32(hash32(keys.to(v.device)[v] ^ tile_offsets[p] ^ (self.seed & 0xFFFFFFFF)))
+        """int32 keys of the reads (plane p, vector v) of row tile t, or of every tile in the
+        1-d tensor t at once ((len(t), len(v)) keys)."""
+        offs = row_offsets.view(self.G.shape[0], -1)  # one offset per (tile, plane)
+        tile = offs[t][p] if isinstance(t, int) else offs[t][:, p]
+        return _to_int32(hash32(keys.to(v.device)[v] ^ tile ^ (self.seed & 0xFFFFFFFF)))
 
     def _convert(self, Y, KO, row_keys, col_offsets, adc, mask=None):
         """Column currents (..., n, KO[*2]) -> noisy, observed or quantised (..., n, KO)."""

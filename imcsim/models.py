@@ -25,7 +25,7 @@ import torch.nn as nn
 from crossbar_models.noise import element_offsets, keyed_uniform
 
 from .context import default_context, vector_keys
-from .events import INPUT_EVENTS, EventCounter, count_input
+from .events import INPUT_EVENTS, EventCounter, count_run_input
 from .neurons import IF, LIF, QuantAct, SpikingNeuron
 
 KINDS = ("snn", "qnn")
@@ -68,7 +68,7 @@ class Network(nn.Module):
         self.input_events = EventCounter(*INPUT_EVENTS)  # the network input, for off-chip fetches
         self.persistent = False  # step-by-step runs: the static prefix is computed once per inference
         self._static: torch.Tensor | None = None
-        self._fetched = False
+        self._input_fetched = False
 
     @property
     def batch_dim(self) -> int:
@@ -93,15 +93,11 @@ class Network(nn.Module):
                              f"got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         with default_context(x.shape[self.batch_dim]):
             # the input is fetched from off-chip once per inference (a sequence: every frame)
-            # (in a step-by-step run a sample is counted once, at its first frame)
-            first = not (self.persistent and self._fetched)
-            if self.input == "sequence" or first:
-                count_input(self.input_events, x, self.batch_dim, new_samples=first)
-                self._fetched = self.persistent
+            count_run_input(self, x, self.batch_dim, self.persistent, every_call=self.input == "sequence")
             return self._forward(x, timesteps)
 
     def reset_state(self) -> None:
-        self._static, self._fetched = None, False
+        self._static, self._input_fetched = None, False
 
     def select_state(self, keep) -> None:
         if self._static is not None:
@@ -162,7 +158,7 @@ class Stepwise(nn.Module):
         self.module = module
         self.output_index = int(output_index)
         self.persistent = False
-        self._fetched = False
+        self._input_fetched = False
         self.arch: dict = {}
         self.input_events = EventCounter(*INPUT_EVENTS)  # every frame is fetched (off-chip cost)
 
@@ -176,7 +172,7 @@ class Stepwise(nn.Module):
         from .convert.frameworks import framework_of
         from .neurons import neurons
 
-        self._fetched = False
+        self._input_fetched = False
         for n in neurons(self.module):
             n.reset_state()
         for m in self.module.modules():
@@ -198,8 +194,7 @@ class Stepwise(nn.Module):
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         if not self.persistent:
             self.reset_state()
-        count_input(self.input_events, x, 1, new_samples=not (self.persistent and self._fetched))
-        self._fetched = self.persistent
+        count_run_input(self, x, 1, self.persistent)
         outs = []
         with default_context(x.shape[1]):
             for t in range(x.shape[0]):

@@ -209,22 +209,25 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--holdout", type=_int_in("--holdout", 0), default=0,
                    help="last N training samples held out for theta choice")
 
-    e = command("evaluate", "accuracy under non-idealities over chip instances, optionally swept")
-    out_opts(e)
-    study_opts(e)
-    hw_opts(e)
-    data_opts(e)
+    def study_command(name, help, tech=True, **hw):
+        """A command that studies a checkpoint on hardware: output, study, hardware, data (and
+        technology) options."""
+        sp = command(name, help)
+        out_opts(sp)
+        study_opts(sp)
+        hw_opts(sp, **hw)
+        data_opts(sp)
+        if tech:
+            tech_opt(sp)
+        return sp
+
+    e = study_command("evaluate", "accuracy under non-idealities over chip instances, optionally swept", tech=False)
     e.add_argument("--checkpoint", required=True, help="checkpoint from imcsim train or import (required)")
     e.add_argument("--sweep", help="FIELD=V1,V2,... e.g. device.variation=0,0.05,0.1 or adc.bits=3,4,6 "
                    "(default: no sweep)")
     e.add_argument("--chips", type=_int_in("--chips", 1), default=3, help="chip instances (seeds) per point")
 
-    n = command("energy", "energy, latency, area, EDP and EDAP per inference, with breakdowns")
-    out_opts(n)
-    study_opts(n)
-    hw_opts(n)
-    data_opts(n)
-    tech_opt(n)
+    n = study_command("energy", "energy, latency, area, EDP and EDAP per inference, with breakdowns")
     n.add_argument("--checkpoint", required=True, help="checkpoint from imcsim train or import (required)")
     n.add_argument("--analytical", action="store_true",
                    help="also give the analytical estimate at the measured per-layer activity, and how it differs")
@@ -234,12 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--latency-mode", choices=("sequential", "pipelined"), default="sequential",
                    help="layers one after another, or overlapped at timestep granularity")
 
-    s = command("timesteps", "static vs dynamic timesteps (entropy exit) on one or more hardware configs")
-    out_opts(s)
-    study_opts(s)
-    hw_opts(s, default="rram-ideal,rram", several=True)
-    data_opts(s)
-    tech_opt(s)
+    s = study_command("timesteps", "static vs dynamic timesteps (entropy exit) on one or more hardware configs",
+                      default="rram-ideal,rram", several=True)
     s.add_argument("--checkpoint", required=True, help="SNN checkpoint (required)")
     s.add_argument("--thetas", type=_number_list("--thetas", float, 1e-9, 1.0, "numbers in (0, 1]"),
                    default=list(DEFAULT_THETAS), help="thetas to sweep")
@@ -248,12 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rule", choices=("entropy", "entropy_mean", "max_confidence"), default="entropy",
                    help="exit rule")
 
-    c = command("compare", "SNN vs QNN on the same hardware: ratios and break-even spike rate")
-    out_opts(c)
-    study_opts(c)
-    hw_opts(c)
-    data_opts(c)
-    tech_opt(c)
+    c = study_command("compare", "SNN vs QNN on the same hardware: ratios and break-even spike rate")
     c.add_argument("--snn", required=True, help="SNN checkpoint (required)")
     c.add_argument("--qnn", required=True, help="QNN checkpoint (required)")
     return p

@@ -29,7 +29,7 @@ from ..context import default_context
 from ..crossbar import CrossbarConv, CrossbarLinear, InputSpec, TiledMatrix, unsupported_conv
 from ..digital import DigitalModule
 from ..errors import CalibrationError
-from ..events import INPUT_EVENTS, EventCounter, count_input, reset_events
+from ..events import INPUT_EVENTS, EventCounter, count_run_input, reset_events
 from ..hardware import MAX_SEED, HardwareConfig
 from ..neurons import QuantAct, SpikingNeuron
 from . import graph as G
@@ -235,10 +235,8 @@ def _with_default_context(model: nn.Module) -> None:
         bd = getattr(self, "batch_dim", 0)
         b = x.shape[bd] if isinstance(x, torch.Tensor) and x.dim() > bd else 1
         with default_context(b):
-            if isinstance(x, torch.Tensor):  # a step-by-step run counts each sample once
-                first = not (getattr(self, "_input_stepwise", False) and getattr(self, "_input_fetched", False))
-                count_input(self.input_events, x, bd, new_samples=first)
-                self._input_fetched = getattr(self, "_input_stepwise", False)
+            if isinstance(x, torch.Tensor):  # set_persistent marks a step-by-step run
+                count_run_input(self, x, bd, getattr(self, "_input_stepwise", False))
             return fwd(*args, **kwargs)
 
     model.forward = types.MethodType(forward, model)

@@ -109,6 +109,17 @@ def _snn_common(m):
     return reset
 
 
+def _reset_now(mem, spk, delayed, thr, mode: str):
+    """snnTorch's ``reset_delay=False``: apply this step's reset at once (``delayed`` is the
+    reset already applied from the previous step's spikes)."""
+    do = spk - delayed
+    if mode == "subtract":
+        return mem - do * thr
+    if mode == "zero":
+        return mem - do * mem
+    return mem
+
+
 class SnnTorchLeaky(FrameworkNeuron):
     """snnTorch ``Leaky``: ``mem = beta*mem + x - reset*threshold`` (reset from the previous
     ``mem > threshold``, or applied at once with ``reset_delay=False``); spike ``mem > threshold``."""
@@ -149,11 +160,7 @@ class SnnTorchLeaky(FrameworkNeuron):
                 new = new - reset * thr
         spk = (new - thr > 0).to(input_.dtype)
         if not self.reset_delay:
-            do = spk - reset
-            if self.reset == "subtract":
-                new = new - do * thr
-            elif self.reset == "zero":
-                new = new - do * new
+            new = _reset_now(new, spk, reset, thr, self.reset)
         self.mem = new
         self._count(input_, spk)
         if self.output or not self.init_hidden:
@@ -202,11 +209,7 @@ class SnnTorchSynaptic(FrameworkNeuron):
             new = new - new * reset
         spk = (new - thr > 0).to(input_.dtype)
         if not self.reset_delay:
-            do = spk - reset
-            if self.reset == "subtract":
-                new = new - do * thr
-            elif self.reset == "zero":
-                new = new - do * new
+            new = _reset_now(new, spk, reset, thr, self.reset)
         self.syn, self.mem = s, new
         self._count(input_, spk, syn=True)
         if self.output or not self.init_hidden:
