@@ -1,14 +1,15 @@
 """Benchmark: one `imcsim evaluate` study on each engine -- wall time and identical results.
 
-Runs `imcsim evaluate --chips 8` on a checkpoint (default: the MNIST conv SNN trained by
-`imcsim train` into --checkpoint) with: the serial engine at its default threads (all cores)
-and at 1 thread, 2 local worker processes (1 thread each), and, where Ray is installed, a
-local Ray instance with 2 CPUs and (--ray-cluster) a two-node Ray cluster on loopback
-(`ray start --head` plus a second `ray start` node, both on this machine, 1 CPU each). Every
-run's evaluate.json must be byte-identical. Prints wall times and speed-ups.
+Runs `imcsim evaluate --chips 8` on a checkpoint (e.g. the MNIST conv SNN of the README) with
+`--workers 1` (the serial engine, at its default threads: all cores) and `--workers 1
+--threads 1`, `--workers 2` (2 local processes, 1 thread each) and, where Ray is installed,
+a local Ray instance with 2 CPUs and (--ray-cluster) a two-node Ray cluster on loopback
+(`ray start --head` plus a second `ray start` node, both on this machine, 1 CPU each).
+--repeat interleaved rounds; min and median wall times (whole commands, start-up included)
+and speed-ups. Every run's evaluate.json must be byte-identical.
 
-    python scripts/bench_engines.py --checkpoint runs/snn/model.pt [--test-limit 1000]
-        [--ray-cluster] [--out results/bench_engines.json]
+    python scripts/bench_engines.py --checkpoint runs/mnist-snn/model.pt [--test-limit 1000]
+        [--repeat 3] [--ray-cluster] [--out results/bench_engines.json]
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from imcsim.app.engines import default_threads
 from imcsim.io import machine_info, write_json
 
 
@@ -60,6 +63,7 @@ def main(argv=None):
     ap.add_argument("--chips", type=int, default=8)
     ap.add_argument("--test-limit", type=int, default=1000)
     ap.add_argument("--ray-cluster", action="store_true", help="also run on a two-node Ray cluster on loopback")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds (min and median are reported)")
     ap.add_argument("--out", default="results/bench_engines.json")
     args = ap.parse_args(argv)
     try:
@@ -67,42 +71,52 @@ def main(argv=None):
         have_ray = True
     except ImportError:
         have_ray = False
-    runs = [("serial (default threads)", []), ("serial, 1 thread", ["--threads", "1"]),
-            ("2 worker processes", ["--workers", "2"])]
+    threads = default_threads(1)
+    runs = [(f"--workers 1 (serial, {threads} threads)", ["--workers", "1"]),
+            ("--workers 1 --threads 1", ["--workers", "1", "--threads", "1"]),
+            ("--workers 2 (1 thread each)", ["--workers", "2"])]
     if have_ray:
         runs.append(("ray, local, 2 CPUs", ["--engine", "ray", "--workers", "2", "--threads", "1"]))
+    if have_ray and args.ray_cluster:
+        runs.append(("ray, 2-node cluster on loopback", ["--engine", "ray", "--address", "CLUSTER", "--threads", "1"]))
     tmp = Path(tempfile.mkdtemp(prefix="bench-engines-"))
-    res, blobs = {}, {}
+    walls = {name: [] for name, _ in runs}
+    blobs = {}
     stop = None
     try:
-        if have_ray and args.ray_cluster:
-            runs.append(("ray, 2-node cluster on loopback", ["--engine", "ray", "--address", "CLUSTER", "--threads", "1"]))
-        for i, (name, flags) in enumerate(runs):
-            if "CLUSTER" in flags:
-                addr, stop = ray_cluster(6399)
-                flags = [addr if f == "CLUSTER" else f for f in flags]
-            out = tmp / f"run{i}"
-            res[name] = {"flags": flags, "wall_s": evaluate(args, out, *flags, env=RAY_ENV if "--address" in flags else None)}
-            blobs[name] = (out / "evaluate.json").read_bytes()
-            print(f"{name:<34} {res[name]['wall_s']:7.1f} s", flush=True)
+        if any("CLUSTER" in flags for _, flags in runs):
+            addr, stop = ray_cluster(6399)
+            runs = [(n, [addr if f == "CLUSTER" else f for f in flags]) for n, flags in runs]
+        for rep in range(args.repeat):  # interleaved: machine noise hits every engine alike
+            for i, (name, flags) in enumerate(runs):
+                out = tmp / f"run{rep}-{i}"
+                walls[name].append(evaluate(args, out, *flags, env=RAY_ENV if "--address" in flags else None))
+                blobs[(name, rep)] = (out / "evaluate.json").read_bytes()
+                print(f"[{rep + 1}/{args.repeat}] {name:<34} {walls[name][-1]:7.1f} s", flush=True)
     finally:
         if stop:
             stop()
         shutil.rmtree(tmp, ignore_errors=True)
     first = next(iter(blobs.values()))
     identical = all(b == first for b in blobs.values())
-    base = res["serial (default threads)"]["wall_s"]
-    one = res["serial, 1 thread"]["wall_s"]
+    res = {name: {"flags": flags, "wall_s": {"min": min(walls[name]), "median": statistics.median(walls[name]),
+                                             "all": walls[name]}} for name, flags in runs}
+    w1, w1t1, w2 = (res[n]["wall_s"] for n, _ in runs[:3])
     for r in res.values():
-        r["speedup_vs_serial_default"] = base / r["wall_s"]
-        r["speedup_vs_serial_1_thread"] = one / r["wall_s"]
+        r["speedup_vs_workers_1"] = {k: w1[k] / r["wall_s"][k] for k in ("min", "median")}
+        r["speedup_vs_workers_1_thread_1"] = {k: w1t1[k] / r["wall_s"][k] for k in ("min", "median")}
     write_json(args.out, {"script": "bench_engines", **machine_info(), "chips": args.chips,
-                          "test_limit": args.test_limit, "runs": res, "identical_results": identical,
-                          "ray_installed": have_ray})
-    print(f"evaluate.json byte-identical on every engine: {identical}")
-    w2 = res["2 worker processes"]
-    print(f"2 workers: {w2['speedup_vs_serial_default']:.2f}x the serial default, {w2['speedup_vs_serial_1_thread']:.2f}x "
-          "serial with 1 thread")
+                          "test_limit": args.test_limit, "repeat": args.repeat, "serial_default_threads": threads,
+                          "runs": res, "identical_results": identical, "ray_installed": have_ray})
+    print(f"\n{'run':<34} {'min s':>7} {'median s':>9} {'speed-up vs --workers 1 (min / median)':>40}")
+    for name, _ in runs:
+        r = res[name]
+        print(f"{name:<34} {r['wall_s']['min']:7.1f} {r['wall_s']['median']:9.1f} "
+              f"{r['speedup_vs_workers_1']['min']:17.2f}x / {r['speedup_vs_workers_1']['median']:.2f}x")
+    print(f"evaluate.json byte-identical on every engine and repeat: {identical}")
+    print(f"--workers 2 vs --workers 1 ({threads} threads): {w1['min'] / w2['min']:.2f}x (min), "
+          f"{w1['median'] / w2['median']:.2f}x (median); vs 1 thread: {w1t1['min'] / w2['min']:.2f}x (min); "
+          f"one process's gain from {threads} threads: {w1t1['min'] / w1['min']:.2f}x (min)")
     print(f"wrote {args.out}")
     return 0 if identical else 1
 
