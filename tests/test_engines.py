@@ -38,6 +38,17 @@ def test_same_results_in_task_order_on_every_local_engine(tmp_path):
         assert got == want and list(got) == list(want)
 
 
+def test_costliest_tasks_start_first_and_results_keep_task_order(tmp_path):
+    costs = [0.1, 1.0, 0.25, 1.0, 0.4, 1.0]
+    tasks = [Task(f"t{i}", "selftest", {"value": i}, cost=c) for i, c in enumerate(costs)]
+    study = Study("costs", {"uid": "costs", "log": str(tmp_path / "log")}, tasks)
+    got = run_study(study, SerialEngine(threads=1))
+    assert _ran(tmp_path) == [1, 3, 5, 4, 2, 0]  # longest first; ties in the study's order
+    assert list(got) == [f"t{i}" for i in range(6)] and got["t4"] == {"value": 8}
+    # the hint is not part of a task's identity: a journal resumes across different hints
+    assert Study("costs", study.context, [Task(t.key, t.fn, t.params) for t in tasks]).fingerprint() == study.fingerprint()
+
+
 def test_a_killed_worker_is_retried_and_the_study_completes(tmp_path):
     got = run_study(_study(tmp_path, die_at=3), ProcessEngine(2, threads=1, retries=2))
     assert got == {f"t{i}": {"value": 2 * i} for i in range(6)}

@@ -66,13 +66,19 @@ def reference_configs(hw: HardwareConfig) -> list[tuple[str, str, HardwareConfig
     return out
 
 
+# Run time of the reference rows relative to a non-ideal chip's (MNIST conv SNN on rram, one
+# thread: float 1.0 s, lossless ideal 3.1 s, rram-ideal 4.8 s, an rram chip 12 s): a
+# scheduling hint only, so that the engines start the chips first.
+REFERENCE_COST = {"float": 0.1, "ideal": 0.25, "counterpart": 0.4}
+
+
 def accuracy_study(ctx: dict, model: str, hw: HardwareConfig, *, chips: int, seed: int, sweep=None,
                    references: bool = True, name: str = "accuracy") -> Study:
     tasks = []
     if references:
         for key, _, ref in reference_configs(hw):
             params = {"model": model} if ref is None else {"model": model, "hw": ref.to_dict(), "chip_seed": seed}
-            tasks.append(Task(f"{model}/{key}", "accuracy", params))
+            tasks.append(Task(f"{model}/{key}", "accuracy", params, cost=REFERENCE_COST[key]))
     tasks += [Task(f"{model}/chip/{c}", "accuracy", {"model": model, "hw": hw.to_dict(), "chip_seed": seed + c})
               for c in range(chips)]
     if sweep:
@@ -150,6 +156,11 @@ def snn_vs_qnn(results: dict, snn, qnn, hw: HardwareConfig, tech) -> dict:
 # ------------------------------------------------------------------------------ timesteps
 
 
+def _samples(ctx: dict, split: str) -> int:
+    y = ctx.get(f"y_{split}")
+    return 0 if y is None else int(y.shape[0])
+
+
 def timesteps_studies(ctx: dict, model: str, hws: list[HardwareConfig], *, t_max: int, thetas, rule: str,
                       tolerance: float, seed: int, runner) -> dict:
     """Static T = 1..t_max against dynamic exits on each hardware config (one chip instance,
@@ -158,10 +169,13 @@ def timesteps_studies(ctx: dict, model: str, hws: list[HardwareConfig], *, t_max
     first = []
     for hw in hws:
         h = hw.to_dict()
+        # cost hints (start the longest runs first): timesteps x samples, relative to T_max on the test split
         first.append(Task(f"{hw.name}/choice", "theta_choice", {"model": model, "hw": h, "chip_seed": seed,
-                                                                "rule": rule, "tolerance": tolerance, "t_max": t_max}))
+                                                                "rule": rule, "tolerance": tolerance, "t_max": t_max},
+                          cost=_samples(ctx, "hold") / max(1, _samples(ctx, "test"))))
         first += [Task(f"{hw.name}/static/{T}", "timestep_point", {"model": model, "hw": h, "chip_seed": seed,
-                                                                   "theta": 0.0, "t_max": T, "rule": rule})
+                                                                   "theta": 0.0, "t_max": T, "rule": rule},
+                       cost=T / t_max)
                   for T in range(1, t_max + 1)]
     r1 = runner(Study("timesteps (static)", ctx, first))
     second, sweeps = [], {}

@@ -27,11 +27,14 @@ from ..errors import ConfigError
 @dataclass(frozen=True)
 class Task:
     """key: unique and stable within its study; fn: a name in :data:`.tasks.TASKS`; params:
-    JSON-ready keyword arguments."""
+    JSON-ready keyword arguments; cost: a rough relative run time, a scheduling hint only
+    (engines start the costliest tasks first, so that short ones fill the end and the
+    workers finish together); it is not part of the task's identity or result."""
 
     key: str
     fn: str
     params: dict = field(default_factory=dict)
+    cost: float = 1.0
 
     def spec(self) -> str:
         return json.dumps({"key": self.key, "fn": self.fn, "params": self.params}, sort_keys=True)
@@ -145,7 +148,7 @@ def run_study(study: Study, engine, *, journal: Path | None = None, resume: bool
     from tqdm.auto import tqdm
 
     j = Journal(journal, study.fingerprint(), resume)
-    todo = [t for t in study.tasks if t.key not in j.done]
+    todo = sorted((t for t in study.tasks if t.key not in j.done), key=lambda t: -t.cost)  # stable: longest first
     if stats is not None:
         stats["tasks"] = stats.get("tasks", 0) + len(study.tasks)
         stats["resumed"] = stats.get("resumed", 0) + len(study.tasks) - len(todo)
