@@ -17,15 +17,17 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from imcsim.app.engines import default_threads
-from imcsim.io import machine_info, write_json
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import interleaved  # noqa: E402
+
+from imcsim.app.engines import default_threads  # noqa: E402
+from imcsim.io import machine_info, write_json  # noqa: E402
 
 
 def evaluate(args, out: Path, *flags, env=None) -> float:
@@ -80,27 +82,27 @@ def main(argv=None):
     if have_ray and args.ray_cluster:
         runs.append(("ray, 2-node cluster on loopback", ["--engine", "ray", "--address", "CLUSTER", "--threads", "1"]))
     tmp = Path(tempfile.mkdtemp(prefix="bench-engines-"))
-    walls = {name: [] for name, _ in runs}
-    blobs = {}
+    blobs = []
     stop = None
+
+    def one_run(name, flags):
+        out = tmp / f"run{len(blobs)}"
+        wall = evaluate(args, out, *flags, env=RAY_ENV if "--address" in flags else None)
+        blobs.append((out / "evaluate.json").read_bytes())
+        print(f"{name:<34} {wall:7.1f} s", flush=True)
+
     try:
         if any("CLUSTER" in flags for _, flags in runs):
             addr, stop = ray_cluster(6399)
             runs = [(n, [addr if f == "CLUSTER" else f for f in flags]) for n, flags in runs]
-        for rep in range(args.repeat):  # interleaved: machine noise hits every engine alike
-            for i, (name, flags) in enumerate(runs):
-                out = tmp / f"run{rep}-{i}"
-                walls[name].append(evaluate(args, out, *flags, env=RAY_ENV if "--address" in flags else None))
-                blobs[(name, rep)] = (out / "evaluate.json").read_bytes()
-                print(f"[{rep + 1}/{args.repeat}] {name:<34} {walls[name][-1]:7.1f} s", flush=True)
+        # interleaved rounds: machine noise hits every engine alike
+        t = interleaved({name: (lambda n=name, f=flags: one_run(n, f)) for name, flags in runs}, args.repeat, warmup=0)
     finally:
         if stop:
             stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    first = next(iter(blobs.values()))
-    identical = all(b == first for b in blobs.values())
-    res = {name: {"flags": flags, "wall_s": {"min": min(walls[name]), "median": statistics.median(walls[name]),
-                                             "all": walls[name]}} for name, flags in runs}
+    identical = all(b == blobs[0] for b in blobs)
+    res = {name: {"flags": flags, "wall_s": t[name]} for name, flags in runs}
     w1, w1t1, w2 = (res[n]["wall_s"] for n, _ in runs[:3])
     for r in res.values():
         r["speedup_vs_workers_1"] = {k: w1[k] / r["wall_s"][k] for k in ("min", "median")}
