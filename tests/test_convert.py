@@ -309,6 +309,10 @@ def test_reprogram_equals_a_fresh_conversion_with_that_seed():
     assert torch.equal(predict_logits(chip5, x), predict_logits(fresh, x))
     for (_, a), (_, b) in zip(imcsim.crossbar_layers(chip5), imcsim.crossbar_layers(fresh)):
         assert a.seed == b.seed and torch.equal(a.G, b.G) and a.adc_full_scale == b.adc_full_scale
+    # from a reprogrammed instance too (study workers reprogram whichever instance they kept)
+    chip7 = imcsim.reprogram(chip5, 7, calibration=cal)
+    assert torch.equal(predict_logits(chip7, x),
+                       predict_logits(imcsim.convert(net, hw, calibration=cal, seed=7), x))
     # the original chip is untouched, and another seed is another chip
     assert torch.equal(predict_logits(chip0, x), predict_logits(imcsim.convert(net, hw, calibration=cal, seed=0), x))
     assert not torch.equal(predict_logits(chip0, x), predict_logits(chip5, x))

@@ -133,6 +133,24 @@ def test_evaluate_results_are_byte_identical_on_every_engine(ckpt, tmp_path):
     assert all(v == first for v in outs.values()), list(outs)
 
 
+def test_evaluate_on_data_slices_adds_up_to_the_same_bytes(ckpt, tmp_path):
+    # every row's 150 test samples in 4 tasks of 37-38 samples, on 2 workers
+    r = _cli("evaluate", "--checkpoint", ckpt, *EVAL, "--slices", "4", "--workers", "2", "--out", tmp_path / "sliced")
+    assert r.returncode == 0, r.stderr
+    whole = _cli("evaluate", "--checkpoint", ckpt, *EVAL, "--out", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    assert (tmp_path / "sliced" / "evaluate.json").read_bytes() == (tmp_path / "whole" / "evaluate.json").read_bytes()
+    run = json.loads((tmp_path / "sliced" / "run.json").read_text())
+    assert run["slices"] == 4 and run["tasks"] == 4 * (3 + 3 + 2 * 3)
+
+
+def test_more_slices_than_test_samples_is_refused_before_any_work(ckpt, tmp_path):
+    r = _cli("evaluate", "--checkpoint", ckpt, "--test-limit", "10", "--slices", "11", "--quiet",
+             "--out", tmp_path / "ev")
+    assert r.returncode == 2 and "--slices must be between 1 and the 10 test samples, got 11" in r.stderr, r.stderr
+    assert not (tmp_path / "ev").exists()
+
+
 def test_interrupted_evaluate_resumes_from_its_journal(ckpt, tmp_path):
     out = tmp_path / "ev"
     journal = tmp_path / ".ev.journal.jsonl"

@@ -226,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sweep", help="FIELD=V1,V2,... e.g. device.variation=0,0.05,0.1 or adc.bits=3,4,6 "
                    "(default: no sweep)")
     e.add_argument("--chips", type=_int_in("--chips", 1), default=3, help="chip instances (seeds) per point")
+    e.add_argument("--slices", type=_int_in("--slices", 1), default=1,
+                   help="split each row's test samples into this many tasks, for more workers than rows "
+                        "(each slice programs and calibrates its own copy of the chip; same results)")
 
     n = study_command("energy", "energy, latency, area, EDP and EDAP per inference, with breakdowns")
     n.add_argument("--checkpoint", required=True, help="checkpoint from imcsim train or import (required)")
@@ -347,7 +350,7 @@ def _run(args, OutputDir) -> int:
                 _journal_note(out, args)
                 if args.command == "evaluate":
                     text = w.cmd_evaluate(out, opts, checkpoint=args.checkpoint, hw=hw, sweep=sweep, chips=args.chips,
-                                          **common)
+                                          slices=args.slices, **common)
                 elif args.command == "energy":
                     text = w.cmd_energy(out, opts, checkpoint=args.checkpoint, hw=hw, tech=tech,
                                         analytical=args.analytical, spike_rate=args.spike_rate,

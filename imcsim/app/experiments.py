@@ -14,6 +14,7 @@ import statistics
 
 from ..cost import (CostReport, activity_weighted_rate, analytical_estimate, breakeven_spike_rate, compare_reports,
                     layer_specs, measured_activity)
+from ..errors import ConfigError
 from ..hardware import HardwareConfig
 from .study import Study, Task, fingerprint, run_study
 from .tasks import report_of
@@ -72,41 +73,77 @@ def reference_configs(hw: HardwareConfig) -> list[tuple[str, str, HardwareConfig
 REFERENCE_COST = {"float": 0.1, "ideal": 0.25, "counterpart": 0.4}
 
 
+def slice_bounds(n: int, slices: int) -> list[tuple[int, int]]:
+    """[start, stop) of ``slices`` contiguous, near-equal parts of ``n`` samples."""
+    if not 1 <= slices <= n:
+        raise ConfigError(f"--slices must be between 1 and the {n} test samples, got {slices}")
+    return [(i * n // slices, (i + 1) * n // slices) for i in range(slices)]
+
+
+def _accuracy_tasks(key: str, params: dict, cost: float, bounds: list[tuple[int, int]]) -> list[Task]:
+    """One accuracy task, or one per data slice (keys ``key/slice/i``) when there are several."""
+    if len(bounds) == 1:
+        return [Task(key, "accuracy", params, cost=cost)]
+    n = bounds[-1][1]
+    return [Task(f"{key}/slice/{i}", "accuracy", {**params, "start": a, "stop": b}, cost=cost * (b - a) / n)
+            for i, (a, b) in enumerate(bounds)]
+
+
+def _merged(results: dict, key: str, slices: int) -> dict:
+    """The accuracy result of ``key``, added up from its slices' integer counts."""
+    if slices == 1:
+        return results[key]
+    parts = [results[f"{key}/slice/{i}"] for i in range(slices)]
+    correct, n = sum(p["correct"] for p in parts), sum(p["n"] for p in parts)
+    return {"correct": correct, "n": n, "accuracy": 100.0 * correct / n}
+
+
 def accuracy_study(ctx: dict, model: str, hw: HardwareConfig, *, chips: int, seed: int, sweep=None,
-                   references: bool = True, name: str = "accuracy") -> Study:
+                   references: bool = True, name: str = "accuracy", slices: int = 1) -> Study:
+    """Tasks: the reference rows, ``chips`` instances of ``hw`` and of every sweep point.
+    slices > 1 splits every row's test split into that many tasks (each programs and
+    calibrates its own copy of the chip): for clusters with more CPUs than rows, or chips
+    whose whole test set takes too long for one task. The merged counts, and so the
+    results, do not depend on it."""
+    bounds = slice_bounds(int(ctx["y_test"].shape[0]), slices)
     tasks = []
     if references:
         for key, _, ref in reference_configs(hw):
             params = {"model": model} if ref is None else {"model": model, "hw": ref.to_dict(), "chip_seed": seed}
-            tasks.append(Task(f"{model}/{key}", "accuracy", params, cost=REFERENCE_COST[key]))
-    tasks += [Task(f"{model}/chip/{c}", "accuracy", {"model": model, "hw": hw.to_dict(), "chip_seed": seed + c})
-              for c in range(chips)]
+            tasks += _accuracy_tasks(f"{model}/{key}", params, REFERENCE_COST[key], bounds)
+    for c in range(chips):
+        tasks += _accuracy_tasks(f"{model}/chip/{c}", {"model": model, "hw": hw.to_dict(), "chip_seed": seed + c},
+                                 1.0, bounds)
     if sweep:
         field, values = sweep
         for i, v in enumerate(values):
             h = hw.replace(**{field: v}).to_dict()
-            tasks += [Task(f"{model}/sweep/{i}/{c}", "accuracy", {"model": model, "hw": h, "chip_seed": seed + c})
-                      for c in range(chips)]
+            for c in range(chips):
+                tasks += _accuracy_tasks(f"{model}/sweep/{i}/{c}", {"model": model, "hw": h, "chip_seed": seed + c},
+                                         1.0, bounds)
     return Study(name, ctx, tasks)
 
 
-def accuracy_rows(results: dict, model: str, hw: HardwareConfig, chips: int, sweep=None, references=True) -> dict:
+def accuracy_rows(results: dict, model: str, hw: HardwareConfig, chips: int, sweep=None, references=True,
+                  slices: int = 1) -> dict:
     """Rows: float model, lossless ideal crossbar, the preset's ideal counterpart (same
     architecture), the preset over ``chips`` instances; and the sweep."""
+    def acc(key):
+        return _merged(results, f"{model}/{key}", slices)["accuracy"]
+
     rows = []
     if references:
         for key, label, ref in reference_configs(hw):
-            r = results[f"{model}/{key}"]
+            a = acc(key)
             rows.append({"hardware": label, "architecture": "-" if ref is None else ref.architecture(),
-                         "mean": r["accuracy"], "std": 0.0, "n": 1, "values": [r["accuracy"]]})
-    chip = spread([results[f"{model}/chip/{c}"]["accuracy"] for c in range(chips)])
+                         "mean": a, "std": 0.0, "n": 1, "values": [a]})
+    chip = spread([acc(f"chip/{c}") for c in range(chips)])
     rows.append({"hardware": hw.name, "architecture": hw.architecture(), **chip})
     out = {"rows": rows}
     if sweep:
         field, values = sweep
         out["sweep"] = {"field": field, "base": hw.name, "chips": chips, "rows": [
-            {"value": v, **spread([results[f"{model}/sweep/{i}/{c}"]["accuracy"] for c in range(chips)])}
-            for i, v in enumerate(values)]}
+            {"value": v, **spread([acc(f"sweep/{i}/{c}") for c in range(chips)])} for i, v in enumerate(values)]}
     return out
 
 

@@ -8,9 +8,9 @@ technology and the batch size::
 
 A task names a model, a hardware config (as :meth:`HardwareConfig.to_dict`, or None for the
 float model) and a chip seed. Chip instance ``c`` is ``convert(model, hw, seed=c,
-calibration=x_cal)``; a worker keeps the last few mapped networks and makes another
-instance of one with :func:`imcsim.reprogram`, which gives the same chip without mapping
-again.
+calibration=x_cal)``; a worker keeps its last few chip instances and makes another
+instance of a kept network with :func:`imcsim.reprogram`, which gives the same chip without
+mapping again.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from ..cost import CostReport, estimate, per_sample_cost
 from ..dynamic import choose_threshold, run_dynamic
 from ..events import reset_events
 from ..hardware import HardwareConfig
-from ..training import predict_logits
+from ..training import batch_dim, predict_logits
 
 _CTX: dict | None = None
 _PROGRESS = False
-_CHIPS: "OrderedDict[tuple, torch.nn.Module]" = OrderedDict()
+_CHIPS: "OrderedDict[tuple, torch.nn.Module]" = OrderedDict()  # ((model, hw json), chip seed) -> instance
 CACHE_SIZE = 4
 
 
@@ -49,21 +49,25 @@ def ctx() -> dict:
 
 
 def chip(model: str, hw: dict | None, seed: int = 0) -> torch.nn.Module:
-    """The float model (hw None) or chip instance ``seed`` of it on ``hw``."""
+    """The float model (hw None) or chip instance ``seed`` of it on ``hw``: kept from an
+    earlier task of this worker (e.g. another data slice of the same chip), else made by
+    :func:`reprogram` from a kept instance of the same network on ``hw``, else converted."""
     c = ctx()
     net = c["models"][model]
     if hw is None:
         return net
-    key = (model, json.dumps(hw, sort_keys=True))
-    base = _CHIPS.get(key)
-    if base is None:
-        base = convert(net, HardwareConfig.from_dict(hw), seed=seed, calibration=c["x_cal"])
-        _CHIPS[key] = base
+    config = (model, json.dumps(hw, sort_keys=True))
+    key = (config, seed)
+    inst = _CHIPS.get(key)
+    if inst is None:
+        other = next((m for (cfg, _), m in reversed(_CHIPS.items()) if cfg == config), None)
+        inst = (convert(net, HardwareConfig.from_dict(hw), seed=seed, calibration=c["x_cal"]) if other is None
+                else reprogram(other, seed, calibration=c["x_cal"]))
+        _CHIPS[key] = inst
         while len(_CHIPS) > CACHE_SIZE:
             _CHIPS.popitem(last=False)
-        return base
     _CHIPS.move_to_end(key)
-    return base if base.chip_seed == seed else reprogram(base, seed, calibration=c["x_cal"])
+    return inst
 
 
 def _label(what: str, hw: dict | None, seed: int) -> str:
@@ -73,12 +77,20 @@ def _label(what: str, hw: dict | None, seed: int) -> str:
 # ------------------------------------------------------------------------------ tasks
 
 
-def accuracy(model: str, hw: dict | None = None, chip_seed: int = 0, split: str = "test") -> dict:
-    """Top-1 accuracy of the mean logits on the test split, from integer counts."""
+def accuracy(model: str, hw: dict | None = None, chip_seed: int = 0, split: str = "test", start: int = 0,
+             stop: int | None = None) -> dict:
+    """Top-1 accuracy of the mean logits on samples [start, stop) of the split, from integer
+    counts. Samples keep their index in the split (read noise is keyed by it), so the counts
+    of contiguous slices add up to those of the whole split."""
     c = ctx()
     net = chip(model, hw, chip_seed)
     x, y = c[f"x_{split}"], c[f"y_{split}"]
-    logits = predict_logits(net, x, batch_size=c["batch_size"], progress=_PROGRESS,
+    n = int(y.shape[0])
+    stop = n if stop is None else stop
+    if not 0 <= start < stop <= n:
+        raise ValueError(f"accuracy: slice [{start}, {stop}) is not inside the {n} samples of split {split!r}")
+    x, y = x.narrow(batch_dim(net), start, stop - start), y[start:stop]
+    logits = predict_logits(net, x, batch_size=c["batch_size"], progress=_PROGRESS, sample_offset=start,
                             desc=_label("evaluate", hw, chip_seed))
     correct = int((logits.mean(0).argmax(-1) == y).sum())
     return {"correct": correct, "n": int(y.shape[0]), "accuracy": 100.0 * correct / int(y.shape[0])}

@@ -299,14 +299,14 @@ def cmd_import(out: OutputDir, *, graph: str, dataset: str, data_dir, timesteps:
 
 
 def cmd_evaluate(out: OutputDir, opts: RunOptions, *, checkpoint, hw: HardwareConfig, sweep, chips: int, data_dir,
-                 test_limit) -> str:
+                 test_limit, slices: int = 1) -> str:
     check_sweep(hw, sweep)
     net, meta, sp = load_study_inputs(checkpoint, data_dir, test_limit, opts)
     t0 = time.perf_counter()
     ctx = context_for({"net": net}, sp, opts)
     seed = opts.chip_seed(hw)
-    res = opts.runner(out)(X.accuracy_study(ctx, "net", hw, chips=chips, seed=seed, sweep=sweep))
-    acc = X.accuracy_rows(res, "net", hw, chips, sweep)
+    res = opts.runner(out)(X.accuracy_study(ctx, "net", hw, chips=chips, seed=seed, sweep=sweep, slices=slices))
+    acc = X.accuracy_rows(res, "net", hw, chips, sweep, slices=slices)
     result = {"checkpoint": Path(checkpoint).name, "data": sp.ds.description, "test_samples": int(sp.y_test.shape[0]),
               "chip_seeds": list(range(seed, seed + chips)), "hardware": hw.to_dict(), "accuracy": acc["rows"]}
     lines = [accuracy_table(acc["rows"])]
@@ -325,7 +325,7 @@ def cmd_evaluate(out: OutputDir, opts: RunOptions, *, checkpoint, hw: HardwareCo
                                     [field, "accuracy %"]))
     out.json("evaluate.json", result)
     out.csv("accuracy.csv", [{k: r[k] for k in ("hardware", "architecture", "mean", "std", "n")} for r in acc["rows"]])
-    out.json("run.json", run_info("evaluate", opts, seconds=time.perf_counter() - t0))
+    out.json("run.json", run_info("evaluate", opts, slices=slices, seconds=time.perf_counter() - t0))
     text = "\n".join(lines)
     out.text("report.md", f"# Accuracy under non-idealities\n\nModel: {Path(checkpoint).name}; data: "
              f"{sp.ds.description}; {int(sp.y_test.shape[0])} test samples; chip seeds {seed}..{seed + chips - 1}\n\n"
