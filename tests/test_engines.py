@@ -144,6 +144,21 @@ def test_evaluate_on_data_slices_adds_up_to_the_same_bytes(ckpt, tmp_path):
     assert run["slices"] == 4 and run["tasks"] == 4 * (3 + 3 + 2 * 3)
 
 
+def test_slices_of_time_major_inputs_add_up_to_the_same_bytes(tmp_path):
+    # event data are (T, B, ...): a slice must cut the sample dimension, not time
+    r = _cli("train", "--dataset", "event-digits", "--train-limit", "200", "--test-limit", "60", "--holdout", "40",
+             "--epochs", "1", "--quiet", "--out", tmp_path / "ev")
+    assert r.returncode == 0, r.stderr
+    outs = []
+    for k in (1, 3):
+        r = _cli("evaluate", "--checkpoint", tmp_path / "ev" / "model.pt", "--chips", "1", "--slices", str(k),
+                 "--quiet", "--out", tmp_path / f"s{k}")
+        assert r.returncode == 0, r.stderr
+        outs.append((tmp_path / f"s{k}" / "evaluate.json").read_bytes())
+    assert outs[0] == outs[1]
+    assert json.loads(outs[0])["test_samples"] == 60
+
+
 def test_more_slices_than_test_samples_is_refused_before_any_work(ckpt, tmp_path):
     r = _cli("evaluate", "--checkpoint", ckpt, "--test-limit", "10", "--slices", "11", "--quiet",
              "--out", tmp_path / "ev")
