@@ -104,7 +104,6 @@ def count_input(counter: EventCounter, x, batch_dim: int = 0, new_samples: bool 
     counter.counts["frame_values"] = frame  # a size, not a sum
 
 
-
 def count_run_input(owner, x, batch_dim: int, stepwise: bool, every_call: bool = True) -> None:
     """Count ``owner``'s input (its ``input_events``) for the off-chip cost. In a step-by-step
     run (``stepwise``) a sample is counted once, at its first call; ``every_call``: the later
@@ -115,6 +114,7 @@ def count_run_input(owner, x, batch_dim: int, stepwise: bool, every_call: bool =
     if every_call or first:
         count_input(owner.input_events, x, batch_dim, new_samples=first)
     owner._input_fetched = stepwise
+
 
 def counting_modules(model: nn.Module):
     """(name, module) of every module in ``model`` that records events, in forward order.

@@ -80,22 +80,23 @@ def slice_bounds(n: int, slices: int) -> list[tuple[int, int]]:
     return [(i * n // slices, (i + 1) * n // slices) for i in range(slices)]
 
 
+def _slice_key(key: str, i: int) -> str:
+    return f"{key}/slice/{i}"
+
+
 def _accuracy_tasks(key: str, params: dict, cost: float, bounds: list[tuple[int, int]]) -> list[Task]:
-    """One accuracy task, or one per data slice (keys ``key/slice/i``) when there are several."""
+    """One accuracy task, or one per data slice when there are several."""
     if len(bounds) == 1:
         return [Task(key, "accuracy", params, cost=cost)]
     n = bounds[-1][1]
-    return [Task(f"{key}/slice/{i}", "accuracy", {**params, "start": a, "stop": b}, cost=cost * (b - a) / n)
+    return [Task(_slice_key(key, i), "accuracy", {**params, "start": a, "stop": b}, cost=cost * (b - a) / n)
             for i, (a, b) in enumerate(bounds)]
 
 
-def _merged(results: dict, key: str, slices: int) -> dict:
-    """The accuracy result of ``key``, added up from its slices' integer counts."""
-    if slices == 1:
-        return results[key]
-    parts = [results[f"{key}/slice/{i}"] for i in range(slices)]
-    correct, n = sum(p["correct"] for p in parts), sum(p["n"] for p in parts)
-    return {"correct": correct, "n": n, "accuracy": 100.0 * correct / n}
+def _accuracy_of(results: dict, key: str, slices: int) -> float:
+    """Accuracy (%) of ``key`` from the integer counts of its task or of its slices."""
+    parts = [results[key]] if slices == 1 else [results[_slice_key(key, i)] for i in range(slices)]
+    return 100.0 * sum(p["correct"] for p in parts) / sum(p["n"] for p in parts)
 
 
 def accuracy_study(ctx: dict, model: str, hw: HardwareConfig, *, chips: int, seed: int, sweep=None,
@@ -129,7 +130,7 @@ def accuracy_rows(results: dict, model: str, hw: HardwareConfig, chips: int, swe
     """Rows: float model, lossless ideal crossbar, the preset's ideal counterpart (same
     architecture), the preset over ``chips`` instances; and the sweep."""
     def acc(key):
-        return _merged(results, f"{model}/{key}", slices)["accuracy"]
+        return _accuracy_of(results, f"{model}/{key}", slices)
 
     rows = []
     if references:
