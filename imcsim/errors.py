@@ -11,3 +11,11 @@ class DataError(ValueError):
 
 class CalibrationError(ValueError):
     """A layer needs calibration data (ADC range, input range) that it has not seen."""
+
+
+class StorageError(OSError):
+    """A file could not be written: the disk (or quota, or file-size limit) is full. The
+    message names the file, the bytes it needed and the bytes free."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()

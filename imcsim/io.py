@@ -2,10 +2,42 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
+
+_FULL = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+         errno.EFBIG: "the file size limit (ulimit -f) is reached"}
+
+
+def free_bytes(path) -> int | None:
+    """Bytes free to this user on the file system holding ``path`` (or its nearest existing
+    parent); None if unknown."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def storage_error(e: OSError, path, needed: int | None = None) -> OSError:
+    """``e`` as one line naming the file, the bytes it needed and the bytes free, if it is a
+    full disk, quota or file-size limit; otherwise ``e`` itself."""
+    from .errors import StorageError
+
+    if e.errno not in _FULL or isinstance(e, StorageError):
+        return e
+    free = free_bytes(path)
+    need = f" ({needed:,} bytes to write)" if needed is not None else ""
+    room = f"; {free:,} bytes free on its file system" if free is not None and e.errno != errno.EFBIG else ""
+    err = StorageError(e.errno, f"cannot write {str(path)!r}{need}: {_FULL[e.errno]}{room}")
+    err.filename = str(path)
+    return err
 
 
 def _umask() -> int:
@@ -18,7 +50,10 @@ def _umask() -> int:
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise storage_error(e, path, len(data)) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; results follow the umask
         with os.fdopen(fd, "wb") as f:
@@ -26,11 +61,13 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):
+            raise storage_error(e, path, len(data)) from None
         raise
 
 

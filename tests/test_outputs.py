@@ -3,6 +3,8 @@ checked before any work starts (issue: output folders that never lose data)."""
 
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -95,7 +97,7 @@ def test_bad_paths_are_refused_before_work(tmp_path):
 
 def test_concurrent_runs_on_one_target_are_refused(tmp_path):
     first = OutputDir(tmp_path / "x")
-    with pytest.raises(ConfigError, match="another imcsim run is writing to"):
+    with pytest.raises(ConfigError, match=rf"another imcsim run \(PID {os.getpid()}\) is writing to"):
         OutputDir(tmp_path / "x")
     first.text("a.txt", "a")
     first.commit()
@@ -122,6 +124,85 @@ def test_stale_partials_of_a_killed_run_are_cleaned(tmp_path):
     with OutputDir(tmp_path / "z") as again:
         again.text("whole.txt", "whole")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["z"]
+
+
+def test_partials_the_marker_never_reached_are_cleaned_but_not_others(tmp_path):
+    empty = tmp_path / ".w.abc123.partial"  # a disk that filled before the marker was written
+    empty.mkdir()
+    (tmp_path / ".w.def456.partial").mkdir()
+    (tmp_path / ".w.def456.partial" / f".{MARKER}.xyz.tmp").write_text("")  # the marker's temporary file
+    foreign = tmp_path / ".w.mine.partial"  # not imcsim's: it holds a file we did not write
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with OutputDir(tmp_path / "w") as out:
+        out.text("r.txt", "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".w.mine.partial", "w"]
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+_HOLD = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, (sys.argv[2] + "\\n").encode())
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def _holder(lock, owner_pid):
+    """Another process holding ``lock`` (as a run's orphaned worker would) that names
+    ``owner_pid`` as the run owning it."""
+    h = subprocess.Popen([sys.executable, "-c", _HOLD, str(lock), str(owner_pid)], stdout=subprocess.PIPE, text=True)
+    assert h.stdout.readline().strip() == "held"
+    return h
+
+
+def test_a_lock_whose_owner_died_is_taken_over_and_a_live_one_is_named(tmp_path, capsys):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    h = _holder(tmp_path / ".x.lock", dead.pid)
+    try:
+        with OutputDir(tmp_path / "x") as out:  # before: "another imcsim run is writing to 'x'", forever
+            out.text("a.txt", "a")
+        assert f"(PID {dead.pid}) has ended, but processes it started still hold its lock" in capsys.readouterr().err
+        assert (tmp_path / "x" / "a.txt").read_text() == "a" and not (tmp_path / ".x.lock").exists()
+    finally:
+        h.kill()
+        h.wait()
+    h = _holder(tmp_path / ".y.lock", os.getpid())  # a live owner: refused, naming it
+    try:
+        with pytest.raises(ConfigError, match=rf"another imcsim run \(PID {os.getpid()}\) is writing to"):
+            OutputDir(tmp_path / "y")
+    finally:
+        h.kill()
+        h.wait()
+
+
+_RUN_THAT_FORKS_AND_DIES = """
+import os, sys, time
+from imcsim.app.outputs import OutputDir
+out = OutputDir(sys.argv[1])
+child = os.fork()
+if child == 0:  # a study worker, still running when its run dies
+    time.sleep(60)
+    os._exit(0)
+print(child, flush=True)
+os._exit(0)  # the run dies as with kill -9: no cleanup, the lock file stays
+"""
+
+
+def test_forked_children_do_not_inherit_the_lock(tmp_path, capsys):
+    run = subprocess.Popen([sys.executable, "-c", _RUN_THAT_FORKS_AND_DIES, str(tmp_path / "f")], stdout=subprocess.PIPE,
+                           text=True)
+    child = int(run.stdout.readline())
+    run.wait()
+    try:
+        assert (tmp_path / ".f.lock").exists()
+        OutputDir(tmp_path / "f").abort()  # free at once: the child closed its copy of the lock
+        assert "has ended" not in capsys.readouterr().err  # no takeover was needed
+    finally:
+        os.kill(child, 9)
 
 
 def test_files_follow_the_umask(tmp_path):

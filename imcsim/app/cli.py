@@ -4,8 +4,9 @@
     imcsim train / import / evaluate / energy / timesteps / compare ...
 
 Errors in what the user gave (flags, files, configs, data directories) exit with code 2 and
-one line on stderr naming the problem; Ctrl-C exits with 130 (SIGTERM 143) and leaves no
-partial output folder -- a study's finished tasks stay in its journal for ``--resume``.
+one line on stderr naming the problem; the machine's errors (a full disk) exit with 1 and one
+line naming the file; Ctrl-C exits with 130 (SIGTERM 143) and leaves no partial output
+folder -- a study's finished tasks stay in its journal for ``--resume``.
 """
 
 from __future__ import annotations
@@ -285,6 +286,8 @@ def main(argv=None) -> int:
         raise KeyboardInterrupt
 
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if hasattr(signal, "SIGXFSZ"):  # a file-size limit (ulimit -f): an error we report, not a core dump
+        old[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     inputs = [getattr(args, k, None) for k in ("checkpoint", "snn", "qnn", "data_dir", "config", "tech", "graph")]
     try:
         return _run(args, functools.partial(OutputDir, cancelled=lambda: bool(interrupted), inputs=inputs,
@@ -298,6 +301,13 @@ def main(argv=None) -> int:
         return _fail(str(e), 1)
     except (ConfigError, DataError, ValueError, FileNotFoundError) as e:
         return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    except OSError as e:  # the machine, not the input: a full disk, a vanished folder, ...
+        from ..io import storage_error
+
+        e = storage_error(e, e.filename) if e.filename else e
+        kept = "; finished tasks are kept: run again with --resume" if getattr(args, "resume", None) is not None else ""
+        where = f" {e.filename!r}" if e.filename and e.filename not in str(e) else ""
+        return _fail(f"{str(e).splitlines()[0]}{where}{kept}", 1)
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)

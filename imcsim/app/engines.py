@@ -3,12 +3,14 @@
 Every engine runs each task with the same number of torch threads (``threads``), hands it
 the shared context once per worker (Ray: once into the object store), retries a task that
 failed or whose worker died up to ``retries`` more times, and reports each finished result
-as it arrives (so the journal keeps it). ``run`` returns {task key: error} of the tasks that
-still failed.
+as it arrives (so the journal keeps it). ``run`` returns {task key: :class:`Failure`} of the
+tasks that still failed.
 
 * :class:`SerialEngine` -- the default; no extra dependency.
-* :class:`ProcessEngine` -- ``--workers N`` local processes (fork on Linux, like torch's
-  DataLoader; spawn elsewhere or with IMCSIM_START_METHOD=spawn).
+* :class:`ProcessEngine` -- ``--workers N`` local processes, started as
+  :func:`start_method` decides. Workers ignore Ctrl-C (the main process stops them), die
+  with the main process (no orphan keeps running or holds the output lock), and are
+  stopped -- terminated, then killed -- when the study is interrupted or fails.
 * :class:`RayEngine` -- ``--engine ray``: a local Ray instance, or an existing cluster with
   ``--address`` (docs/studies.md says how to start one). Optional: ``pip install
   'imcsim[ray]'``.
@@ -18,10 +20,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import sys
+import threading
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from typing import NamedTuple
 
 import torch
 
@@ -35,6 +40,19 @@ def default_threads(workers: int) -> int:
 
 def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+class Failure(NamedTuple):
+    """Why a task failed for good: the first line of its error, and whether it was a mistake
+    in what was asked (a ConfigError / ValueError: running again cannot help) rather than a
+    crash or a dead worker."""
+
+    message: str
+    mistake: bool = False
+
+    @classmethod
+    def of(cls, result: dict) -> "Failure":
+        return cls(result["__error__"].splitlines()[0], bool(result.get("__mistake__")))
 
 
 class SerialEngine:
@@ -59,11 +77,11 @@ class SerialEngine:
                     except (KeyboardInterrupt, SystemExit):
                         raise
                     except (ConfigError, ValueError) as e:  # a mistake in what was asked: no retry
-                        failures[task.key] = _describe(e)
+                        failures[task.key] = Failure(_describe(e), mistake=True)
                         break
                     except Exception as e:  # noqa: BLE001 -- reported with the task's key
                         if attempt == self.retries:
-                            failures[task.key] = _describe(e)
+                            failures[task.key] = Failure(_describe(e))
                         continue
                     done(task, result)
                     break
@@ -73,16 +91,89 @@ class SerialEngine:
         return failures
 
 
+START_METHODS = ("fork", "forkserver", "spawn")
+
+
+def start_method(threads: int) -> str:
+    """How worker processes start -- decided here only.
+
+    ``fork`` is the fastest (nothing imported or pickled again) but is safe only for workers
+    that run torch on one thread: GNU OpenMP's thread pool does not survive ``fork``, and a
+    forked worker whose parent had used it hangs in its first parallel region with more than
+    one thread. So: ``fork`` for one-thread workers on Linux; ``forkserver`` (workers forked
+    from a clean server process that imported torch once, and never ran OpenMP) for more;
+    ``spawn`` where there is no fork. IMCSIM_START_METHOD overrides, except that ``fork``
+    with more than one thread is refused."""
+    env = os.environ.get("IMCSIM_START_METHOD")
+    if env:
+        if env not in START_METHODS or env not in mp.get_all_start_methods():
+            allowed = [m for m in START_METHODS if m in mp.get_all_start_methods()]
+            raise ConfigError(f"IMCSIM_START_METHOD must be one of {', '.join(allowed)}, got {env!r}")
+        if env == "fork" and threads > 1:
+            raise ConfigError(f"IMCSIM_START_METHOD=fork with {threads} threads per worker would deadlock (OpenMP "
+                              "does not survive fork); use forkserver or spawn, or --threads 1")
+        return env
+    if sys.platform.startswith("linux"):
+        return "fork" if threads == 1 else "forkserver"
+    return "spawn"
+
+
+def _die_with_parent() -> None:
+    """End this worker when the process that started it ends (kill -9 of the main process
+    included): Linux's parent-death signal, and a watchdog thread for the rest. A forkserver
+    ends with the main process, so its workers follow."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (AttributeError, OSError):  # pragma: no cover - no prctl
+            pass
+
+    def watch():
+        while os.getppid() == parent:
+            threading.Event().wait(0.5)
+        os._exit(1)
+
+    if os.getppid() != parent:  # pragma: no cover - the parent died before the signal was set
+        os._exit(1)
+    threading.Thread(target=watch, name="imcsim-parent-watch", daemon=True).start()
+
+
 def _worker_init(context, threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the main process decides
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the main process's handler (inherited through fork)
+    _die_with_parent()
+    # tqdm would make a multiprocessing lock here (a named semaphore under forkserver / spawn,
+    # reported as leaked when the worker is stopped); workers draw no bars
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
     torch.set_num_threads(threads)
     T.set_context(context, progress=False)
+
+
+def _stop(pool: ProcessPoolExecutor, grace: float = 2.0) -> None:
+    """Stop a pool's workers now (interrupt, error): cancel what waits, terminate, then kill."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(grace)
+        if p.is_alive():
+            p.kill()
+            p.join(grace)
+    pool.shutdown(wait=True)  # the pool's manager thread sees the workers gone and releases its queues
 
 
 def _worker_run(fn: str, params: dict) -> dict:
     try:
         return T.run_task(fn, params)
     except (ConfigError, ValueError) as e:
-        return {"__error__": _describe(e), "__final__": True}
+        return {"__error__": _describe(e), "__final__": True, "__mistake__": True}
     except Exception as e:  # noqa: BLE001
         return {"__error__": _describe(e) + "\n" + traceback.format_exc(limit=3), "__final__": False}
 
@@ -97,8 +188,10 @@ class ProcessEngine:
         self.workers = workers
         self.threads = threads or default_threads(workers)
         self.retries = retries
-        method = os.environ.get("IMCSIM_START_METHOD") or ("fork" if sys.platform.startswith("linux") else "spawn")
-        self.ctx = mp.get_context(method)
+        self.start_method = start_method(self.threads)
+        self.ctx = mp.get_context(self.start_method)
+        if self.start_method == "forkserver":
+            self.ctx.set_forkserver_preload(["torch"])  # imported once, in the server (importing torch runs no OpenMP; imcsim builds tables that do)
 
     def run(self, context, tasks, done, inner_progress=False) -> dict:
         pending = list(tasks)
@@ -124,18 +217,15 @@ class ProcessEngine:
                         if "__error__" in result:
                             n = attempts[task.key] = attempts.get(task.key, 0) + 1
                             if result["__final__"] or n > self.retries:
-                                failures[task.key] = result["__error__"].splitlines()[0]
+                                failures[task.key] = Failure.of(result)
                             else:
                                 pending.append(task)
                         else:
                             done(task, result)
-            except KeyboardInterrupt:
-                pool.shutdown(wait=False, cancel_futures=True)
-                for p in list(getattr(pool, "_processes", {}).values()):
-                    p.terminate()
+            except BaseException:  # Ctrl-C, SIGTERM, a journal that cannot be written: no worker goes on
+                _stop(pool)
                 raise
-            finally:
-                pool.shutdown(wait=not broken, cancel_futures=True)
+            pool.shutdown(wait=not broken, cancel_futures=True)
         return failures
 
 
@@ -157,17 +247,36 @@ class RayEngine:
     def run(self, context, tasks, done, inner_progress=False) -> dict:
         import ray
 
+        local = False
         if not ray.is_initialized():
             # no --address: always a new local instance (never an unrelated cluster that happens to run here)
             kw = {"address": self.address} if self.address else {"address": "local",
                                                                  "num_cpus": self.workers or os.cpu_count()}
+            handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+            local = not self.address
             ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
                      logging_level="ERROR", **kw)
+            if local:
+                _start_ray_reaper(ray)
+            for sig, h in handlers.items():  # Ray's core worker installs its own (SIGTERM aborts the process)
+                if h is not None:
+                    signal.signal(sig, h)
+        futures: dict = {}
+        try:
+            return self._run(ray, context, tasks, done, futures)
+        except BaseException:  # Ctrl-C, SIGTERM, a journal that cannot be written: no task goes on
+            for f in futures:
+                ray.cancel(f, force=True)
+            if local:
+                ray.shutdown()  # the local instance this run started, with its processes
+            raise
+
+    def _run(self, ray, context, tasks, done, futures: dict) -> dict:
         ref = ray.put(context)  # once into the object store; tasks get a reference
         remote = ray.remote(num_cpus=self.threads, max_retries=self.retries)(_ray_task)
         attempts: dict[str, int] = {}
         failures: dict[str, str] = {}
-        futures = {remote.remote(ref, t.fn, t.params, self.threads): t for t in tasks}
+        futures.update({remote.remote(ref, t.fn, t.params, self.threads): t for t in tasks})
         while futures:
             ready, _ = ray.wait(list(futures), num_returns=1)
             for r in ready:
@@ -179,12 +288,50 @@ class RayEngine:
                 if "__error__" in result:
                     n = attempts[task.key] = attempts.get(task.key, 0) + 1
                     if result["__final__"] or n > self.retries:
-                        failures[task.key] = result["__error__"].splitlines()[0]
+                        failures[task.key] = Failure.of(result)
                     else:
                         futures[remote.remote(ref, task.fn, task.params, self.threads)] = task
                 else:
                     done(task, result)
         return failures
+
+
+# A local Ray instance's processes outlive a main process killed with SIGKILL: its raylet
+# dies, but Ray's DashboardAgent and RuntimeEnvAgent stay. So a run that starts a local
+# instance also starts a small reaper process, in a session of its own, that waits for the
+# main process to end (its pipe closes and the reaper has a new parent, however it ended)
+# and then kills every process that still has a file open in that instance's session folder
+# (every Ray process keeps its logs open there). Linux only (/proc); elsewhere `ray stop`
+# ends them.
+_REAPER = """
+import os, signal, sys, time
+main = os.getppid()
+sys.stdin.buffer.read()
+while os.getppid() == main:  # the pipe may close before the process has ended (interpreter shutdown)
+    time.sleep(0.1)
+session = sys.argv[1].rstrip("/") + "/"
+for pid in os.listdir("/proc"):
+    if not pid.isdigit() or int(pid) == os.getpid():
+        continue
+    try:
+        fds = os.listdir("/proc/%s/fd" % pid)
+        if any(os.readlink("/proc/%s/fd/%s" % (pid, fd)).startswith(session) for fd in fds):
+            os.kill(int(pid), signal.SIGKILL)
+    except OSError:
+        pass
+"""
+_REAPERS: list = []  # kept open for the life of this process
+
+
+def _start_ray_reaper(ray) -> None:
+    import subprocess
+
+    node = getattr(getattr(getattr(ray, "_private", None), "worker", None), "_global_node", None)
+    session = node.get_session_dir_path() if node is not None else None
+    if not session or not os.path.isdir("/proc"):
+        return
+    _REAPERS.append(subprocess.Popen([sys.executable, "-c", _REAPER, session], stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
 
 
 def _ray_task(context, fn: str, params: dict, threads: int) -> dict:

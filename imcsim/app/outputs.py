@@ -12,9 +12,13 @@ Rules, all checked *before* any work starts:
 * an existing target is replaced only with ``force``, only if it is an imcsim output folder
   (it holds the marker file ``.imcsim-output`` that every output folder gets), and never if
   it contains an input of this run (a checkpoint, a data folder, a config);
-* one run at a time per target: a lock file ``.NAME.lock`` beside it; a second concurrent
-  run with the same target is refused at once. Stale ``.NAME.*.partial`` folders left by a
-  killed run (SIGKILL) are removed by the next run of the same target;
+* one run at a time per target: a lock file ``.NAME.lock`` beside it (``flock``, holding
+  the owner's PID); a second concurrent run with the same target is refused at once, naming
+  that PID. Processes a run forks (its workers) close the inherited lock, so only the run
+  holds it; a lock still held after its owner died (by processes it left behind) is taken
+  over, with a note. Stale ``.NAME.*.partial`` folders left by a killed run (SIGKILL, or a
+  disk that filled before the marker was written) are removed by the next run of the same
+  target;
 * the replacement is atomic: the new folder and the old one are swapped in one
   ``renameat2(RENAME_EXCHANGE)`` call (Linux), so there is never a moment with neither;
   where the file system cannot swap, the two renames run with signals blocked;
@@ -36,12 +40,13 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..io import _umask, write_json, write_text
+from ..io import _umask, storage_error, write_json, write_text
 
 MARKER = ".imcsim-output"
 
@@ -80,6 +85,58 @@ class _SignalsBlocked:
     def __exit__(self, *exc):
         signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
         return False
+
+
+# ------------------------------------------------------------------------------ locks
+
+_HELD_LOCKS: set[int] = set()  # lock file descriptors this process holds
+
+
+def _close_inherited_locks() -> None:
+    """In a forked child (a study worker): close the parent's lock descriptors, so that the
+    lock belongs to the run alone (flock is released when every copy is closed; closing a
+    copy does not release it for the parent)."""
+    for fd in list(_HELD_LOCKS):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie -- ended, not yet reaped -- does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        a, b = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 # ------------------------------------------------------------------------------ checks
@@ -153,13 +210,19 @@ class OutputDir:
             raise ConfigError(f"cannot create folder {str(parent)!r}: {e.strerror}") from None
         self._lock_path = parent / f".{self.target.name}.lock"
         self._lock_fd = self._lock()
+        self.tmp = None
         try:
             self._clean_stale()
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".partial", dir=parent))
+            try:
+                self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".partial", dir=parent))
+            except OSError as e:
+                raise storage_error(e, parent / f".{self.target.name}.partial") from None
             os.chmod(self.tmp, 0o777 & ~_umask())
             write_json(self.tmp / MARKER, {"imcsim_output": True, "command": command, "pid": os.getpid(),
                                            "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         except BaseException:
+            if self.tmp is not None:
+                shutil.rmtree(self.tmp, ignore_errors=True)
             self._unlock()
             raise
         self.files: list[str] = []
@@ -169,33 +232,63 @@ class OutputDir:
     def _lock(self):
         import fcntl
 
-        try:
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
-        except OSError as e:
-            raise ConfigError(f"cannot create lock file {str(self._lock_path)!r}: {e.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise ConfigError(f"another imcsim run is writing to {str(self.target)!r} (lock {str(self._lock_path)!r}); "
-                              "wait for it or choose another --out") from None
-        return fd
+        path = self._lock_path
+        for _ in range(5):  # a stale lock replaced, or a race with another run doing so: look again
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+            except OSError as e:
+                raise ConfigError(f"cannot create lock file {str(path)!r}: {e.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                owner = _read_pid(fd)
+                if owner is not None and not _alive(owner):
+                    if _same_file(path, fd):
+                        try:
+                            os.unlink(path)  # the new run locks a new file; the leftovers keep the old one
+                        except FileNotFoundError:
+                            pass
+                    os.close(fd)
+                    print(f"imcsim: note: the run that locked {str(self.target)!r} (PID {owner}) has ended, but "
+                          "processes it started still hold its lock; taking it over", file=sys.stderr)
+                    continue
+                os.close(fd)
+                who = f" (PID {owner})" if owner is not None else ""
+                raise ConfigError(f"another imcsim run{who} is writing to {str(self.target)!r} (lock "
+                                  f"{str(path)!r}); wait for it or choose another --out") from None
+            if not _same_file(path, fd):  # replaced by a run that took over a stale lock meanwhile
+                os.close(fd)
+                continue
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError:  # a full disk: the lock holds all the same, its owner is only unnamed
+                pass
+            _HELD_LOCKS.add(fd)
+            return fd
+        raise ConfigError(f"cannot take the lock {str(path)!r}: it keeps changing (other runs with the same --out?)")
 
     def _unlock(self):
         if self._lock_fd is None:
             return
-        try:
-            os.unlink(self._lock_path)
-        except FileNotFoundError:
-            pass
+        if _same_file(self._lock_path, self._lock_fd):
+            try:
+                os.unlink(self._lock_path)
+            except FileNotFoundError:
+                pass
+        _HELD_LOCKS.discard(self._lock_fd)
         os.close(self._lock_fd)
         self._lock_fd = None
 
     def _clean_stale(self):
         """Partial folders of this target left by a killed run (we hold the lock, so no live
-        run owns one)."""
+        run owns one): those with the marker, and those the marker never reached (empty, or
+        holding only the marker's temporary file)."""
         for p in self.target.parent.glob(f".{self.target.name}.*.partial"):
-            if p.is_dir() and not p.is_symlink() and (p / MARKER).is_file():
+            if not p.is_dir() or p.is_symlink():
+                continue
+            if (p / MARKER).is_file() or all(c.name.startswith(f".{MARKER}.") and c.name.endswith(".tmp")
+                                               and c.is_file() for c in p.iterdir()):
                 shutil.rmtree(p, ignore_errors=True)
 
     @property
@@ -260,7 +353,8 @@ class OutputDir:
                           f"made it); this run's results are in {str(alt)!r} instead")
 
     def abort(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
         self._unlock()
 
     def __enter__(self):

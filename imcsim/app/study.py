@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
+from ..io import storage_error
 
 
 @dataclass(frozen=True)
@@ -129,15 +130,34 @@ class Journal:
                     self.done[rec["key"]] = rec["result"]
 
     def add(self, key: str, result: dict) -> None:
+        """Append one result, synced. A write that fails (full disk) is undone -- the file
+        keeps whole lines only -- and raised as one line naming the file and the bytes."""
         self.done[key] = result
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"study": self.study_id, "key": key, "result": result}, allow_nan=True) + "\n"
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        data = (json.dumps({"study": self.study_id, "key": key, "result": result}, allow_nan=True) + "\n").encode()
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise storage_error(e, self.path, len(data)) from None
+        try:
+            end = os.lseek(fd, 0, os.SEEK_END)
+            if end and os.pread(fd, 1, end - 1) != b"\n":  # a line cut short by a crash: start a new one
+                data = b"\n" + data
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError as e:
+                try:
+                    os.ftruncate(fd, end)
+                except OSError:
+                    pass
+                raise storage_error(e, self.path, len(data)) from None
+        finally:
+            os.close(fd)
 
 
 def run_study(study: Study, engine, *, journal: Path | None = None, resume: bool = False,
@@ -162,8 +182,11 @@ def run_study(study: Study, engine, *, journal: Path | None = None, resume: bool
         failures = engine.run(study.context, todo, done, inner_progress=progress and engine.in_process) if todo else {}
     finally:
         bar.close()
+    mistake = next(((k, f.message) for k, f in failures.items() if f.mistake), None)
+    if mistake:  # running again cannot help: an error in what was asked (exit 2), not a failed run
+        raise ConfigError(f"{study.name} task {mistake[0]} cannot run as asked: {mistake[1]}")
     if failures:
-        raise StudyError(failures, len(j.done), len(study.tasks))
+        raise StudyError({k: f.message for k, f in failures.items()}, len(j.done), len(study.tasks))
     return {t.key: j.done[t.key] for t in study.tasks}
 
 

@@ -18,7 +18,7 @@ import torch
 
 from .. import __version__
 from ..checkpoints import load_checkpoint, save_checkpoint
-from ..cost import layer_specs, spikesim_estimate, spikesim_layers
+from ..cost import check_fits, layer_specs, spikesim_estimate, spikesim_layers
 from ..cost.technology import Technology
 from ..datasets import Dataset, load_dataset
 from ..errors import ConfigError
@@ -164,6 +164,11 @@ def load_study_inputs(checkpoint, data_dir, test_limit, opts: RunOptions):
     net, meta = load_checkpoint(checkpoint)
     ds = checkpoint_data(meta, data_dir, net)
     return net, meta, splits(ds, meta.get("holdout", 0) or 0, test_limit, opts.calibration_samples)
+
+
+def fits(net, hw: HardwareConfig) -> None:
+    """Refuse, before any task runs, a network that needs more tiles than the chip has."""
+    check_fits(layer_specs(net, tuple(net.arch["in_shape"]), hw), hw)
 
 
 def context_for(models: dict, sp: Splits, opts: RunOptions, tech=None) -> dict:
@@ -359,6 +364,7 @@ def cmd_energy(out: OutputDir, opts: RunOptions, *, checkpoint, hw: HardwareConf
     t0 = time.perf_counter()
     seed = opts.chip_seed(hw)
     specs = layer_specs(net, tuple(net.arch["in_shape"]), hw)
+    check_fits(specs, hw)
     T = net.timesteps if net.kind == "snn" else 1
     if spike_rate is not None:  # an assumed uniform activity: no simulation at all
         rep = analytical_estimate(specs, hw, tech, T, spike_rate, latency_mode=latency_mode,
@@ -412,6 +418,8 @@ def cmd_timesteps(out: OutputDir, opts: RunOptions, *, checkpoint, hws: list[Har
         raise ConfigError(f"timesteps needs an SNN checkpoint; {checkpoint} holds a {net.kind.upper()}")
     if sp.y_hold.shape[0] == 0:
         raise ConfigError("timesteps needs held-out training samples to choose theta (train with --holdout > 0)")
+    for hw in hws:
+        fits(net, hw)
     t0 = time.perf_counter()
     ctx = context_for({"net": net}, sp, opts, tech)
     res = X.timesteps_studies(ctx, "net", hws, t_max=net.timesteps, thetas=thetas, rule=rule, tolerance=tolerance,
@@ -471,6 +479,8 @@ def cmd_compare(out: OutputDir, opts: RunOptions, *, snn_ck, qnn_ck, hw, tech, d
         raise ConfigError("compare needs --snn with an SNN checkpoint and --qnn with a QNN checkpoint")
     if tuple(snn.arch.get("in_shape", ())) != tuple(qnn.arch.get("in_shape", ())):
         raise ConfigError("the SNN and QNN checkpoints take different input shapes")
+    fits(snn, hw)
+    fits(qnn, hw)
     t0 = time.perf_counter()
     ctx = context_for({"snn": snn, "qnn": qnn}, sp, opts, tech)
     res = opts.runner(out)(X.cost_study(ctx, ["snn", "qnn"], hw, seed=opts.chip_seed(hw)))

@@ -13,6 +13,7 @@ Simulation counts events; this package prices them (it never runs a network):
 
 from .architecture import LayerGeometry, geometry_of, lossless_adc_bits, psum_bits
 from .estimate import (LayerSpec, activity_weighted_rate, analytical_counts, analytical_estimate, breakeven_spike_rate,
+                       check_fits,
                        compare_reports, estimate, layer_specs, measured_activity, offchip_bits,
                        per_sample_cost)
 from .pricing import AREA_COMPONENTS, COMPONENTS, DIGITAL_PERIPHERY, LATENCY_MODES, CostReport, LayerCost
@@ -21,6 +22,6 @@ from .technology import ADC_MODELS, Technology, available_technologies
 
 __all__ = ["ADC_MODELS", "AREA_COMPONENTS", "COMPONENTS", "CostReport", "DIGITAL_PERIPHERY", "LATENCY_MODES",
            "LayerCost", "LayerGeometry", "LayerSpec", "Technology", "VGG9_CIFAR10", "activity_weighted_rate",
-           "analytical_counts", "analytical_estimate", "available_technologies", "breakeven_spike_rate",
+           "analytical_counts", "analytical_estimate", "available_technologies", "breakeven_spike_rate", "check_fits",
            "compare_reports", "estimate", "geometry_of", "layer_specs", "lossless_adc_bits", "measured_activity",
            "offchip_bits", "per_sample_cost", "psum_bits", "spikesim_estimate", "spikesim_layers"]

@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from ..crossbar import InputSpec, TiledMatrix
 from ..digital import DigitalModule, DigitalOp
+from ..errors import ConfigError
 from ..events import collect_events, counting_modules
 from ..hardware import HardwareConfig
 from .architecture import LayerGeometry, geometry_of, lossless_adc_bits, psum_bits
@@ -59,16 +60,27 @@ def offchip_bits(counts: dict, hw: HardwareConfig | None) -> float:
     return counts["values"] / n * (hw.inputs.bits if hw is not None else 8)
 
 
+def _refuse_oversize(need: int, hw: HardwareConfig) -> None:
+    cap = hw.chip.max_tiles
+    if cap and need > cap and hw.chip.oversize == "refuse":
+        raise ConfigError(f"the network needs {need} crossbar tiles but the chip has chip.max_tiles = {cap}; raise "
+                          "it, use bigger tiles, or set chip.oversize = 'reprogram' to time-multiplex (tiles are "
+                          "rewritten every inference)")
+
+
+def check_fits(specs: list[LayerSpec], hw: HardwareConfig) -> None:
+    """Before any simulation: a network that needs more tiles than ``chip.max_tiles`` (with
+    ``oversize = 'refuse'``) is a ConfigError naming both numbers."""
+    _refuse_oversize(sum(_geometry_for(s, hw).arrays for s in specs), hw)
+
+
 def _chip_limits(layers: list[LayerCost], geos: list[LayerGeometry], hw: HardwareConfig, tech: Technology) -> None:
     """Refuse or time-multiplex a network that needs more tiles than the chip has."""
     need = sum(g.arrays for g in geos)
     cap = hw.chip.max_tiles
     if not cap or need <= cap:
         return
-    if hw.chip.oversize == "refuse":
-        raise ValueError(f"the network needs {need} crossbar tiles but the chip has chip.max_tiles = {cap}; raise "
-                         "it, use bigger tiles, or set chip.oversize = 'reprogram' to time-multiplex (tiles are "
-                         "rewritten every inference)")
+    _refuse_oversize(need, hw)
     rounds = math.ceil(need / cap)
     cells = sum(g.arrays * g.rows * g.cols for g in geos)
     e = zero()
