@@ -7,8 +7,10 @@ bool, None, lists, dicts) and tensors::
 
 It is loaded with ``torch.load(weights_only=True)``: a file that carries anything else (a
 pickled object, a code payload) is refused before any of it runs. The architecture record
-rebuilds the network (:func:`imcsim.models.build`); every part is validated, and a bad file
-gives one :class:`~imcsim.errors.ConfigError` that names the file and what is wrong.
+rebuilds the network (:func:`imcsim.models.build`). Every part is validated before anything
+is built (:mod:`imcsim.limits`: sizes against stated limits and the memory budget, weights
+finite), and a bad file gives one :class:`~imcsim.errors.ConfigError` that names the file
+and what is wrong.
 """
 
 from __future__ import annotations
@@ -21,6 +23,16 @@ import torch
 
 from .errors import ConfigError
 from .io import _atomic_write_bytes
+from .limits import check_arch, check_finite, check_network_size, tensors_in
+
+# meta fields the commands read: name -> (accepted types, description)
+META_FIELDS = {
+    "dataset": ((str,), "a dataset name"),
+    "data_dir": ((str, type(None)), "a folder path or null"),
+    "n_train": ((int, type(None)), "a sample count >= 1 or null"),
+    "n_test": ((int, type(None)), "a sample count >= 1 or null"),
+    "holdout": ((int, type(None)), "a sample count >= 0 or null"),
+}
 
 FORMATS = ("imcsim-checkpoint-1", "imcsim-checkpoint-2")
 FORMAT = FORMATS[-1]
@@ -90,10 +102,19 @@ def load_checkpoint(path, map_location="cpu"):
     bad = next((k for k, v in state.items() if not isinstance(v, torch.Tensor)), None)
     if bad is not None:
         raise ConfigError(f"checkpoint {name}: state_dict entry {bad!r} is not a tensor")
+    _check_meta(meta, name)
+    check_arch(arch, f"checkpoint {name}: arch")
+    check_finite(state, f"checkpoint {name}")
+    check_finite(tensors_in(arch.get("graph")), f"checkpoint {name}: NIR graph")
     try:
         with torch.random.fork_rng(devices=[]):
-            model = build(arch)
-    except (TypeError, ValueError) as e:
+            if arch["name"] == "nir":  # its weights are the graph's arrays, already read (sized by the file)
+                model = build(arch)
+            else:
+                model = check_network_size(lambda: build(arch), f"checkpoint {name}: the network")
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, RuntimeError) as e:
         raise ConfigError(f"checkpoint {name}: its architecture record cannot be built: {_first_line(e)}") from None
     try:
         model.load_state_dict(state)
@@ -101,6 +122,17 @@ def load_checkpoint(path, map_location="cpu"):
         raise ConfigError(f"checkpoint {name}: weights do not match the architecture {arch['name']!r}: "
                           f"{_first_line(e, skip_header=True)}") from None
     return model.eval(), meta
+
+
+def _check_meta(meta: dict, name: str) -> None:
+    for key, (types, what) in META_FIELDS.items():
+        if key not in meta:
+            continue
+        v = meta[key]
+        if isinstance(v, bool) or not isinstance(v, types):
+            raise ConfigError(f"checkpoint {name}: meta.{key} must be {what}, got {v!r}")
+        if isinstance(v, int) and v < (0 if key == "holdout" else 1):
+            raise ConfigError(f"checkpoint {name}: meta.{key} must be {what}, got {v}")
 
 
 def _first_line(e: Exception, skip_header: bool = False) -> str:

@@ -55,7 +55,7 @@ def spike(u: torch.Tensor, surrogate: str = "atan", alpha: float = 2.0, strict: 
 
 def _param(name: str, value, low=None, high=None, low_open=False):
     """A neuron parameter: a finite float, or a tensor of them (one per neuron)."""
-    t = value.detach().to(torch.float32) if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+    t = value.detach().to(torch.float32) if isinstance(value, torch.Tensor) else torch.tensor(float(value), device="cpu")
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} must be finite, got {value!r}")
     lo = float(t.min()) if t.numel() else 0.0

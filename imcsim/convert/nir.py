@@ -36,6 +36,7 @@ import torch.nn as nn
 
 from ..context import current_context
 from ..digital import Scale, SumPool2d
+from ..limits import MAX_ARRAY_VALUES, MAX_NIR_OBJECTS, check_arch, check_finite, check_values, tensors_in
 from ..neurons import SpikingNeuron
 
 SUPPORTED = ("Input", "Output", "Identity", "Affine", "Linear", "Scale", "Conv1d", "Conv2d", "Flatten", "SumPool2d",
@@ -106,6 +107,7 @@ def graph_spec(graph) -> dict:
         p = Path(graph)
         if not p.is_file():
             raise ValueError(f"NIR file not found: {str(p)!r}")
+        check_nir_file(p)
         try:
             graph = nir.read(p)
         except Exception as e:  # noqa: BLE001 - any read failure: say which file
@@ -113,7 +115,47 @@ def graph_spec(graph) -> dict:
     if not isinstance(graph, nir.NIRGraph):
         raise ValueError(f"from_nir needs a nir.NIRGraph or a path to a .nir file, got {type(graph).__name__}")
     d = _to_plain(graph.to_dict())
+    check_finite(tensors_in(d["nodes"]), "NIR graph")
     return {"nodes": d["nodes"], "edges": [list(e) for e in d["edges"]]}
+
+
+def check_nir_file(path: Path) -> None:
+    """Look at a .nir file's HDF5 structure before any array is read: it must be HDF5, hold
+    at most MAX_NIR_OBJECTS groups and datasets, numeric or text arrays only, each of at
+    most MAX_ARRAY_VALUES values and all together within the memory budget (a small file
+    can declare huge chunked arrays it never wrote)."""
+    import h5py
+
+    name = repr(str(path))
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"{name} is not a NIR file: NIR files are HDF5 files (as written by nir.write), and this "
+                         "one has no HDF5 signature")
+    seen = {"objects": 0, "values": 0}
+
+    def visit(key, obj):
+        seen["objects"] += 1
+        if seen["objects"] > MAX_NIR_OBJECTS:
+            raise ValueError(f"{name} holds more than {MAX_NIR_OBJECTS:,} HDF5 groups and datasets")
+        if not isinstance(obj, h5py.Dataset):
+            return None
+        kind = obj.dtype.kind
+        if kind not in "biufSUO":
+            raise ValueError(f"{name}: array {key!r} has HDF5 type {obj.dtype}; NIR arrays are numbers or text")
+        n = math.prod(obj.shape) if obj.shape else 1
+        if n > MAX_ARRAY_VALUES:
+            raise ValueError(f"{name}: array {key!r} declares shape {tuple(obj.shape)} ({n:,} values); at most "
+                             f"{MAX_ARRAY_VALUES:,} values per array")
+        seen["values"] += n
+        return None
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged file: say which
+        raise ValueError(f"{name} is not a readable NIR file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    check_values(f"NIR file {name}", seen["values"])
 
 
 # ------------------------------------------------------------------------ nodes -> modules
@@ -147,6 +189,12 @@ def node_module(name: str, node: dict, dt: float):
         return None
     if t not in SUPPORTED:
         raise ValueError(f"NIR node {name!r} of type {t!r} has no imcsim equivalent (supported: {', '.join(SUPPORTED)})")
+    if t in ("Affine", "Linear", "Conv1d", "Conv2d"):
+        shape = tuple(_arr(node.get("weight", [])).shape)
+        want = 2 if t in ("Affine", "Linear") else 3 if t == "Conv1d" else 4
+        if len(shape) != want or 0 in shape:
+            raise ValueError(f"NIR node {name!r} ({t}): weight must have {want} dimensions, none of size 0, got shape "
+                             f"{shape}")
     if t in ("Affine", "Linear"):
         w = _arr(node["weight"])
         lin = nn.Linear(w.shape[1], w.shape[0], bias=t == "Affine")
@@ -342,7 +390,7 @@ class GraphBody(nn.Module):
         self._carry = {k: v[keep] for k, v in self._carry.items()}
 
     # ---------------------------------------------------------------- run
-    def _apply(self, n, x):
+    def _apply_node(self, n, x):
         m = self.module(n)
         return x if m is None else m(x)
 
@@ -357,7 +405,7 @@ class GraphBody(nn.Module):
                 if n == self.input_node:
                     continue
                 ins = [vals[p] for p in self.preds[n]]
-                vals[n] = self._apply(n, _sum(ins) if ins else torch.zeros_like(h))
+                vals[n] = self._apply_node(n, _sum(ins) if ins else torch.zeros_like(h))
                 continue
             vals.update(self._run_cycle(order, vals, T, B))
         return vals[self.output_node]
@@ -393,7 +441,7 @@ class GraphBody(nn.Module):
                     if x is None:
                         raise ValueError(f"NIR node {n!r} has no input at the first timestep")
                     m = self.module(n)
-                    cur[n] = m(x.unsqueeze(0))[0] if isinstance(m, SpikingNeuron) else self._apply(n, x)
+                    cur[n] = m(x.unsqueeze(0))[0] if isinstance(m, SpikingNeuron) else self._apply_node(n, x)
                     outs[n].append(cur[n])
                 prev = cur
         finally:
@@ -451,6 +499,7 @@ def network_from_spec(arch: dict):
     T = arch.get("timesteps") or 1
     net = Network(body, "snn", timesteps=int(T), input="sequence", arch=dict(arch))
     net.arch["in_shape"] = body.in_shape
+    check_arch(net.arch, "NIR graph")
     return net
 
 
