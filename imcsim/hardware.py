@@ -76,12 +76,18 @@ class ADCConfig:
         return self.bits is None
 
 
+V_READ_MIN, V_READ_MAX = 0.01, 1.5  # volts
+
+
 @dataclass(frozen=True)
 class InputConfig:
     """How multi-bit (non-spike) inputs drive rows: ``bit_serial`` (one read per bit) or
     ``dac`` (one multi-level read). bits: resolution of analog inputs (e.g. the pixels of
-    a first layer). v_read: read voltage (V) of a full-scale input. Spikes always drive
-    rows as binary pulses at v_read."""
+    a first layer). v_read: read voltage (V) of a full-scale input, in [V_READ_MIN,
+    V_READ_MAX]: a read must stay below the switching voltages of RRAM / PCM cells (~1-2 V)
+    and above the ~10 mV at which the sensed currents vanish in the noise. Spikes always
+    drive rows as binary pulses at v_read. Read energies scale with v_read^2
+    (:mod:`imcsim.cost.technology`)."""
 
     mode: str = "bit_serial"
     bits: int = 8
@@ -90,7 +96,7 @@ class InputConfig:
     def __post_init__(self):
         check_choice("inputs.mode", self.mode, INPUT_MODES)
         object.__setattr__(self, "bits", check_int("inputs.bits", self.bits, low=1, high=16))
-        object.__setattr__(self, "v_read", check_real("inputs.v_read", self.v_read, low=0.0, low_open=True))
+        object.__setattr__(self, "v_read", check_real("inputs.v_read", self.v_read, low=V_READ_MIN, high=V_READ_MAX))
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ node_nm = 45
 read_energy_pJ = 16.0
 ref_rows = 4
 ref_cols = 4
+ref_v_read = 0.5
 read_latency_ns = 10.0
 area_um2 = 32.0
 write_energy_pJ_per_cell = 2.0
@@ -167,6 +168,29 @@ def test_hand_counted_energy_latency_area_and_leakage(simple_tech):
     on = estimate(net, simple_tech, timesteps=2, leakage=True)
     assert not on.power_gating and on.by_component()["leakage"] == pytest.approx(on.static_W * 60e-9)
     assert rep.spike_rates()["body.1"] == pytest.approx(4 / 12) and "area mm2" in rep.table()
+
+
+def test_read_energy_follows_the_read_voltage_squared(simple_tech):
+    """Array and driver energies go as (v_read / ref_v_read)^2; nothing else moves; the
+    read voltage has a physical range."""
+    net = _tiny_net()
+    with torch.no_grad():
+        net(torch.tensor([[1.0, 0, 1, 0], [0, 1, 1, 1]]))
+    at = {}
+    for v in (0.5, 0.2, 1.5):
+        for i in (0, 2):
+            net.body[i].tiles.hw = net.body[i].tiles.hw.replace(**{"inputs.v_read": v})
+        at[v] = {layer.name: layer.energy_pJ for layer in estimate(net, simple_tech, timesteps=2).layers}
+    assert simple_tech.crossbar["ref_v_read"] == 0.5
+    for v, scale in ((0.2, 0.16), (1.5, 9.0)):
+        for name, e in at[v].items():
+            for k, x in e.items():
+                want = at[0.5][name][k] * (scale if k in ("crossbar", "drivers") else 1.0)
+                assert x == pytest.approx(want, rel=1e-12, abs=1e-15), (v, name, k)
+    assert at[0.2]["body.0"]["crossbar"] > 0 and at[0.2]["body.0"]["drivers"] > 0
+    for bad in (1e-30, 0.0, 1.6, 1e30):
+        with pytest.raises(ConfigError, match=r"inputs\.v_read must be"):
+            HardwareConfig.ideal().replace(**{"inputs.v_read": bad})
 
 
 def _two_layer(hw):

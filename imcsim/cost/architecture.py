@@ -69,6 +69,7 @@ class LayerGeometry:
     replication: int
     input_numel: int = 0  # per sample: the layer's input activations (input buffer)
     output_numel: int = 0
+    v_read: float = 0.0  # read voltage (V) of a full-scale input; 0: the technology's reference
 
     @property
     def analog_sum(self) -> bool:
@@ -128,5 +129,5 @@ def geometry_of(tm: TiledMatrix, replication: int | None = None) -> LayerGeometr
         sample_and_hold=hw.adc.sample_and_hold, input_mode=drv.mode, input_bits=drv.bits,
         psum_bits=psum_bits(tm.in_group, hw, max_in), replication=replication or hw.chip.replication,
         input_numel=int(getattr(tm, "input_numel", 0) or tm.in_features),
-        output_numel=int(getattr(tm, "output_numel", 0) or tm.out_features),
+        output_numel=int(getattr(tm, "output_numel", 0) or tm.out_features), v_read=hw.inputs.v_read,
     )

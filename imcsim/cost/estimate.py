@@ -320,7 +320,8 @@ def _geometry_for(spec: LayerSpec, hw: HardwareConfig, replication: int | None =
         columns_per_adc=hw.adc.columns_per_adc, per=hw.adc.per, accumulate=hw.adc.accumulate,
         sample_and_hold=hw.adc.sample_and_hold, input_mode=mode, input_bits=spec.input_bits,
         psum_bits=psum_bits(in_g, hw, max_in), replication=replication or hw.chip.replication,
-        input_numel=spec.input_numel or spec.in_features, output_numel=spec.output_numel or spec.out_features)
+        input_numel=spec.input_numel or spec.in_features, output_numel=spec.output_numel or spec.out_features,
+        v_read=hw.inputs.v_read)
 
 
 def analytical_counts(spec: LayerSpec, hw: HardwareConfig, timesteps: float, rate: float, out_rate: float,

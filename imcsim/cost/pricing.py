@@ -57,11 +57,12 @@ def price_crossbar(g: LayerGeometry, c: dict, tech: Technology) -> tuple[dict, f
     b = tech.buffer
     conv = c["adc_conversions"]
     steps = 1 if g.sample_and_hold else g.conversions_per_adc_per_read
+    v2 = tech.read_voltage_scale(g.v_read)  # cell currents and row charging both go as V^2
     e = zero()
-    e["crossbar"] = c["active_rows"] * g.cols * tech.crossbar_energy_per_active_cell_pJ() * steps
+    e["crossbar"] = c["active_rows"] * g.cols * tech.crossbar_energy_per_active_cell_pJ() * steps * v2
     e["adc"] = conv * tech.adc_energy_pJ(g.adc_bits)
     e["mux"] = conv * tech.mux["energy_pJ"] if g.columns_per_adc > 1 else 0.0
-    e["drivers"] = c["active_rows"] * tech.driver["dac_energy_pJ" if g.input_mode == "dac" else "energy_pJ"]
+    e["drivers"] = c["active_rows"] * tech.driver["dac_energy_pJ" if g.input_mode == "dac" else "energy_pJ"] * v2
     e["shift_add"] = c["shift_adds"] * tech.add_pJ(g.psum_bits)
     e["accumulator"] = c["accumulations"] * tech.add_pJ(g.psum_bits)
     # every column tile reads the input vector from the buffer and receives it over the interconnect

@@ -6,9 +6,11 @@ sections below; every field is required, every number must be >= 0, and a missin
 negative field is an error that names the file and the field. Each file lists its sources
 and says which family its ADC model follows.
 
-* ``[crossbar]``: read energy of a ref_rows x ref_cols array (scaled by active rows x
-  columns), read latency, array area (scaled by rows x cols), write energy per cell and
-  write time per row (programming, weight loading).
+* ``[crossbar]``: read energy of a ref_rows x ref_cols array at the read voltage ref_v_read
+  (V) (scaled by active rows x columns, and by (v_read / ref_v_read)^2 for the hardware's
+  ``inputs.v_read``: cell currents and row-line charging both go as V^2; the row drivers'
+  energy scales the same way), read latency, array area (scaled by rows x cols), write energy
+  per cell and write time per row (programming, weight loading).
 * ``[adc]``: energy per conversion by ``model`` -- ``linear`` (``energy_pJ * bits /
   ref_bits``, a SAR ADC: one comparison per bit), ``neurosim_sar`` (``(a_uW * bits + c_uW) *
   (bits + 1)`` fJ, NeuroSim's SarADC), ``walden`` (``fom_fJ_per_step * 2**bits`` fJ) or
@@ -41,8 +43,8 @@ ADC_MODELS = ("linear", "neurosim_sar", "walden", "points")
 AREA_MODELS = ("linear", "exponential", "constant")
 
 SECTIONS = {
-    "crossbar": ("read_energy_pJ", "ref_rows", "ref_cols", "read_latency_ns", "area_um2", "write_energy_pJ_per_cell",
-                 "write_latency_ns_per_row"),
+    "crossbar": ("read_energy_pJ", "ref_rows", "ref_cols", "ref_v_read", "read_latency_ns", "area_um2",
+                 "write_energy_pJ_per_cell", "write_latency_ns_per_row"),
     "mux": ("energy_pJ", "area_um2", "leakage_uW"),
     "driver": ("energy_pJ", "dac_energy_pJ", "area_um2", "leakage_uW"),
     "digital": ("word_bits", "unit_leakage_uW", "neuron_update_pJ", "neuron_update_ns", "neuron_area_um2",
@@ -87,6 +89,11 @@ class Technology:
         """Energy of one active row crossing one column, pJ (read energy / (rows x cols))."""
         c = self.crossbar
         return c["read_energy_pJ"] / (c["ref_rows"] * c["ref_cols"])
+
+    def read_voltage_scale(self, v_read: float) -> float:
+        """(v_read / ref_v_read)^2: how a read's array and driver energies follow the read
+        voltage (1 for v_read = 0, i.e. at the reference)."""
+        return (v_read / self.crossbar["ref_v_read"]) ** 2 if v_read else 1.0
 
     def crossbar_area_um2(self, rows: int, cols: int) -> float:
         c = self.crossbar
@@ -208,7 +215,7 @@ class Technology:
             raise ConfigError("adc.bits / adc.energies_pJ belong to model = 'points'")
         if kw["adc"]["ref_bits"] <= 0:
             raise ConfigError("adc.ref_bits must be > 0")
-        for f in ("ref_rows", "ref_cols"):
+        for f in ("ref_rows", "ref_cols", "ref_v_read"):
             if kw["crossbar"][f] <= 0:
                 raise ConfigError(f"crossbar.{f} must be > 0")
         if kw["crossbar"]["read_latency_ns"] + kw["adc"]["latency_ns"] <= 0:
