@@ -118,33 +118,53 @@ def start_method(threads: int) -> str:
     return "spawn"
 
 
-def _die_with_parent() -> None:
-    """End this worker when the process that started it ends (kill -9 of the main process
-    included): Linux's parent-death signal, and a watchdog thread for the rest. A forkserver
-    ends with the main process, so its workers follow."""
-    parent = os.getppid()
-    if sys.platform.startswith("linux"):
+def _started(pid: int):
+    """When process ``pid`` started (Linux: clock ticks after boot), or None if it has ended
+    (a zombie counts as ended). The start time tells a reused PID from the process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return None if fields[0] in (b"Z", b"X") else fields[19]
+    except FileNotFoundError:
+        return None
+    except (OSError, IndexError):  # no /proc: whether the PID exists at all
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return b"?"
+
+
+def _die_with(main: int) -> None:
+    """End this worker when the study's main process ends, however it ends (kill -9
+    included): Linux's parent-death signal for a forked worker, and a watchdog thread that
+    follows the main process itself -- a forkserver's workers are the server's children, and
+    the server waits for them before it ends."""
+    if sys.platform.startswith("linux") and os.getppid() == main:
         try:
             import ctypes
 
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except (AttributeError, OSError):  # pragma: no cover - no prctl
             pass
+    birth = _started(main)
+    if birth is None:  # pragma: no cover - it ended before we looked
+        os._exit(1)
 
     def watch():
-        while os.getppid() == parent:
+        while _started(main) == birth:
             threading.Event().wait(0.5)
         os._exit(1)
 
-    if os.getppid() != parent:  # pragma: no cover - the parent died before the signal was set
-        os._exit(1)
-    threading.Thread(target=watch, name="imcsim-parent-watch", daemon=True).start()
+    threading.Thread(target=watch, name="imcsim-main-watch", daemon=True).start()
 
 
-def _worker_init(context, threads: int) -> None:
+def _worker_init(context, threads: int, main: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the main process decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the main process's handler (inherited through fork)
-    _die_with_parent()
+    _die_with(main)
     # tqdm would make a multiprocessing lock here (a named semaphore under forkserver / spawn,
     # reported as leaked when the worker is stopped); workers draw no bars
     from tqdm import tqdm
@@ -200,7 +220,7 @@ class ProcessEngine:
         while pending:
             batch, pending = pending, []
             pool = ProcessPoolExecutor(self.workers, mp_context=self.ctx, initializer=_worker_init,
-                                       initargs=(context, self.threads))
+                                       initargs=(context, self.threads, os.getpid()))
             broken = False
             try:
                 futures = {pool.submit(_worker_run, t.fn, t.params): t for t in batch}
