@@ -217,14 +217,18 @@ def _ray_processes(main_pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(ray is None, reason="Ray is not installed (pip install 'imcsim[ray]')")
-@pytest.mark.parametrize("how", ["sigterm", "kill9"])
+@pytest.mark.parametrize("how", ["sigint", "sigterm", "kill9"])
 def test_ray_runs_stop_cleanly_and_leave_no_process(ckpt, tmp_path, how):
     out, journal = tmp_path / "ry", tmp_path / ".ry.journal.jsonl"
     p = subprocess.Popen(_cmd("evaluate", "--checkpoint", ckpt, *EV, "--engine", "ray", "--workers", "2", "--out", out),
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
     _wait_lines(journal, 2, p)
     assert _ray_processes(p.pid)
-    if how == "sigterm":  # before: Ray's own handler aborted the process (SIGABRT) with a C++ stack
+    if how == "sigint":  # Ctrl-C: the whole process group
+        os.killpg(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 130 and "interrupted" in _one_line(err) and "--resume" in err, err
+    elif how == "sigterm":  # before: Ray's own handler aborted the process (SIGABRT) with a C++ stack
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=120)
         assert p.returncode == 143 and "terminated" in _one_line(err) and "--resume" in err, err
