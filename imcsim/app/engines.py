@@ -32,6 +32,7 @@ import torch
 
 from ..errors import ConfigError
 from . import tasks as T
+from .procs import started
 
 
 def default_threads(workers: int) -> int:
@@ -118,25 +119,6 @@ def start_method(threads: int) -> str:
     return "spawn"
 
 
-def _started(pid: int):
-    """When process ``pid`` started (Linux: clock ticks after boot), or None if it has ended
-    (a zombie counts as ended). The start time tells a reused PID from the process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        return None if fields[0] in (b"Z", b"X") else fields[19]
-    except FileNotFoundError:
-        return None
-    except (OSError, IndexError):  # no /proc: whether the PID exists at all
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return b"?"
-
-
 def _die_with(main: int) -> None:
     """End this worker when the study's main process ends, however it ends (kill -9
     included): Linux's parent-death signal for a forked worker, and a watchdog thread that
@@ -149,12 +131,12 @@ def _die_with(main: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except (AttributeError, OSError):  # pragma: no cover - no prctl
             pass
-    birth = _started(main)
+    birth = started(main)
     if birth is None:  # pragma: no cover - it ended before we looked
         os._exit(1)
 
     def watch():
-        while _started(main) == birth:
+        while started(main) == birth:
             threading.Event().wait(0.5)
         os._exit(1)
 
@@ -211,12 +193,14 @@ class ProcessEngine:
         self.start_method = start_method(self.threads)
         self.ctx = mp.get_context(self.start_method)
         if self.start_method == "forkserver":
-            self.ctx.set_forkserver_preload(["torch"])  # imported once, in the server (importing torch runs no OpenMP; imcsim builds tables that do)
+            # torch is imported once, in the server (importing it runs no OpenMP parallel region;
+            # importing imcsim does: it builds tables, so imcsim is imported by each worker)
+            self.ctx.set_forkserver_preload(["torch"])
 
     def run(self, context, tasks, done, inner_progress=False) -> dict:
         pending = list(tasks)
         attempts: dict[str, int] = {}
-        failures: dict[str, str] = {}
+        failures: dict[str, Failure] = {}
         while pending:
             batch, pending = pending, []
             pool = ProcessPoolExecutor(self.workers, mp_context=self.ctx, initializer=_worker_init,
@@ -295,7 +279,7 @@ class RayEngine:
         ref = ray.put(context)  # once into the object store; tasks get a reference
         remote = ray.remote(num_cpus=self.threads, max_retries=self.retries)(_ray_task)
         attempts: dict[str, int] = {}
-        failures: dict[str, str] = {}
+        failures: dict[str, Failure] = {}
         futures.update({remote.remote(ref, t.fn, t.params, self.threads): t for t in tasks})
         while futures:
             ready, _ = ray.wait(list(futures), num_returns=1)

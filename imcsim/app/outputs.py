@@ -47,6 +47,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..io import _umask, storage_error, write_json, write_text
+from .procs import alive
 
 MARKER = ".imcsim-output"
 
@@ -114,21 +115,6 @@ def _read_pid(fd: int) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie -- ended, not yet reaped -- does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except (OSError, IndexError):
-        return True
 
 
 def _same_file(path: Path, fd: int) -> bool:
@@ -242,7 +228,7 @@ class OutputDir:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 owner = _read_pid(fd)
-                if owner is not None and not _alive(owner):
+                if owner is not None and not alive(owner):
                     if _same_file(path, fd):
                         try:
                             os.unlink(path)  # the new run locks a new file; the leftovers keep the old one

@@ -13,8 +13,7 @@ Simulation counts events; this package prices them (it never runs a network):
 
 from .architecture import LayerGeometry, geometry_of, lossless_adc_bits, psum_bits
 from .estimate import (LayerSpec, activity_weighted_rate, analytical_counts, analytical_estimate, breakeven_spike_rate,
-                       check_fits,
-                       compare_reports, estimate, layer_specs, measured_activity, offchip_bits,
+                       check_fits, compare_reports, estimate, layer_specs, measured_activity, offchip_bits,
                        per_sample_cost)
 from .pricing import AREA_COMPONENTS, COMPONENTS, DIGITAL_PERIPHERY, LATENCY_MODES, CostReport, LayerCost
 from .spikesim import VGG9_CIFAR10, spikesim_estimate, spikesim_layers
