@@ -111,7 +111,8 @@ class ChipConfig:
     layer takes as long as its slower stage, reads or neuron updates. power_gating: a
     layer's periphery leaks only while the layer works (idle layers power-gated, NeuroSim's
     accounting: leakage x the layer's own latency); false: every component leaks for the
-    whole inference."""
+    whole inference. static_power: false for a chip modelled without static power at all
+    (SpikeSim's assumption): estimates then count no leakage unless asked to."""
 
     replication: int = 1
     max_tiles: int = 0
@@ -119,10 +120,12 @@ class ChipConfig:
     neuron_units: int = 0
     neuron_update_ns: float = 0.0
     power_gating: bool = True
+    static_power: bool = True
 
     def __post_init__(self):
-        if not isinstance(self.power_gating, bool):
-            raise ConfigError(f"chip.power_gating must be true or false, got {self.power_gating!r}")
+        for name in ("power_gating", "static_power"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"chip.{name} must be true or false, got {getattr(self, name)!r}")
         object.__setattr__(self, "replication", check_int("chip.replication", self.replication, low=1, high=1024))
         object.__setattr__(self, "max_tiles", check_int("chip.max_tiles", self.max_tiles, low=0, high=10**9))
         check_choice("chip.oversize", self.oversize, OVERSIZE)

@@ -7,14 +7,24 @@
    hardware preset (SpikeSim's architecture) and with the default ``rram`` preset, both
    priced with spikesim-65nm-rram, leakage off (SpikeSim has none): energy, latency and area
    ratios and the energy by component. docs/cost_model.md explains each difference.
+3. A converted network, as a researcher brings one: VGG9 written in PyTorch with snnTorch
+   ``Leaky`` neurons and BatchNorm (SpikeSim's seven conv layers, fc 1024, fc 10; 3x32x32
+   input, T = 5), converted onto ``--preset spikesim`` and priced at the defaults with
+   :func:`imcsim.cost.estimate`, beside SpikeSim's estimator on the same conv layers
+   (:func:`imcsim.cost.compare_with_spikesim`, what `imcsim energy` prints), component by
+   component; then the same model on ``rram`` with static power, and what dominates there.
+   The weights are untrained (seed 0; BatchNorm statistics from 32 random images, gain 1.5,
+   so that every layer spikes): activity moves imcsim's crossbar and ADC energy, not
+   SpikeSim's, which is dense. Needs snnTorch (``pip install 'imcsim[frameworks]'``).
 
-    python scripts/spikesim_compare.py [--out results/spikesim_compare.json]
+    python scripts/spikesim_compare.py [--out results/spikesim_compare.json] [--no-converted]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import imcsim
 from imcsim.cost import VGG9_CIFAR10, LayerSpec, Technology, analytical_estimate, spikesim_estimate
@@ -38,9 +48,85 @@ def vgg9_specs():
             for i, (ci, co, di, do) in enumerate(VGG9_CIFAR10)]
 
 
+def snntorch_vgg9(timesteps: int = 5, seed: int = 0):
+    """SpikeSim's VGG9 in snnTorch (Leaky neurons, BatchNorm, average pooling), untrained,
+    as an imcsim.Stepwise model; BatchNorm statistics from random images, gain 1.5."""
+    import snntorch as snn
+    import torch
+    import torch.nn as nn
+
+    torch.manual_seed(seed)
+
+    def block(cin, cout):
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                snn.Leaky(beta=0.9, init_hidden=True)]
+
+    layers = (block(3, 64) + block(64, 64) + [nn.AvgPool2d(2)] + block(64, 128) + block(128, 128) + [nn.AvgPool2d(2)]
+              + block(128, 256) + block(256, 256) + block(256, 256) + [nn.AvgPool2d(2), nn.Flatten(),
+              nn.Linear(256 * 4 * 4, 1024, bias=False), nn.BatchNorm1d(1024), snn.Leaky(beta=0.9, init_hidden=True),
+              nn.Linear(1024, 10), snn.Leaky(beta=0.9, init_hidden=True, output=True)])
+    net = nn.Sequential(*layers)
+    model = imcsim.Stepwise(net)
+    bns = [m for m in net if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    for m in bns:
+        m.momentum = None  # cumulative average over the statistics pass
+    net.train()
+    with torch.no_grad():
+        model(torch.rand(timesteps, 32, 3, 32, 32, generator=torch.Generator().manual_seed(seed + 1)))
+    for m in bns:
+        m.weight.data.fill_(1.5)
+    return model.eval()
+
+
+def converted_vgg9(out: dict, tech: Technology, T: int = 5, batch: int = 8) -> None:
+    import torch
+
+    from imcsim.cost import compare_with_spikesim, estimate, layer_specs
+
+    model = snntorch_vgg9(T)
+    x = torch.rand(T, batch, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    print(f"\n3. A converted network: VGG9 in snnTorch (Leaky, BatchNorm), T = {T}, {batch} random CIFAR-shaped "
+          "inputs, priced at the defaults")
+    rows = []
+    for preset in ("spikesim", "rram"):
+        t0 = time.perf_counter()
+        chip = imcsim.convert(model, imcsim.HardwareConfig.preset(preset), calibration=x)
+        imcsim.reset_events(chip)
+        with torch.no_grad():
+            chip(x)
+        rep = estimate(chip, tech, timesteps=T)  # the defaults: static power as the hardware says
+        specs = layer_specs(chip, (3, 32, 32))
+        cmp = compare_with_spikesim(rep, specs, T, tech)
+        ss, r = cmp["spikesim"], cmp["ratio"]
+        row = {"hardware": preset, "energy_J": rep.energy_J, "latency_s": rep.latency_s, "area_mm2": rep.area_mm2,
+               "leakage_counted": rep.leakage, "spikesim_same_layers": {k: ss[k] for k in ("energy_J", "latency_s",
+                                                                                            "area_mm2")},
+               "spikesim_pooled_dims": cmp["spikesim_pooled_dims"], "ratio": r,
+               "conv_layers_by_component_J": cmp["conv_layers_by_component_J"],
+               "not_in_spikesim_J": cmp["not_in_spikesim_J"], "findings": rep.findings(),
+               "spike_rates": rep.spike_rates(), "seconds": time.perf_counter() - t0}
+        rows.append(row)
+        print(f"  {preset}: energy {rep.energy_J * 1e6:.3f} uJ, latency {rep.latency_s * 1e3:.3f} ms, area "
+              f"{rep.area_mm2:.3f} mm^2 ({'with' if rep.leakage else 'no'} static power); SpikeSim on the same conv "
+              f"layers {ss['energy_J'] * 1e6:.3f} uJ, {ss['latency_s'] * 1e3:.3f} ms, {ss['area_mm2']:.3f} mm^2: "
+              f"x{r['energy']:.2f} energy, x{r['latency']:.2f} latency, x{r['area']:.2f} area")
+        p = cmp["spikesim_pooled_dims"]
+        print(f"    SpikeSim with pooled output sizes (its own VGG9 list): {p['energy_J'] * 1e6:.3f} uJ, "
+              f"{p['latency_s'] * 1e3:.3f} ms, {p['area_mm2']:.3f} mm^2")
+        print("    conv layers by component, imcsim / SpikeSim (uJ): " + ", ".join(
+            f"{k} {v['imcsim'] * 1e6:.3g} / {v['spikesim'] * 1e6:.3g}"
+            for k, v in cmp["conv_layers_by_component_J"].items()))
+        print("    priced by imcsim only (uJ): " + ", ".join(f"{k} {v * 1e6:.3g}"
+                                                           for k, v in cmp["not_in_spikesim_J"].items()))
+        for f in rep.findings():
+            print(f"    dominant: {f}")
+    out["converted_vgg9"] = rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="results/spikesim_compare.json")
+    ap.add_argument("--no-converted", action="store_true", help="skip part 3 (needs snnTorch)")
     args = ap.parse_args(argv)
     tech = Technology.preset("spikesim-65nm-rram")
     out = {"script": "spikesim_compare", **machine_info(), "compatible": [], "event_model": []}
@@ -75,6 +161,8 @@ def main(argv=None):
         print(f"{preset:<10} {rep.energy_J * 1e6:10.3f} {row['energy_ratio']:10.2f} {rep.latency_s * 1e3:11.3f} "
               f"{row['latency_ratio']:10.2f} {rep.area_mm2:9.3f} {row['area_ratio']:10.2f}  {top}")
     out["spikesim_vgg9_T5"] = {k: ss[k] for k in ("energy_J", "latency_s", "area_mm2", "pes", "tiles")}
+    if not args.no_converted:
+        converted_vgg9(out, tech)
     write_json(args.out, out)
     print(f"wrote {args.out}")
 

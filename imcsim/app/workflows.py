@@ -18,7 +18,7 @@ import torch
 
 from .. import __version__
 from ..checkpoints import load_checkpoint, save_checkpoint
-from ..cost import check_fits, layer_specs, spikesim_estimate, spikesim_layers
+from ..cost import check_fits, compare_with_spikesim, layer_specs
 from ..cost.technology import Technology
 from ..datasets import Dataset, load_dataset
 from ..errors import ConfigError
@@ -341,19 +341,31 @@ def cmd_evaluate(out: OutputDir, opts: RunOptions, *, checkpoint, hw: HardwareCo
 # ----------------------------------------------------------------------------- energy
 
 
-def spikesim_line(net, hw) -> tuple[dict | None, str]:
-    """SpikeSim's released estimator on the network's conv layers, where it applies."""
+def spikesim_text(rep, specs, timesteps: int) -> tuple[dict | None, str]:
+    """SpikeSim's released estimator on the network's conv layers beside imcsim's report,
+    with what differs itemised (None where it does not apply: no conv layer)."""
     try:
-        layers = spikesim_layers(layer_specs(net, tuple(net.arch["in_shape"]), hw))
-        if not layers or len(layers) != len([s for s in layer_specs(net, tuple(net.arch["in_shape"]), hw)
-                                             if s.kind == "conv"]):
-            return None, ""
-        r = spikesim_estimate(layers, net.timesteps)
-    except (ValueError, KeyError):
+        c = compare_with_spikesim(rep, specs, timesteps)
+    except ValueError as e:
+        return None, f"SpikeSim's released estimator does not apply to this network: {e}"
+    if c is None:
         return None, ""
-    return r, (f"SpikeSim's released estimator on the conv layers (dense, T={net.timesteps}): energy "
-               f"{r['energy_J']:.4g} J, latency {r['latency_s']:.4g} s, area {r['area_mm2']:.4g} mm^2"
-               + (f" ({'; '.join(r['warnings'])})" if r.get("warnings") else ""))
+    ss, r, p = c["spikesim"], c["ratio"], c["spikesim_pooled_dims"]
+    uj = "{:.4g}".format
+    by = ", ".join(f"{k} {uj(v['imcsim'] * 1e6)} / {uj(v['spikesim'] * 1e6)}"
+                   for k, v in c["conv_layers_by_component_J"].items())
+    extra = ", ".join(f"{k} {uj(v * 1e6)}" for k, v in c["not_in_spikesim_J"].items())
+    text = [f"SpikeSim's released estimator on the {len(ss['pe_cycles_per_timestep'])} conv layers (dense, "
+            f"T={timesteps}): energy {ss['energy_J']:.4g} J, latency {ss['latency_s']:.4g} s, area "
+            f"{ss['area_mm2']:.4g} mm^2; imcsim / SpikeSim: energy x{r['energy']:.2f}, latency x{r['latency']:.2f}, "
+            f"area x{r['area']:.2f}" + (f" ({'; '.join(ss['warnings'])})" if ss.get("warnings") else ""),
+            f"  with the conv layers written at their pooled output size, as SpikeSim's own layer lists do (its PE "
+            f"cycles then count pooled pixels): {p['energy_J']:.4g} J, {p['latency_s']:.4g} s, {p['area_mm2']:.4g} mm^2",
+            f"  conv layers and their neurons by component, imcsim / SpikeSim (uJ): {by}"]
+    if extra:
+        text.append(f"  priced by imcsim, not by SpikeSim (uJ): {extra}")
+    keep = {k: ss[k] for k in ("energy_J", "latency_s", "area_mm2", "pes", "tiles", "warnings")}
+    return {**keep, **{k: v for k, v in c.items() if k != "spikesim"}}, "\n".join(text)
 
 
 def cmd_energy(out: OutputDir, opts: RunOptions, *, checkpoint, hw: HardwareConfig, tech: Technology,
@@ -390,9 +402,10 @@ def cmd_energy(out: OutputDir, opts: RunOptions, *, checkpoint, hw: HardwareConf
                      "analytical model spreads each layer's measured activity evenly over its tiles and samples; the "
                      "measured run skips exactly the all-zero tile reads it met, so the two differ where activity "
                      "clusters.")
-    ss, ss_text = spikesim_line(net, hw)
+    ss, ss_text = spikesim_text(rep, specs, T)
     if ss is not None:
-        result["spikesim"] = {k: ss[k] for k in ("energy_J", "latency_s", "area_mm2", "pes", "tiles", "warnings")}
+        result["spikesim"] = ss
+    if ss_text:
         texts.append(ss_text)
     out.json("energy.json", result)
     out.csv("breakdown.csv", [{"layer": layer.name, **rep.layer_energy_pJ(layer),

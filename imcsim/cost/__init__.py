@@ -16,11 +16,11 @@ from .estimate import (LayerSpec, activity_weighted_rate, analytical_counts, ana
                        check_fits, compare_reports, estimate, layer_specs, measured_activity, offchip_bits,
                        per_sample_cost)
 from .pricing import AREA_COMPONENTS, COMPONENTS, DIGITAL_PERIPHERY, LATENCY_MODES, CostReport, LayerCost
-from .spikesim import VGG9_CIFAR10, spikesim_estimate, spikesim_layers
+from .spikesim import VGG9_CIFAR10, compare_with_spikesim, spikesim_estimate, spikesim_layers
 from .technology import ADC_MODELS, Technology, available_technologies
 
 __all__ = ["ADC_MODELS", "AREA_COMPONENTS", "COMPONENTS", "CostReport", "DIGITAL_PERIPHERY", "LATENCY_MODES",
            "LayerCost", "LayerGeometry", "LayerSpec", "Technology", "VGG9_CIFAR10", "activity_weighted_rate",
            "analytical_counts", "analytical_estimate", "available_technologies", "breakeven_spike_rate", "check_fits",
-           "compare_reports", "estimate", "geometry_of", "layer_specs", "lossless_adc_bits", "measured_activity",
+           "compare_reports", "compare_with_spikesim", "estimate", "geometry_of", "layer_specs", "lossless_adc_bits", "measured_activity",
            "offchip_bits", "per_sample_cost", "psum_bits", "spikesim_estimate", "spikesim_layers"]

@@ -100,7 +100,8 @@ def _chip_limits(layers: list[LayerCost], geos: list[LayerGeometry], hw: Hardwar
 
 
 def estimate(model: nn.Module, tech: Technology, n_inferences: float | None = None, *, timesteps: float = 1.0,
-             latency_mode: str = "sequential", input_bits_per_inference: float | None = None, leakage: bool = True,
+             latency_mode: str = "sequential", input_bits_per_inference: float | None = None,
+             leakage: bool | None = None,
              replication: dict | None = None, events: dict | None = None,
              input_counts: dict | None = None) -> CostReport:
     """Price the events recorded in ``model`` since the last :func:`~imcsim.reset_events`.
@@ -109,7 +110,8 @@ def estimate(model: nn.Module, tech: Technology, n_inferences: float | None = No
     input counter saw). timesteps: average timesteps per inference (1 for a QNN).
     input_bits_per_inference: off-chip input per inference (default: from the model's input
     counter -- dense values x input bits, or spike events x address bits -- the same number
-    the command line prints). leakage: add static power x latency. replication: copies per
+    the command line prints). leakage: add static power x latency (default: as the hardware's
+    ``chip.static_power`` says; a chip without static power, SpikeSim's, counts none). replication: copies per
     layer name, overriding ``chip.replication``. events / input_counts: price these counts
     ({module name: counts} and the input counter's counts) instead of the model's counters.
     """
@@ -151,7 +153,7 @@ def estimate(model: nn.Module, tech: Technology, n_inferences: float | None = No
             neurons = c.get("updates", 0.0) / max(1.0, float(timesteps))
             area, static = neuron_resources(units, neurons, _state_bits(last) if kind == "spiking" else 0, tech)
             busy = c.get("updates", 0.0) / units * neuron_ns(hw_any, tech)
-            layers.append(LayerCost(name, kind, e, busy, c, area, static, stage))
+            layers.append(LayerCost(name, kind, e, busy, c, area, static, stage, units))
         elif isinstance(m, (DigitalOp, DigitalModule)):
             area, static = digital_resources(tech, bool(c.get("macs") or c.get("muls")))
             layers.append(LayerCost(name, "digital", price_digital(c, tech), 0.0, c, area, static, stage))
@@ -170,7 +172,10 @@ def estimate(model: nn.Module, tech: Technology, n_inferences: float | None = No
         layers.insert(0, LayerCost("input", "input", e, 0.0, {"bits": input_bits_per_inference}))
     if hw_any is not None:
         _chip_limits(layers, geos, hw_any, tech)
-    return CostReport(tech.name, hw_desc, latency_mode, n, float(timesteps), layers, "events", leakage, notes,
+        notes += tech.scaling_notes(hw_any)
+    if leakage is None:
+        leakage = hw_any.chip.static_power if hw_any is not None else True
+    return CostReport(tech.name, hw_desc, latency_mode, n, float(timesteps), layers, "events", bool(leakage), notes,
                       power_gating=hw_any.chip.power_gating if hw_any is not None else True)
 
 
@@ -364,7 +369,7 @@ def analytical_counts(spec: LayerSpec, hw: HardwareConfig, timesteps: float, rat
 
 def analytical_estimate(specs: list[LayerSpec], hw: HardwareConfig, tech: Technology, timesteps: float, rate,
                         *, input_rate: float = 0.5, latency_mode: str = "sequential", input_numel: int | None = None,
-                        static_input_once: bool = False, leakage: bool = True) -> CostReport:
+                        static_input_once: bool = False, leakage: bool | None = None) -> CostReport:
     """Expected cost of one inference of a layer list, without simulation.
 
     rate: activity at each crossbar layer's input -- one float for all spike- or count-fed
@@ -372,7 +377,8 @@ def analytical_estimate(specs: list[LayerSpec], hw: HardwareConfig, tech: Techno
     which includes what pooling does to spikes). input_rate: bit density of the analog
     network input's bit planes. input_numel: network input values fetched off-chip (default:
     the first layer's input). static_input_once: layers fed by the constant network input run
-    once per inference. The rates used are recorded in the report's ``assumed``."""
+    once per inference. leakage: as in :func:`estimate`. The rates used are recorded in the
+    report's ``assumed``."""
     if latency_mode not in LATENCY_MODES:
         raise ValueError(f"latency_mode must be one of {LATENCY_MODES}, got {latency_mode!r}")
     if _positive("timesteps", timesteps) < 1:
@@ -403,7 +409,7 @@ def analytical_estimate(specs: list[LayerSpec], hw: HardwareConfig, tech: Techno
             e2 = price_neuron(spec.activation, n, tech, spec.act_bits, g.psum_bits)
             a2, s2 = neuron_resources(units, n["updates"] / T, g.psum_bits if spec.activation == "spiking" else 0, tech)
             layers.append(LayerCost(f"{spec.name}.act", spec.activation, e2,
-                                    n["updates"] / units * neuron_ns(hw, tech), n, a2, s2, i))
+                                    n["updates"] / units * neuron_ns(hw, tech), n, a2, s2, i, units))
     numel = specs[0].input_numel if input_numel is None else input_numel
     _positive("input_numel", numel, allow_zero=True)
     if numel and specs[0].input == "analog":
@@ -412,8 +418,10 @@ def analytical_estimate(specs: list[LayerSpec], hw: HardwareConfig, tech: Techno
         layers.insert(0, LayerCost("input", "input", e, 0.0, {"bits": numel * hw.inputs.bits}))
     _chip_limits(layers, geos, hw, tech)
     is_snn = any(s.activation == "spiking" or s.input == "spike" for s in specs)
+    leakage = hw.chip.static_power if leakage is None else bool(leakage)
     return CostReport(tech.name, hw.describe(), latency_mode, 1.0, float(timesteps if is_snn else 1), layers,
-                      "analytical", leakage, [], {"input_activity": used, "analog_input_bit_density": input_rate},
+                      "analytical", leakage, tech.scaling_notes(hw),
+                      {"input_activity": used, "analog_input_bit_density": input_rate},
                       power_gating=hw.chip.power_gating)
 
 

@@ -45,6 +45,15 @@ DIGITAL_PERIPHERY = ("shift_add", "accumulator", "neuron", "digital", "buffers",
 KB_BITS = 8192.0
 
 
+# the event count behind a component's energy, for the report's words
+_EVENT_OF = {"adc": ("adc_conversions", "conversions"), "mux": ("adc_conversions", "conversions"),
+             "crossbar": ("active_rows", "active rows"), "drivers": ("active_rows", "active rows"),
+             "shift_add": ("shift_adds", "shift-adds"), "accumulator": ("accumulations", "accumulations"),
+             "buffers": ("input_bits", "input bits, read once per column tile"),
+             "interconnect": ("input_bits", "input bits, sent to every column tile"),
+             "neuron": ("updates", "neuron updates"), "offchip": ("bits", "bits")}
+
+
 def zero(keys=COMPONENTS) -> dict:
     return dict.fromkeys(keys, 0.0)
 
@@ -151,6 +160,7 @@ class LayerCost:
     area_um2: dict = field(default_factory=lambda: zero(AREA_COMPONENTS))
     static_uW: float = 0.0
     stage: int = -1  # the crossbar layer whose pipeline stage this belongs to (-1: none)
+    units: int = 0  # neuron update units of a neuron layer (its busy time: updates / units x update time)
 
     @property
     def dynamic_pJ(self) -> float:
@@ -271,6 +281,42 @@ class CostReport:
                 rates[layer.name] = c["active_rows"] / c["possible_rows"]
         return rates
 
+    def findings(self) -> list[str]:
+        """What dominates the energy, in words: a component over half of it, where it is
+        spent and why (for static power: which layers leak, how long, and what keeps them
+        busy that long)."""
+        comp = self.by_component()
+        total = sum(comp.values())
+        if total <= 0:
+            return []
+        key, value = max(comp.items(), key=lambda kv: kv[1])
+        if value <= 0.5 * total:
+            return []
+        share = f"{key} is {100 * value / total:.0f} % of the energy ({value * 1e6:.4g} uJ of {total * 1e6:.4g} uJ)"
+        ranked = sorted(((self.layer_energy_pJ(layer)[key], i) for i, layer in enumerate(self.layers)), reverse=True)
+        top = [self.layers[i] for e, i in ranked[:3] if e > 0]
+        if key != "leakage":
+            event = _EVENT_OF.get(key)
+            return [f"{share}, most in " + ", ".join(
+                f"{layer.name} ({100 * self.layer_energy_pJ(layer)[key] / (value * 1e12):.0f} %"
+                + (f", {layer.counts[event[0]]:,.0f} {event[1]} per inference" if event and layer.counts.get(event[0])
+                   else "") + ")" for layer in top)]
+        how = ("each layer leaks while its pipeline stage is busy (power gating)" if self.power_gating
+               else "every component leaks for the whole inference (no power gating)")
+        parts = [f"{layer.name}: {layer.static_uW * 1e-3:.3g} mW for {self.powered_ns(layer) * 1e-6:.3g} ms"
+                 + self._busy_reason(layer) for layer in top]
+        return [f"{share}: {how}; largest: " + "; ".join(parts)]
+
+    def _busy_reason(self, layer: LayerCost) -> str:
+        """What sets the busy time of ``layer``'s pipeline stage."""
+        if not self.power_gating or layer.stage < 0:
+            return ""
+        slow = max((x for x in self.layers if x.stage == layer.stage and x.kind != "chip"), key=lambda x: x.latency_ns)
+        if slow.kind in ("spiking", "quant") and slow.units:
+            return (f" (set by {slow.name}'s {slow.counts.get('updates', 0):,.0f} neuron updates per inference on "
+                    f"{slow.units} unit{'s' if slow.units > 1 else ''}: chip.neuron_units)")
+        return f" (set by {slow.name}'s crossbar reads)"
+
     def to_dict(self) -> dict:
         return {
             "technology": self.technology, "hardware": self.hardware, "source": self.source,
@@ -281,6 +327,7 @@ class CostReport:
             "digital_share": self.digital_share(),
             "energy_by_component_J": self.by_component(), "area_by_component_mm2": self.area_by_component(),
             "spike_rates": self.spike_rates(), "assumed": self.assumed, "notes": self.notes,
+            "findings": self.findings(),
             "layers": [dict(asdict(layer), leakage_pJ=self.layer_energy_pJ(layer)["leakage"],
                             total_pJ=sum(self.layer_energy_pJ(layer).values()), total_area_um2=layer.total_area_um2)
                        for layer in self.layers],
@@ -317,6 +364,8 @@ class CostReport:
                      + ("" if self.leakage else "; static power not counted"))
         for n in self.notes:
             lines.append(f"note: {n}")
+        for f in self.findings():
+            lines.append(f"dominant: {f}")
         return "\n".join(lines)
 
     def plot(self, path, title: str | None = None):

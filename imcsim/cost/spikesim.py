@@ -86,6 +86,12 @@ def spikesim_estimate(layers, timesteps: int, tech: Technology | None = None, *,
     neuron_mem = sum(o * od * od for _, o, _, od in layers[:5]) * s["value_memory_area_um2"]
     area_um2 = tile_area * tiles + inputs + neuron_mem
     energy_pJ = sum(per_layer)
+    # the same PE-cycle energy split into imcsim's components (sums to energy_J)
+    per_cycle = {"crossbar": g * kernel**2 * s["xbar_read_pJ"], "adc": g * g * s["adc_pJ"], "mux": g * g * s["mux_pJ"],
+                 "shift_add": g * 16 * s["sub_pJ"], "neuron": s["neuron_pJ_per_4"],
+                 "buffers": g * s["temp_buffer_pJ"] + s["tile_buffer_pJ"] + s["mem_fetch_pJ"],
+                 "interconnect": s["htree_pJ"]}
+    total_cycles = sum(cycles) * timesteps
     return {
         "pe_cycle_energy_pJ": e_pe,
         "pe_cycle_ns": pe_cycle_ns,
@@ -94,6 +100,7 @@ def spikesim_estimate(layers, timesteps: int, tech: Technology | None = None, *,
         "pe_cycles_per_timestep": cycles,
         "energy_per_layer_pJ": per_layer,
         "energy_J": energy_pJ * 1e-12,
+        "energy_by_component_J": {k: v * total_cycles * 1e-12 for k, v in per_cycle.items()},
         "latency_s": latency_ns * 1e-9,
         "edp_Js": energy_pJ * 1e-12 * latency_ns * 1e-9,
         "area_mm2": area_um2 * 1e-6,
@@ -104,7 +111,61 @@ def spikesim_estimate(layers, timesteps: int, tech: Technology | None = None, *,
     }
 
 
-def spikesim_layers(specs) -> list[tuple[int, int, int, int]]:
+def spikesim_layers(specs, pooled: bool = False) -> list[tuple[int, int, int, int]]:
     """SpikeSim's (in_channels, out_channels, in_dim, out_dim) of the conv layers of a layer
-    list (:func:`imcsim.cost.layer_specs`)."""
-    return [(s.in_channels, s.out_features, s.in_dim or s.out_dim, s.out_dim) for s in specs if s.kind == "conv"]
+    list (:func:`imcsim.cost.layer_specs`). out_dim is the size a conv layer computes;
+    ``pooled=True`` writes instead the size after the pooling that follows it, as SpikeSim's
+    own VGG9 list does (its estimator then prices a conv + pool layer at the pooled size: 4x
+    fewer PE cycles for a 2x2 pool)."""
+    out = []
+    for i, s in enumerate(specs):
+        if s.kind != "conv":
+            continue
+        od = s.out_dim
+        nxt = specs[i + 1] if i + 1 < len(specs) else None
+        if pooled and nxt is not None:
+            if nxt.kind == "conv" and nxt.in_dim:
+                od = nxt.in_dim
+            elif nxt.kind == "linear" and s.out_features and nxt.in_features % s.out_features == 0:
+                side = math.isqrt(nxt.in_features // s.out_features)
+                od = side if side * side * s.out_features == nxt.in_features else od
+        out.append((s.in_channels, s.out_features, s.in_dim or s.out_dim, od))
+    return out
+
+
+def compare_with_spikesim(report, specs, timesteps: int, tech: Technology | None = None) -> dict | None:
+    """imcsim's event-model ``report`` of a network beside SpikeSim's released estimator on
+    the same conv layers, with what differs itemised (None if the network has no conv
+    layer; a ValueError saying why if SpikeSim's estimator cannot run them). ``specs``: the
+    network's layer list."""
+    layers = spikesim_layers(specs)
+    if not layers:
+        return None
+    ss = spikesim_estimate(layers, int(timesteps), tech)
+    pooled = spikesim_estimate(spikesim_layers(specs, pooled=True), int(timesteps), tech)
+    conv = {s.name for s in specs if s.kind == "conv"}
+    stages = {layer.stage for layer in report.layers if layer.kind == "crossbar" and layer.name in conv}
+    ours = dict.fromkeys(ss["energy_by_component_J"], 0.0)
+    outside = {"other crossbar layers (e.g. fully connected)": 0.0, "digital operations (pooling, adds)": 0.0,
+               "off-chip input": 0.0, "static power": 0.0, "drivers and accumulators": 0.0}
+    for layer in report.layers:
+        e = report.layer_energy_pJ(layer)
+        outside["static power"] += e.pop("leakage", 0.0) * 1e-12
+        in_conv = layer.stage in stages and layer.kind in ("crossbar", "spiking", "quant")
+        for k, v in e.items():
+            if not v:
+                continue
+            if not in_conv:
+                key = ("off-chip input" if layer.kind == "input" else "digital operations (pooling, adds)"
+                       if layer.kind == "digital" else "other crossbar layers (e.g. fully connected)")
+                outside[key] += v * 1e-12
+            elif k in ours:
+                ours[k] += v * 1e-12
+            else:
+                outside["drivers and accumulators"] += v * 1e-12
+    return {"spikesim": ss, "spikesim_pooled_dims": {k: pooled[k] for k in ("energy_J", "latency_s", "area_mm2")},
+            "ratio": {"energy": report.energy_J / ss["energy_J"], "latency": report.latency_s / ss["latency_s"],
+                      "area": report.area_mm2 / ss["area_mm2"]},
+            "conv_layers_by_component_J": {k: {"imcsim": ours[k], "spikesim": ss["energy_by_component_J"][k]}
+                                           for k in ours},
+            "not_in_spikesim_J": {k: v for k, v in outside.items() if v}}

@@ -95,6 +95,29 @@ class Technology:
         voltage (1 for v_read = 0, i.e. at the reference)."""
         return (v_read / self.crossbar["ref_v_read"]) ** 2 if v_read else 1.0
 
+    def scaling_notes(self, hw) -> list[str]:
+        """One line for each way this technology's reference figures are scaled to ``hw``
+        (crossbar size, ADC resolution, read voltage), so that no report applies them
+        silently to a chip they were not taken on."""
+        c, a = self.crossbar, self.adc
+        notes = []
+        ref = (int(c["ref_rows"]), int(c["ref_cols"]))
+        if (hw.rows, hw.cols) != ref:
+            notes.append(f"technology {self.name}: crossbar figures are for {ref[0]}x{ref[1]} arrays, scaled to this "
+                         f"chip's {hw.rows}x{hw.cols} tiles (read energy per active row x column, array area per cell)")
+        if hw.adc.lossless or hw.adc.bits != a["ref_bits"]:
+            to = "each layer's lossless resolution" if hw.adc.lossless else f"{hw.adc.bits} bits"
+            area = {"linear": "linear in bits", "exponential": "x2 per bit", "constant": "the same at every "
+                    "resolution"}[a["area_model"]]
+            notes.append(f"technology {self.name}: ADC figures are for {a['ref_bits']:g}-bit ADCs, scaled to {to} by "
+                         f"its model '{a['model']}' ({self.adc_family}; latency and static power linear in bits, area "
+                         f"{area})")
+        v = hw.inputs.v_read
+        if v != c["ref_v_read"]:
+            notes.append(f"technology {self.name}: read energies are for {c['ref_v_read']:g} V, scaled to inputs.v_read "
+                         f"= {v:g} V by (v / {c['ref_v_read']:g} V)^2 = {self.read_voltage_scale(v):.4g}")
+        return notes
+
     def crossbar_area_um2(self, rows: int, cols: int) -> float:
         c = self.crossbar
         return c["area_um2"] * rows * cols / (c["ref_rows"] * c["ref_cols"])
