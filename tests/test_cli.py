@@ -121,6 +121,18 @@ def test_compare(runs, tmp_path):
     assert res["comparison"]["energy_ratio"] > 0 and "break-even" in r.stdout
 
 
+def test_a_technology_of_another_geometry_is_stated_by_every_pricing_command(runs, tmp_path):
+    snn, qnn = runs / "snn" / "model.pt", runs / "qnn" / "model.pt"
+    scaled = ["technology puma-32nm: crossbar figures are for 128x128 arrays, scaled to this chip's 64x64 tiles",
+              "technology puma-32nm: ADC figures are for 8-bit ADCs, scaled to 4 bits by its model 'linear'"]
+    for i, args in enumerate((["energy", "--checkpoint", snn], ["timesteps", "--checkpoint", snn, "--thetas", "0.5"],
+                              ["compare", "--snn", snn, "--qnn", qnn])):
+        r = ok(*args, "--tech", "puma-32nm", "--test-limit", "40", "--quiet", "--out", tmp_path / f"p{i}")
+        assert all(s in r.stdout for s in scaled), (args[0], r.stdout[-2000:])
+        r = ok(*args, "--test-limit", "40", "--quiet", "--out", tmp_path / f"s{i}")  # its own geometry: no note
+        assert "technology spikesim-65nm-rram:" not in r.stdout
+
+
 def test_demo(tmp_path):
     r = ok("demo", "--quiet", "--chips", "1", "--out", tmp_path / "demo")
     report = (tmp_path / "demo" / "report.md").read_text()

@@ -437,7 +437,7 @@ def cmd_timesteps(out: OutputDir, opts: RunOptions, *, checkpoint, hws: list[Har
     ctx = context_for({"net": net}, sp, opts, tech)
     res = X.timesteps_studies(ctx, "net", hws, t_max=net.timesteps, thetas=thetas, rule=rule, tolerance=tolerance,
                               seed=opts.chip_seed(hws[0]), runner=opts.runner(out))
-    text = write_timesteps(out, res, f"{Path(checkpoint).name}; {sp.ds.description}", tech)
+    text = write_timesteps(out, res, f"{Path(checkpoint).name}; {sp.ds.description}", tech, hws=hws)
     out.json("run.json", run_info("timesteps", opts, seconds=time.perf_counter() - t0,
                                   wall_s={f"{r['hardware']} {r['mode']} T={r['T_max']} theta={r['theta']:g}": r["wall_s"]
                                           for r in res["rows"]}))
@@ -453,7 +453,7 @@ def timesteps_text(res: dict) -> str:
     return text
 
 
-def write_timesteps(out: OutputDir, res: dict, what: str, tech: Technology, prefix: str = "") -> str:
+def write_timesteps(out: OutputDir, res: dict, what: str, tech: Technology, prefix: str = "", hws=()) -> str:
     rows = res["rows"]
     results = {k: v for k, v in res.items()}
     results["rows"] = [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
@@ -473,6 +473,8 @@ def write_timesteps(out: OutputDir, res: dict, what: str, tech: Technology, pref
         histogram({int(k): v for k, v in pick["histogram"].items()}, out.path(f"{prefix}exit_histogram.png"),
                   "exit timestep", title=f"Exit timesteps, {s0['hardware']}, theta={s0['theta']:.3g}")
     text = timesteps_text(res)
+    for hw in hws:  # a technology scaled to a chip it was not taken on: said, never silent
+        text += "".join(f"\nnote ({hw.name}): {n}" for n in tech.scaling_notes(hw))
     out.text(f"{prefix}timesteps.md", f"# Static vs dynamic timesteps\n\nModel: {what}\n\nRule: {res['rule']}; theta "
              f"chosen on held-out training samples as the largest theta within {res['tolerance_pp']} pp of static "
              f"T={res['t_max']} there. EDP = mean energy x mean latency per inference; 'per sample' = mean of each "
@@ -522,6 +524,12 @@ def write_compare(out: OutputDir, res: dict, hw, tech, prefix: str = "") -> str:
         text += (" With direct encoding the analog input layer is read bit-serially at every timestep; if it were "
                  "computed once per inference (Network(static_input_once=True)) the break-even rate would be "
                  + ("none as well." if be1 is None else f"{be1:.4f}."))
+    rs, rq = res["snn_report"], res["qnn_report"]
+    for n in dict.fromkeys(rs.notes + rq.notes):
+        text += f"\n\nnote: {n}"
+    for name, rep in (("SNN", rs), ("QNN", rq)):
+        for f in rep.findings():
+            text += f"\n\n{name}: dominant: {f}"
     out.json(f"{prefix}compare.json", {"hardware": hw.to_dict(), "technology": tech.name,
                                        **{k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in res.items()}})
     out.csv(f"{prefix}compare.csv", rows)
