@@ -86,7 +86,7 @@ def choose_threshold(logits: torch.Tensor, y: torch.Tensor, rule: str = "entropy
     timesteps, and the static accuracy."""
     if tolerance_pp < 0:
         raise ValueError(f"tolerance_pp must be >= 0, got {tolerance_pp!r}")
-    grid = torch.linspace(0, 1, 401).tolist() if grid is None else sorted(grid)
+    grid = [k / 400 for k in range(401)] if grid is None else sorted(grid)  # exact decimals: 0.4, not 0.40000001
     static = 100.0 * float((logits.sum(0).argmax(-1) == y).float().mean())
     best = {"theta": 0.0, "accuracy": static, "avg_timesteps": float(logits.shape[0]), "static_accuracy": static}
     for th in grid:

@@ -87,15 +87,20 @@ def cost_breakdown(report, path, title=None) -> Path:
     return _save(fig, path)
 
 
-def errorbar_sweep(xs, means, stds, path, xlabel, ylabel="accuracy (%)", title=None, series=None) -> Path:
+def errorbar_sweep(xs, means, stds, path, xlabel, ylabel="accuracy (%)", title=None, series=None,
+                   ticks=None) -> Path:
     """Accuracy (mean +- std over chip instances) against a swept non-ideality.
-    ``series``: optional {label: (means, stds)} for several curves on the same x."""
+    ``series``: optional {label: (means, stds)} for several curves on the same x; ``ticks``:
+    labels of categorical x values (at positions ``xs``)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     curves = series or {ylabel: (means, stds)}
     for label, (m, s) in curves.items():
         ax.errorbar(xs, m, yerr=s, marker="o", capsize=3, label=label)
-    if all(isinstance(x, int) and not isinstance(x, bool) for x in xs):  # integer sweeps: integer ticks
+    if ticks is not None:  # categorical sweeps: each value by its name
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels(ticks)
+    elif all(isinstance(x, int) and not isinstance(x, bool) for x in xs):  # integer sweeps: integer ticks
         ax.set_xticks(sorted(set(xs)))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -81,6 +81,32 @@ def test_evaluate_lists_each_chip_once(runs, tmp_path, preset, rows):
     assert [row["hardware"] for row in res["accuracy"]] == rows
 
 
+def test_categorical_sweeps_by_name_and_accuracies_with_their_uncertainty(runs, tmp_path, monkeypatch):
+    import csv
+
+    import imcsim.plots as plots
+    from imcsim.app.cli import main
+
+    figs = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.setdefault(Path(path).name, fig) and Path(path))
+    assert main(["evaluate", "--checkpoint", str(runs / "snn" / "model.pt"), "--chips", "1", "--test-limit", "60",
+                 "--sweep", "adc.bits=2,lossless", "--quiet", "--out", str(tmp_path / "e")]) == 0
+    res = json.loads((tmp_path / "e" / "evaluate.json").read_text())
+    assert [r["label"] for r in res["sweep"]["rows"]] == ["2", "lossless"]  # before: None / an empty cell / ticks 0, 1
+    rows = list(csv.DictReader(open(tmp_path / "e" / "sweep.csv")))
+    assert [r["value"] for r in rows] == ["2", "lossless"]
+    ax = figs["sweep.png"].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "lossless"]
+    assert "1 chip each" in ax.get_title()
+    report = (tmp_path / "e" / "report.md").read_text()
+    assert "| lossless |" in report and "95 % test-set interval" in report and "one sample = 1.67 pp" in report
+    for r in res["accuracy"]:  # every accuracy with its uncertainty
+        lo, hi = r["test_ci95"]
+        assert lo <= r["mean"] <= hi and r["n_test"] == 60 and r["se_pp"] > 0
+    acc = list(csv.DictReader(open(tmp_path / "e" / "accuracy.csv")))
+    assert {"ci95_low", "ci95_high", "se_pp"} <= set(acc[0])
+
+
 def test_energy_measured_and_analytical(runs, tmp_path):
     r = ok("energy", "--checkpoint", runs / "snn" / "model.pt", "--test-limit", "50", "--analytical", "--quiet",
            "--out", tmp_path / "m")
@@ -111,6 +137,9 @@ def test_timesteps(runs, tmp_path):
         assert s["best_static_T"] in (1, 2, 3) and "test_drop_pp" in s and "tolerance_pp" in s
     assert res["summary"][0]["architecture"] == res["summary"][1]["architecture"]
     assert "dynamic exit" in r.stdout and "Test-split change" in r.stdout
+    points = [(row["hardware"], row["mode"], f"{row['theta']:.3g}", row["T_max"]) for row in res["rows"]]
+    assert len(points) == len(set(points))  # a chosen theta equal to a swept one is one row (it was listed twice)
+    assert all(s["n_test"] == 60 for s in res["summary"]) and "of 60 test samples" in r.stdout
     assert (tmp_path / "t" / "pareto.png").exists()
 
 

@@ -138,8 +138,10 @@ def test_choose_threshold_keeps_accuracy_on_calibration_logits():
     acc = 100.0 * float((pred == y).float().mean())
     assert acc >= res["static_accuracy"] - 0.1 - 1e-9 and acc == pytest.approx(res["accuracy"])
     assert res["avg_timesteps"] == pytest.approx(float(steps.double().mean()))
+    # thetas are exact multiples of 1/400 (0.4 is 0.4, not 0.40000000596: the same theta as a swept 0.4)
+    assert res["theta"] * 400 == round(res["theta"] * 400) and res["theta"] == round(res["theta"] * 400) / 400
     # a slightly larger theta (if any) breaks the target
-    bigger = [t for t in torch.linspace(0, 1, 401).tolist() if t > res["theta"]]
+    bigger = [k / 400 for k in range(401) if k / 400 > res["theta"]]
     if bigger:
         _, p2 = exit_decisions(L, bigger[0])
         assert 100.0 * float((p2 == y).float().mean()) < res["static_accuracy"] - 0.1 or res["theta"] == 1.0

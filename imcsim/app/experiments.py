@@ -16,6 +16,7 @@ from ..cost import (CostReport, activity_weighted_rate, analytical_estimate, bre
                     layer_specs, measured_activity)
 from ..errors import ConfigError
 from ..hardware import HardwareConfig
+from ..stats import uncertainty
 from .study import Study, Task, fingerprint, run_study
 from .tasks import report_of
 
@@ -93,10 +94,16 @@ def _accuracy_tasks(key: str, params: dict, cost: float, bounds: list[tuple[int,
             for i, (a, b) in enumerate(bounds)]
 
 
+def _counts_of(results: dict, key: str, slices: int) -> tuple[int, int]:
+    """(correct, samples) of ``key`` from the integer counts of its task or of its slices."""
+    parts = [results[key]] if slices == 1 else [results[_slice_key(key, i)] for i in range(slices)]
+    return sum(p["correct"] for p in parts), sum(p["n"] for p in parts)
+
+
 def _accuracy_of(results: dict, key: str, slices: int) -> float:
     """Accuracy (%) of ``key`` from the integer counts of its task or of its slices."""
-    parts = [results[key]] if slices == 1 else [results[_slice_key(key, i)] for i in range(slices)]
-    return 100.0 * sum(p["correct"] for p in parts) / sum(p["n"] for p in parts)
+    correct, n = _counts_of(results, key, slices)
+    return 100.0 * correct / n
 
 
 def accuracy_study(ctx: dict, model: str, hw: HardwareConfig, *, chips: int, seed: int, sweep=None,
@@ -128,24 +135,41 @@ def accuracy_study(ctx: dict, model: str, hw: HardwareConfig, *, chips: int, see
 def accuracy_rows(results: dict, model: str, hw: HardwareConfig, chips: int, sweep=None, references=True,
                   slices: int = 1) -> dict:
     """Rows: float model, lossless ideal crossbar, the preset's ideal counterpart (same
-    architecture), the preset over ``chips`` instances; and the sweep."""
+    architecture), the preset over ``chips`` instances; and the sweep. Every row carries its
+    uncertainty (:func:`imcsim.stats.uncertainty`: the test set's binomial interval and the
+    spread over chips)."""
     def acc(key):
         return _accuracy_of(results, f"{model}/{key}", slices)
+
+    n_test = _counts_of(results, f"{model}/chip/0", slices)[1]
+
+    def row(values):
+        s = spread(values)
+        return {**s, **uncertainty(s["mean"], s["std"], s["n"], n_test)}
 
     rows = []
     if references:
         for key, label, ref in reference_configs(hw):
-            a = acc(key)
             rows.append({"hardware": label, "architecture": "-" if ref is None else ref.architecture(),
-                         "mean": a, "std": 0.0, "n": 1, "values": [a]})
-    chip = spread([acc(f"chip/{c}") for c in range(chips)])
-    rows.append({"hardware": hw.name, "architecture": hw.architecture(), **chip})
+                         **row([acc(key)])})
+    rows.append({"hardware": hw.name, "architecture": hw.architecture(), **row([acc(f"chip/{c}") for c in range(chips)])})
     out = {"rows": rows}
     if sweep:
         field, values = sweep
         out["sweep"] = {"field": field, "base": hw.name, "chips": chips, "rows": [
-            {"value": v, **spread([acc(f"sweep/{i}/{c}") for c in range(chips)])} for i, v in enumerate(values)]}
+            {"value": v, "label": sweep_label(field, v), **row([acc(f"sweep/{i}/{c}") for c in range(chips)])}
+            for i, v in enumerate(values)]}
     return out
+
+
+def sweep_label(field: str, value) -> str:
+    """How a swept value reads in tables, CSV and plots (the word the user gave for the
+    categorical ones: 'lossless', 'pair', 'true')."""
+    if value is None:
+        return "lossless" if field == "adc.bits" else "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 # ------------------------------------------------------------------------------ costs
@@ -230,7 +254,8 @@ def timesteps_studies(ctx: dict, model: str, hws: list[HardwareConfig], *, t_max
         static = [dict(hardware=hw.name, **r1[f"{hw.name}/static/{T}"]) for T in range(1, t_max + 1)]
         dynamic = [dict(hardware=hw.name, **r2[f"{hw.name}/dynamic/{th!r}"]) for th in sweeps[hw.name]]
         rows += static + dynamic
-        summary.append(_summary(hw, r1[f"{hw.name}/choice"], static, dynamic, tolerance))
+        summary.append({**_summary(hw, r1[f"{hw.name}/choice"], static, dynamic, tolerance),
+                        "n_test": _samples(ctx, "test")})
     return {"rows": rows, "summary": summary, "rule": rule, "tolerance_pp": tolerance, "t_max": t_max}
 
 
@@ -282,8 +307,10 @@ def headline(s: dict) -> str:
     else:
         head += (f"; no static T reaches that accuracy; against static T={s['best_static_T']} "
                  f"({s['best_static_accuracy']:.2f} %): {_change(s['edp_saving_vs_best_static'])} EDP")
-    head += (f". Test-split change vs static T_max: {-s['test_drop_pp']:+.2f} pp (theta chosen with tolerance "
-             f"{s['tolerance_pp']:g} pp on held-out samples)")
+    n = s.get("n_test")
+    samples = f", {round(abs(s['test_drop_pp']) * n / 100)} of {n} test samples" if n else ""
+    head += (f". Test-split change vs static T_max: {-s['test_drop_pp']:+.2f} pp{samples} (theta chosen with "
+             f"tolerance {s['tolerance_pp']:g} pp on held-out samples)")
     if s["drop_exceeds_tolerance"]:
         head += " -- WARNING: the test-split loss exceeds the tolerance"
     return head + "."

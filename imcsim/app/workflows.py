@@ -26,6 +26,7 @@ from ..hardware import HardwareConfig
 from ..io import machine_info
 from ..models import Network, convnet, mlp, qnn_bits_for, resnet
 from ..plots import errorbar_sweep, histogram, pareto
+from ..stats import difference
 from ..training import TrainConfig, accuracy, train
 from . import experiments as X
 from .outputs import OutputDir, markdown_table
@@ -213,12 +214,30 @@ def check_sweep(hw: HardwareConfig, sweep) -> None:
 
 
 def _fmt_acc(r: dict) -> str:
-    return f"{r['mean']:.2f}" + (f" +- {r['std']:.2f} (n={r['n']})" if r.get("n", 1) > 1 else "")
+    return f"{r['mean']:.2f}" + (f" +- {r['std']:.2f} ({r['n']} chips)" if r.get("n", 1) > 1 else "")
+
+
+def _fmt_ci(r: dict) -> str:
+    lo, hi = r["test_ci95"]
+    return f"{lo:.1f}-{hi:.1f}"
+
+
+def _with_uncertainty(rows: list[dict]) -> list[dict]:
+    """Table cells: accuracy, its 95 % test-set interval, and the difference to the row
+    above, marked where it is within the two rows' uncertainty."""
+    return [{**r, "acc": _fmt_acc(r), "ci": _fmt_ci(r), "diff": difference(r, rows[i - 1]) if i else ""}
+            for i, r in enumerate(rows)]
+
+
+UNCERTAINTY_NOTE = ("95 % test-set interval: Wilson interval for {n} test samples (one sample = {one:.2f} pp); "
+                    "'within uncertainty': the difference is smaller than 1.96 x the combined standard error of "
+                    "the two rows (test set and, over chips, std / sqrt(chips)) -- docs/reproducibility.md")
 
 
 def accuracy_table(rows: list[dict]) -> str:
-    return markdown_table([{**r, "acc": _fmt_acc(r)} for r in rows], ["hardware", "architecture", "acc"],
-                          ["hardware", "architecture", "accuracy % (mean +- sample std over chips)"])
+    return markdown_table(_with_uncertainty(rows), ["hardware", "architecture", "acc", "ci", "diff"],
+                          ["hardware", "architecture", "accuracy % (mean +- sample std over chips)",
+                           "95 % test-set interval", "vs row above (pp)"])
 
 
 # ----------------------------------------------------------------------------- train
@@ -319,17 +338,24 @@ def cmd_evaluate(out: OutputDir, opts: RunOptions, *, checkpoint, hw: HardwareCo
         sw = acc["sweep"]
         result["sweep"] = sw
         field = sw["field"]
-        out.csv("sweep.csv", [{"field": field, "value": r["value"], "mean": r["mean"], "std": r["std"], "n": r["n"]}
+        out.csv("sweep.csv", [{"field": field, "value": r["label"], "mean": r["mean"], "std": r["std"], "n": r["n"],
+                               "ci95_low": r["test_ci95"][0], "ci95_high": r["test_ci95"][1], "se_pp": r["se_pp"]}
                               for r in sw["rows"]])
-        numeric = all(isinstance(r["value"], (int, float)) for r in sw["rows"])
+        numeric = all(isinstance(r["value"], (int, float)) and not isinstance(r["value"], bool) for r in sw["rows"])
         xs = [r["value"] if numeric else i for i, r in enumerate(sw["rows"])]
         errorbar_sweep(xs, [r["mean"] for r in sw["rows"]], [r["std"] for r in sw["rows"]], out.path("sweep.png"),
-                       xlabel=field, title=f"Accuracy vs {field} ({chips} chips each, {hw.name} otherwise)")
-        lines.append(f"\nSweep of {field} ({chips} chip instances each, seeds {seed}..{seed + chips - 1}):\n")
-        lines.append(markdown_table([{**r, "acc": _fmt_acc(r)} for r in sw["rows"]], ["value", "acc"],
-                                    [field, "accuracy %"]))
+                       xlabel=field, ticks=None if numeric else [r["label"] for r in sw["rows"]],
+                       title=f"Accuracy vs {field} ({chips} chip{'s' if chips > 1 else ''} each, {hw.name} "
+                             "otherwise; bars: std over chips)")
+        lines.append(f"\nSweep of {field} ({chips} chip instance{'s' if chips > 1 else ''} each, seeds "
+                     f"{seed}..{seed + chips - 1}):\n")
+        lines.append(markdown_table(_with_uncertainty(sw["rows"]), ["label", "acc", "ci", "diff"],
+                                    [field, "accuracy %", "95 % test-set interval", "vs row above (pp)"]))
+    lines.append("\n" + UNCERTAINTY_NOTE.format(n=acc["rows"][0]["n_test"], one=acc["rows"][0]["one_sample_pp"]))
     out.json("evaluate.json", result)
-    out.csv("accuracy.csv", [{k: r[k] for k in ("hardware", "architecture", "mean", "std", "n")} for r in acc["rows"]])
+    out.csv("accuracy.csv", [{**{k: r[k] for k in ("hardware", "architecture", "mean", "std", "n")},
+                              "ci95_low": r["test_ci95"][0], "ci95_high": r["test_ci95"][1], "se_pp": r["se_pp"]}
+                             for r in acc["rows"]])
     out.json("run.json", run_info("evaluate", opts, slices=slices, seconds=time.perf_counter() - t0))
     text = "\n".join(lines)
     out.text("report.md", f"# Accuracy under non-idealities\n\nModel: {Path(checkpoint).name}; data: "
@@ -588,33 +614,44 @@ def cmd_demo(out: OutputDir, opts: RunOptions, *, timesteps: int = 4, chips: int
                    xlabel="programming variation (relative sigma)",
                    title=f"Accuracy vs device variation ({chips} chips each; rram otherwise)", series=series)
     acc_rows = [{"network": k.upper(), **r} for k, rows in acc.items() for r in rows]
-    out.csv("accuracy.csv", [{k: r[k] for k in ("network", "hardware", "architecture", "mean", "std", "n")}
+    out.csv("accuracy.csv", [{**{k: r[k] for k in ("network", "hardware", "architecture", "mean", "std", "n")},
+                              "ci95_low": r["test_ci95"][0], "ci95_high": r["test_ci95"][1], "se_pp": r["se_pp"]}
                              for r in acc_rows])
     out.csv("accuracy_vs_variation.csv", [{"network": k.upper(), "variation": r["value"], "mean": r["mean"],
                                            "std": r["std"], "n": r["n"]} for k, sw in sweeps.items() for r in sw["rows"]])
-    acc_table = markdown_table([{**r, "acc": _fmt_acc(r)} for r in acc_rows], ["network", "hardware", "architecture", "acc"],
-                               ["network", "hardware", "architecture", "accuracy % (mean +- sample std)"])
+    acc_table = markdown_table([{"network": k.upper(), **r} for k in acc for r in _with_uncertainty(acc[k])],
+                               ["network", "hardware", "architecture", "acc", "ci", "diff"],
+                               ["network", "hardware", "architecture", "accuracy % (mean +- sample std over chips)",
+                                "95 % test-set interval", "vs row above (pp)"])
+    n_test = acc["snn"][0]["n_test"]
     sw_table = markdown_table([{"variation": v, **{k.upper(): _fmt_acc(sweeps[k]["rows"][i]) for k in sweeps}}
                                for i, v in enumerate(DEMO_SWEEP[1])], ["variation", "SNN", "QNN"])
-    sections.append(f"## 1. Accuracy under non-idealities\n\n{acc_table}\n\nSweep of programming variation:\n\n"
-                    f"{sw_table}\n\n![accuracy vs variation](accuracy_vs_variation.png)\n")
+    sections.append(f"## 1. Accuracy under non-idealities\n\n{acc_table}\n\n"
+                    + UNCERTAINTY_NOTE.format(n=n_test, one=100 / n_test) + ". The rows are different chips: "
+                    f"`ideal (lossless)` maps onto 128x128 tiles with a lossless read-out, `{twin.name}` onto "
+                    f"{hw.name}'s 64x64 tiles with its 4-bit ADCs, so their roundings differ; a row above another "
+                    "by less than its uncertainty is not a better chip, only another draw.\n\n"
+                    f"Sweep of programming variation:\n\n{sw_table}\n\n"
+                    "![accuracy vs variation](accuracy_vs_variation.png)\n")
 
     # 2. energy / latency / area / EDP (measured on the non-ideal chip) and SNN vs QNN
     cost = runner(X.cost_study(ctx, ["snn", "qnn"], hw, seed=seed, name="costs"))
     cmp = X.snn_vs_qnn(cost, nets["snn"], nets["qnn"], hw, tech)
     rep = cmp["snn_report"]
-    sections.append(f"## 2. Energy, latency, area, EDP (SNN, T={timesteps}, measured events on {hw.name})\n\n"
-                    f"```\n{rep.table()}\n```\n\n![SNN breakdown](snn_breakdown.png)\n")
+    sections.append(f"## 2. Energy, latency, area, EDP (SNN, T={timesteps}, measured events on {hw.name} chip "
+                    f"instance seed {seed})\n\n```\n{rep.table()}\n```\n\n![SNN breakdown](snn_breakdown.png)\n")
 
     # 3. static vs dynamic timesteps, ideal counterpart and non-ideal chip (same architecture)
     ts = X.timesteps_studies(ctx, "snn", [twin, hw], t_max=timesteps, thetas=X.DEFAULT_THETAS, rule="entropy",
                              tolerance=0.0, seed=seed, runner=runner)
-    ts_text = write_timesteps(out, ts, "demo SNN", tech)
+    ts_text = write_timesteps(out, ts, "demo SNN", tech, hws=[twin, hw])
     sections.append("## 3. Static vs dynamic timesteps (entropy exit; theta chosen on the held-out samples with no "
-                    f"accuracy loss allowed there)\n\n{ts_text}\n\n![pareto](pareto.png) ![exits](exit_histogram.png)\n")
+                    f"accuracy loss allowed there; chip instance seed {seed})\n\n{ts_text}\n\n"
+                    "![pareto](pareto.png) ![exits](exit_histogram.png)\n")
 
     # 4. SNN vs QNN on the same hardware
-    sections.append(f"## 4. SNN vs QNN (T={timesteps} vs {bits}-bit)\n\n{write_compare(out, cmp, hw, tech)}\n")
+    sections.append(f"## 4. SNN vs QNN (T={timesteps} vs {bits}-bit; accuracies and costs of chip instance seed "
+                    f"{seed}, one of the {chips} chips of section 1)\n\n{write_compare(out, cmp, hw, tech)}\n")
     wall = time.perf_counter() - t0
     sections.append(f"\n---\nimcsim {__version__}; training seed {train_seed}; {opts.engine.name} engine.\n")
     out.text("report.md", "\n".join(sections))
@@ -627,7 +664,9 @@ def cmd_demo(out: OutputDir, opts: RunOptions, *, timesteps: int = 4, chips: int
              f"SNN on {hw.name}: energy {rep.energy_J:.3g} J, latency {rep.latency_s:.3g} s, EDP {rep.edp_Js:.3g} J*s, "
              f"area {rep.area_mm2:.3g} mm^2 per inference ({tech.name})",
              "static vs dynamic timesteps:", *[f"  {X.headline(s)}" for s in ts["summary"]],
-             f"SNN/QNN on {hw.name}: energy x{c['energy_ratio']:.3g}, EDP x{c['edp_ratio']:.3g}, break-even spike rate "
-             + ("none" if cmp["breakeven_spike_rate"] is None else f"{cmp['breakeven_spike_rate']:.4f}"),
+             f"SNN/QNN on {hw.name}: energy x{c['energy_ratio']:.3g}, EDP x{c['edp_ratio']:.3g}; "
+             + ("no break-even spike rate: the SNN costs more than its QNN twin even with no spikes at all"
+                if cmp["breakeven_spike_rate"] is None else
+                f"break-even spike rate {cmp['breakeven_spike_rate']:.4f} (the SNN costs less below it)"),
              f"done in {wall:.0f} s (training {t_train:.0f} s)"]
     return "\n".join(lines)
