@@ -8,7 +8,10 @@ spiking neurons unfolding (T, B, ...)) plus how to feed it time:
   = pixel intensity, keyed by sample and timestep);
 * ``kind="snn"``, ``input="sequence"``: the input already is a sequence (T, B, ...) --
   event-camera frames, spike trains, audio features -- and T is its length;
-* ``kind="qnn"``: one pass with b-bit :class:`~imcsim.neurons.QuantAct` activations.
+* ``kind="qnn"``: one pass with b-bit :class:`~imcsim.neurons.QuantAct` activations;
+  ``input="sequence"`` (the QNN twin of an event-stream SNN): the sequence's event rate per
+  pixel over its T frames (events / T, in [0, 1]) is the QNN's analog input image -- the
+  same events, integrated once instead of fed frame by frame.
 
 The output is logits (or spikes / membranes) per timestep (T, B, K), T = 1 for a QNN; the
 prediction is the class with the largest mean over timesteps. The zoo builders record
@@ -49,8 +52,6 @@ class Network(nn.Module):
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
         if input not in INPUTS:
             raise ValueError(f"input must be one of {INPUTS}, got {input!r}")
-        if input == "sequence" and kind != "snn":
-            raise ValueError("input='sequence' needs kind='snn'")
         if kind == "snn" and (isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1):
             raise ValueError(f"timesteps must be an integer >= 1, got {timesteps!r}")
         if static_input_once and not isinstance(body, nn.Sequential):
@@ -105,7 +106,7 @@ class Network(nn.Module):
 
     def _forward(self, x, timesteps):
         if self.kind == "qnn":
-            return self.body(x).unsqueeze(0)
+            return self.body(x.mean(0) if self.input == "sequence" else x).unsqueeze(0)
         if self.input == "sequence":
             T, B = x.shape[0], x.shape[1]
             if timesteps is not None and int(timesteps) != T:

@@ -1,6 +1,8 @@
 """NIR import / export: a hand-built graph against a hand-written Euler simulation, round
 trips, recurrent graphs (exact, on crossbars, with dynamic exits), and clear errors."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -173,3 +175,77 @@ def test_zoo_networks_export_or_say_what_nir_cannot_express():
     x = torch.rand(7, 1, 4, 4) * 2
     with torch.no_grad():
         torch.testing.assert_close(back(x.unsqueeze(0).expand(5, *x.shape)), zoo(x), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ every command
+
+
+def _cli(*args, timeout=600):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "imcsim", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_an_imported_checkpoint_goes_through_every_command(tmp_path):
+    """snnTorch -> NIR (docs/frameworks.md's recipe) -> imcsim import -> evaluate, energy,
+    timesteps and compare (against a QNN twin on the same events). Before: evaluate and
+    energy ended in a TypeError (GraphBody._apply shadowed nn.Module._apply)."""
+    snn = pytest.importorskip("snntorch", reason="snnTorch is not installed")
+    import torch.nn as nn
+    from snntorch.export_nir import export_to_nir
+
+    from imcsim.datasets import load_dataset
+    from imcsim.training import TrainConfig, train
+
+    ev = load_dataset("event-digits")
+    torch.manual_seed(0)
+
+    def leaky(shape, beta, **kw):
+        return snn.Leaky(beta=torch.full(shape, beta), threshold=torch.ones(shape), init_hidden=True,
+                         reset_mechanism="zero", **kw)
+
+    net = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), leaky((8, 14, 14), 0.8), nn.AvgPool2d(2),
+                        nn.Flatten(), nn.Linear(8 * 7 * 7, 10), leaky((10,), 0.7, output=True))
+    train(imcsim.Stepwise(net), ev.x_train[:, :400], ev.y_train[:400], TrainConfig(epochs=2, lr=5e-3), progress=False)
+    with torch.no_grad():
+        nir.write(tmp_path / "m.nir", export_to_nir(net, ev.x_test[0][:1], ignore_dims=[0]))
+    assert imcsim.from_nir(tmp_path / "m.nir", dt=1e-4).cpu() is not None  # nn.Module._apply works again
+
+    r = _cli("import", tmp_path / "m.nir", "--dataset", "event-digits", "--dt", "1e-4", "--holdout", "100",
+             "--out", tmp_path / "ck")
+    assert r.returncode == 0, r.stderr
+    assert "reset to v_reset after a spike: NIR has no reset by subtraction" in r.stdout and "dt = 0.0001" in r.stdout
+    ck = tmp_path / "ck" / "model.pt"
+    small = ["--test-limit", "40", "--quiet"]
+    r = _cli("evaluate", "--checkpoint", ck, "--chips", "1", *small, "--out", tmp_path / "ev")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "ev" / "evaluate.json").read_text())["accuracy"]
+    assert [x["hardware"] for x in rows][-1] == "rram" and all(0 <= x["mean"] <= 100 for x in rows)
+    r = _cli("energy", "--checkpoint", ck, *small, "--out", tmp_path / "en")
+    assert r.returncode == 0 and json.loads((tmp_path / "en" / "energy.json").read_text())["report"]["energy_J"] > 0
+    r = _cli("timesteps", "--checkpoint", ck, "--thetas", "0.3,0.7", *small, "--out", tmp_path / "ts")
+    assert r.returncode == 0, r.stderr
+    assert {x["T_max"] for x in json.loads((tmp_path / "ts" / "timesteps.json").read_text())["rows"]} == set(range(1, 11))
+    r = _cli("train", "--dataset", "event-digits", "--model", "convnet", "--kind", "qnn", "--timesteps", "10",
+             "--epochs", "1", "--train-limit", "300", "--quiet", "--out", tmp_path / "qnn")
+    assert r.returncode == 0, r.stderr
+    r = _cli("compare", "--snn", ck, "--qnn", tmp_path / "qnn" / "model.pt", *small, "--out", tmp_path / "cmp")
+    assert r.returncode == 0, r.stderr
+    cmp = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert cmp["timesteps"] == 10 and cmp["qnn_bits"] == 4 and cmp["snn_input"] == "spike"
+    assert "direct encoding" not in r.stdout  # an event-fed SNN has no analog input layer to compute once
+
+
+def test_a_qnn_twin_of_an_event_snn_reads_the_event_rate_as_an_analog_image():
+    ev_x = (torch.rand(10, 6, 2, 14, 14, generator=torch.Generator().manual_seed(0)) < 0.2).float()
+    q = imcsim.convnet(in_shape=(2, 14, 14), channels=(4,), hidden=16, kind="qnn", timesteps=10, input="sequence")
+    q.eval()
+    with torch.no_grad():
+        assert torch.equal(q(ev_x), q.body(ev_x.mean(0)).unsqueeze(0))
+    chip = imcsim.convert(q, imcsim.HardwareConfig.ideal(), calibration=ev_x)
+    from imcsim.crossbar import TiledMatrix
+
+    first = next(m for m in chip.modules() if isinstance(m, TiledMatrix))
+    assert first.input_spec.kind == "analog"  # not the binary events of the calibration sequences

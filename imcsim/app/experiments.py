@@ -206,6 +206,7 @@ def snn_vs_qnn(results: dict, snn, qnn, hw: HardwareConfig, tech) -> dict:
     be_once = breakeven_spike_rate(snn_specs, hw, tech, snn.timesteps, q.energy_J, profile=snn_prof,
                                    input_rate=in_rate, static_input_once=True)
     return {"timesteps": snn.timesteps, "qnn_bits": qnn.arch.get("bits"), "hardware": hw.name,
+            "snn_input": snn_specs[0].input,
             "architecture": hw.architecture(), "snn_accuracy": results["snn/cost"]["accuracy"],
             "qnn_accuracy": results["qnn/cost"]["accuracy"], "comparison": compare_reports(rs, rq),
             "snn_mean_spike_rate": activity_weighted_rate(snn_specs, snn_prof),

@@ -125,8 +125,6 @@ def splits(ds: Dataset, holdout: int, test_limit: int | None = None, calibration
 
 def build_model(model: str, ds: Dataset, kind: str, timesteps: int, bits: int | None, neuron: str, hidden, channels,
                 seed: int, encoding: str = "direct") -> Network:
-    if ds.sample_dim == 1 and kind != "snn":
-        raise ConfigError(f"dataset {ds.name!r} is an event stream: it needs --kind snn")
     common = dict(in_shape=ds.in_shape, num_classes=ds.num_classes, kind=kind, timesteps=timesteps, bits=bits,
                   neuron=neuron, encoding=encoding, input="sequence" if ds.sample_dim == 1 else "static")
     with torch.random.fork_rng(devices=[]):
@@ -291,6 +289,7 @@ def cmd_import(out: OutputDir, *, graph: str, dataset: str, data_dir, timesteps:
                num_classes: int | None, holdout: int) -> str:
     """A NIR graph -> an imcsim checkpoint that evaluate / energy / timesteps / compare take."""
     from ..convert import from_nir
+    from ..convert.nir import import_notes
 
     if not Path(graph).is_file():
         raise ConfigError(f"NIR file not found: {graph!r}")
@@ -312,11 +311,14 @@ def cmd_import(out: OutputDir, *, graph: str, dataset: str, data_dir, timesteps:
         acc = accuracy(net, ds.take(ds.x_test, 0, 512), ds.y_test[:512])
     meta = dict(dataset=dataset, data_dir=str(Path(data_dir).resolve()) if data_dir else None, holdout=holdout,
                 split=ds.description, source=str(Path(graph).resolve()), dt=dt, test_accuracy_first_512=acc)
+    notes = import_notes(net.arch)
+    meta["import_notes"] = notes
     save_checkpoint(out.path("model.pt"), net, **meta)
     out.json("run.json", run_info("import", **meta))
     return (f"imported {graph}: {len(net.arch['graph']['nodes'])} nodes, input {tuple(net.arch['in_shape'])}, "
-            f"T={T}, dt={dt:g}\naccuracy on the first 512 test samples of {dataset}: {acc:.2f} % (digital, before "
-            f"mapping); checkpoint {out.target / 'model.pt'}")
+            f"T={T}, dt={dt:g}\n" + "".join(f"note: {n}\n" for n in notes)
+            + f"accuracy on the first 512 test samples of {dataset}: {acc:.2f} % (digital, before mapping; compare "
+            f"it with the source model's on the same samples); checkpoint {out.target / 'model.pt'}")
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -546,7 +548,7 @@ def write_compare(out: OutputDir, res: dict, hw, tech, prefix: str = "") -> str:
                 f"break-even spike rate {be:.4f} (the SNN costs less energy below it)")
              + f" [{res['breakeven_model']}].")
     be1 = res.get("breakeven_spike_rate_input_layer_once")
-    if be is None:
+    if be is None and res.get("snn_input", "analog") == "analog":
         text += (" With direct encoding the analog input layer is read bit-serially at every timestep; if it were "
                  "computed once per inference (Network(static_input_once=True)) the break-even rate would be "
                  + ("none as well." if be1 is None else f"{be1:.4f}."))

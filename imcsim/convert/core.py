@@ -190,6 +190,8 @@ def _placeholder_kind(model, input_kind, calibration) -> G.Kind:
         return G.SPIKE
     if isinstance(model, Network) and model.kind == "snn" and model.input == "static" and model.encoding == "rate":
         return G.SPIKE
+    if isinstance(model, Network) and model.kind == "qnn" and model.input == "sequence":
+        return G.ANALOG  # its body sees the sequence's event rate per pixel, not the events
     x = _first_batch(calibration)
     if input_kind == "count":
         if x is None:

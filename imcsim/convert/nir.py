@@ -503,6 +503,28 @@ def network_from_spec(arch: dict):
     return net
 
 
+def import_notes(arch: dict) -> list[str]:
+    """What an imported graph's neurons do that its source framework may not have done: NIR
+    has no reset by subtraction, fixes the spike comparison, and is continuous-time. One
+    line per point that applies, for the import to print."""
+    nodes, _ = _flatten(arch["graph"])
+    types = {n.get("type") for n in nodes.values()}
+    dt = arch["dt"]
+    notes = []
+    spiking = sorted(types & {"IF", "LIF", "CubaLIF"})
+    if spiking:
+        notes.append(f"{'/'.join(spiking)} nodes reset to v_reset after a spike: NIR has no reset by subtraction, so "
+                     "a source model that subtracted its threshold (snnTorch's default reset_mechanism='subtract') "
+                     "behaves differently here; export with reset to zero, or compare the outputs (docs/frameworks.md)")
+        notes.append("a neuron spikes when v > v_threshold (strictly, as snnTorch); SpikingJelly fires at v >= "
+                     "v_threshold, which differs only where v equals the threshold exactly")
+    continuous = sorted(types & {"I", "IF", "LI", "LIF", "CubaLI", "CubaLIF"})
+    if continuous:
+        notes.append(f"{'/'.join(continuous)} nodes are continuous-time in NIR: stepped by forward Euler with dt = "
+                     f"{dt:g} (snnTorch and SpikingJelly export with dt = 1e-4; another dt gives another neuron)")
+    return notes
+
+
 def to_nir(network, path=None):
     """The network as a ``nir.NIRGraph`` (written to ``path`` if given). A network imported
     with :func:`from_nir` gives its graph back exactly; a zoo network is exported layer by

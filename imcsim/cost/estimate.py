@@ -253,9 +253,12 @@ def _structural(hw: HardwareConfig) -> HardwareConfig:
                       wires=WireModel(), **{"adc.bits": None})
 
 
-def layer_specs(model: nn.Module, input_shape=None, hw: HardwareConfig | None = None) -> list[LayerSpec]:
+def layer_specs(model: nn.Module, input_shape=None, hw: HardwareConfig | None = None,
+                input_kind: str | None = None) -> list[LayerSpec]:
     """Describe the crossbar layers of any convertible model (float or converted): its
-    structure is mapped onto ``hw`` (default: the ideal chip) and one sample traced."""
+    structure is mapped onto ``hw`` (default: the ideal chip) and one sample traced.
+    input_kind: what the network input is, ``analog`` or ``spike`` (default: spikes for a
+    sequence SNN -- imcsim's sequences are event streams -- else analog)."""
     from ..convert import convert
     from ..models import Network
 
@@ -265,11 +268,15 @@ def layer_specs(model: nn.Module, input_shape=None, hw: HardwareConfig | None = 
         if not input_shape:
             raise ValueError("layer_specs needs input_shape (the model has no architecture record)")
     seq = isinstance(model, Network) and model.input == "sequence" or getattr(model, "batch_dim", 0) == 1
+    if input_kind is None:
+        input_kind = "spike" if seq and getattr(model, "kind", "snn") == "snn" else "analog"
+    if input_kind not in ("analog", "spike"):
+        raise ValueError(f"input_kind must be 'analog' or 'spike', got {input_kind!r}")
     x = torch.zeros(1, 1, *input_shape) if seq else torch.zeros(1, *input_shape)
     was = model.training
     model.eval()
     try:
-        chip = convert(copy.deepcopy(model), _structural(hw), input_kind="analog")
+        chip = convert(copy.deepcopy(model), _structural(hw), input_kind=input_kind)
     finally:
         model.train(was)
     for _, m in chip.named_modules():
