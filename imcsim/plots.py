@@ -162,3 +162,26 @@ def histogram(counts: dict, path, xlabel, title=None) -> Path:
     if title:
         ax.set_title(title)
     return _save(fig, path)
+
+
+def attribution_bars(names, alone, alone_err, recovered, recovered_err, path, title=None) -> Path:
+    """Per non-ideality: the accuracy it costs alone (against a chip with none) and what
+    leaving it out recovers (against the full chip), pp, with 1.96 x standard-error bars."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.55 * len(names) + 1.6))
+    y = list(range(len(names)))
+    h = 0.38
+    ax.barh([v - h / 2 for v in y], alone, h, xerr=[1.96 * e for e in alone_err], capsize=3,
+            label="accuracy lost with it alone (vs none)", color="#c44e52")
+    ax.barh([v + h / 2 for v in y], recovered, h, xerr=[1.96 * e for e in recovered_err], capsize=3,
+            label="accuracy recovered without it (vs all)", color="#4c72b0")
+    ax.set_yticks(y)
+    ax.set_yticklabels(names)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel("percentage points (bars: 95 % of the combined uncertainty)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)

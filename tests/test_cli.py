@@ -107,6 +107,62 @@ def test_categorical_sweeps_by_name_and_accuracies_with_their_uncertainty(runs, 
     assert {"ci95_low", "ci95_high", "se_pp"} <= set(acc[0])
 
 
+def _rram_with(**values) -> str:
+    """The shipped rram.toml with some of its lines set by hand (section.key = value)."""
+    import re
+
+    import imcsim
+
+    text = (Path(imcsim.__file__).parent / "presets" / "hardware" / "rram.toml").read_text()
+    section = None
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"\[(\w+)\]", line)
+        if m:
+            section = m.group(1)
+        k = re.match(r"(\w+)\s*=", line)
+        if k and f"{section}.{k.group(1)}" in values:
+            line = f"{k.group(1)} = {values[f'{section}.{k.group(1)}']}"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+_OFF = {"device.variation": "0.0", "device.read_noise": "0.0", "device.p_stuck_on": "0.0", "device.p_stuck_off": "0.0",
+        "wires.r_row": "0.0", "wires.r_col": "0.0", "wires.r_src": "0.0", "wires.r_sink": "0.0", "device.g_off": "0.0",
+        "adc.bits": '"lossless"', "weights.bits": "16"}
+_ALONE = {  # rram with every non-ideality off but one, by hand (independent of imcsim's attribution code)
+    "variation": _rram_with(**{**_OFF, "device.variation": "0.05"}),
+    "wires": _rram_with(**{**_OFF, "wires.r_row": "2.5", "wires.r_col": "2.5", "wires.r_src": "50.0",
+                           "wires.r_sink": "50.0", "device.g_off": "1.0e-11"}),
+    "ADC resolution": _rram_with(**{**_OFF, "adc.bits": "4"}),
+}
+
+
+def test_attribution_rows_equal_separately_configured_chips(runs, tmp_path):
+    snn = runs / "snn" / "model.pt"
+    small = ["--chips", "2", "--test-limit", "60", "--quiet"]
+    r = ok("evaluate", "--checkpoint", snn, *small, "--attribution", "--out", tmp_path / "at")
+    res = json.loads((tmp_path / "at" / "evaluate.json").read_text())["attribution"]
+    rows = {x["config"]: x for x in res["rows"]}
+    names = [e["nonideality"] for e in res["effects"]]
+    assert names == ["variation", "read noise", "stuck-at faults", "wires", "on/off ratio", "ADC resolution",
+                     "weight quantisation"]
+    assert rows["all (rram)"]["chips"] == 2 and rows["wires alone"]["chips"] == 1  # no seed changes a wires-only chip
+    for name, toml in _ALONE.items():
+        (tmp_path / f"{name}.toml").write_text(toml)
+        ok("evaluate", "--checkpoint", snn, *small, "--config", tmp_path / f"{name}.toml", "--out", tmp_path / name)
+        chip = json.loads((tmp_path / name / "evaluate.json").read_text())["accuracy"][-1]
+        alone = rows[f"{name} alone"]
+        assert chip["values"][: alone["chips"]] == alone["values"], name
+    # the effects are the differences of the rows
+    e = {x["nonideality"]: x for x in res["effects"]}
+    assert e["wires"]["loss_alone_pp"] == pytest.approx(rows["none (all of them off)"]["mean"] - rows["wires alone"]["mean"])
+    assert e["wires"]["recovered_when_left_out_pp"] == pytest.approx(rows["all but wires"]["mean"]
+                                                                     - rows["all (rram)"]["mean"])
+    assert (tmp_path / "at" / "attribution.png").stat().st_size > 0 and "accuracy lost with it alone" in r.stdout
+    assert len((tmp_path / "at" / "attribution.csv").read_text().splitlines()) == 1 + 16
+
+
 def test_energy_measured_and_analytical(runs, tmp_path):
     r = ok("energy", "--checkpoint", runs / "snn" / "model.pt", "--test-limit", "50", "--analytical", "--quiet",
            "--out", tmp_path / "m")

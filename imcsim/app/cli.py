@@ -227,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sweep", help="FIELD=V1,V2,... e.g. device.variation=0,0.05,0.1 or adc.bits=3,4,6 "
                    "(default: no sweep)")
     e.add_argument("--chips", type=_int_in("--chips", 1), default=3, help="chip instances (seeds) per point")
+    e.add_argument("--attribution", action="store_true",
+                   help="also the accuracy with each non-ideality of the hardware alone and each left out (variation, "
+                        "read noise, stuck-at, wires, on/off ratio, ADC resolution, weight quantisation), over the "
+                        "same chips: table, CSV and plot")
     e.add_argument("--slices", type=_int_in("--slices", 1), default=1,
                    help="split each row's test samples into this many tasks, for more workers than rows "
                         "(each slice programs and calibrates its own copy of the chip; same results)")
@@ -360,7 +364,7 @@ def _run(args, OutputDir) -> int:
                 _journal_note(out, args)
                 if args.command == "evaluate":
                     text = w.cmd_evaluate(out, opts, checkpoint=args.checkpoint, hw=hw, sweep=sweep, chips=args.chips,
-                                          slices=args.slices, **common)
+                                          slices=args.slices, attribution=args.attribution, **common)
                 elif args.command == "energy":
                     text = w.cmd_energy(out, opts, checkpoint=args.checkpoint, hw=hw, tech=tech,
                                         analytical=args.analytical, spike_rate=args.spike_rate,

@@ -172,6 +172,99 @@ def sweep_label(field: str, value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+# ------------------------------------------------------------------------------ attribution
+
+# Each non-ideality a chip can have, and the fields that switch it off. Weight quantisation is
+# "off" at 16 bits (the widest imcsim maps), the ADC at a lossless read-out, the on/off ratio
+# at g_off = 0 (an infinite ratio).
+NONIDEALITIES = {
+    "variation": {"device.variation": 0.0},
+    "read noise": {"device.read_noise": 0.0},
+    "stuck-at faults": {"device.p_stuck_on": 0.0, "device.p_stuck_off": 0.0},
+    "wires": {"wires.r_row": 0.0, "wires.r_col": 0.0, "wires.r_src": 0.0, "wires.r_sink": 0.0},
+    "on/off ratio": {"device.g_off": 0.0},
+    "ADC resolution": {"adc.bits": None},
+    "weight quantisation": {"weight_bits": 16},
+}
+_SEEDED = ("variation", "read noise", "stuck-at faults")  # what a chip seed draws
+
+
+def _present(hw: HardwareConfig) -> list[str]:
+    """The non-idealities ``hw`` has (a field away from its 'off' value)."""
+    flat = hw.to_dict()
+
+    def value(field):
+        v = flat
+        for part in field.replace("weight_bits", "weights.bits").split("."):
+            v = v[part]
+        return v
+
+    return [k for k, off in NONIDEALITIES.items()
+            if any(value(f) != (o if f != "weight_bits" else 16) for f, o in off.items())]
+
+
+def attribution_configs(hw: HardwareConfig) -> list[tuple[str, str, HardwareConfig, bool]]:
+    """(key, label, hardware, seeded) of the attribution rows: every non-ideality of ``hw``
+    off, each one alone, each one left out, all on (``hw`` itself). ``seeded``: whether chip
+    seeds change the row (variation, read noise or faults in it)."""
+    present = _present(hw)
+    out = [("none", "none (all of them off)", _switched_off(hw, present), False)]
+    for k in present:
+        out.append((f"alone/{k}", f"{k} alone", _switched_off(hw, [j for j in present if j != k]), k in _SEEDED))
+        out.append((f"without/{k}", f"all but {k}", _switched_off(hw, [k]), any(j in _SEEDED for j in present if j != k)))
+    out.append(("all", f"all ({hw.name})", hw, any(k in _SEEDED for k in present)))
+    return out
+
+
+def _switched_off(hw: HardwareConfig, which) -> HardwareConfig:
+    """``hw`` with the non-idealities ``which`` off. An infinite on/off ratio is g_off = 0,
+    except where wires stay on (the circuit solve needs a conductance in every cell): there
+    g_off = g_on / 10^6."""
+    fields = {f: v for k in which for f, v in NONIDEALITIES[k].items()}
+    wires_on = "wires" not in which and any(v for v in dataclasses.asdict(hw.wires).values())
+    if "device.g_off" in fields and wires_on:
+        fields["device.g_off"] = hw.device.g_on * 1e-6
+    return hw.replace(**fields)
+
+
+def attribution_study(ctx: dict, model: str, hw: HardwareConfig, *, chips: int, seed: int,
+                      name: str = "attribution") -> Study:
+    """Accuracy with each non-ideality of ``hw`` alone and each left out, over the same chip
+    seeds (one chip where no seed changes the result)."""
+    bounds = slice_bounds(int(ctx["y_test"].shape[0]), 1)
+    tasks = []
+    for key, _, h, seeded in attribution_configs(hw):
+        for c in range(chips if seeded else 1):
+            tasks += _accuracy_tasks(f"{model}/attr/{key}/{c}", {"model": model, "hw": h.to_dict(),
+                                                                   "chip_seed": seed + c}, 1.0, bounds)
+    return Study(name, ctx, tasks)
+
+
+def attribution_rows(results: dict, model: str, hw: HardwareConfig, chips: int) -> dict:
+    """Rows per configuration (with uncertainty), and per non-ideality: the accuracy it
+    costs alone (against none) and what leaving it out recovers (against all), in pp."""
+    n_test = _counts_of(results, f"{model}/attr/none/0", 1)[1]
+    rows, by_key = [], {}
+    for key, label, h, seeded in attribution_configs(hw):
+        values = [_accuracy_of(results, f"{model}/attr/{key}/{c}", 1) for c in range(chips if seeded else 1)]
+        s = spread(values)
+        row = {"key": key, "config": label, "chips": len(values), **s, **uncertainty(s["mean"], s["std"], s["n"], n_test),
+               "hardware": h.to_dict()}
+        rows.append(row)
+        by_key[key] = row
+    effects = []
+    for k in _present(hw):
+        alone, without = by_key[f"alone/{k}"], by_key[f"without/{k}"]
+        effects.append({"nonideality": k, "loss_alone_pp": by_key["none"]["mean"] - alone["mean"],
+                        "loss_alone_se_pp": (by_key["none"]["se_pp"] ** 2 + alone["se_pp"] ** 2) ** 0.5,
+                        "recovered_when_left_out_pp": without["mean"] - by_key["all"]["mean"],
+                        "recovered_se_pp": (without["se_pp"] ** 2 + by_key["all"]["se_pp"] ** 2) ** 0.5,
+                        "switched_off_by": {f: v for f, v in NONIDEALITIES[k].items()}})
+    return {"rows": rows, "effects": effects, "off_values": "weight quantisation off = 16-bit weights; ADC "
+            "resolution off = lossless read-out; on/off ratio off = g_off 0 (infinite ratio; g_on / 10^6 where "
+            "wires stay on)"}
+
+
 # ------------------------------------------------------------------------------ costs
 
 

@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from ..hardware import HardwareConfig
 from ..io import machine_info
 from ..models import Network, convnet, mlp, qnn_bits_for, resnet
-from ..plots import errorbar_sweep, histogram, pareto
+from ..plots import attribution_bars, errorbar_sweep, histogram, pareto
 from ..stats import difference
 from ..training import TrainConfig, accuracy, train
 from . import experiments as X
@@ -325,7 +325,7 @@ def cmd_import(out: OutputDir, *, graph: str, dataset: str, data_dir, timesteps:
 
 
 def cmd_evaluate(out: OutputDir, opts: RunOptions, *, checkpoint, hw: HardwareConfig, sweep, chips: int, data_dir,
-                 test_limit, slices: int = 1) -> str:
+                 test_limit, slices: int = 1, attribution: bool = False) -> str:
     check_sweep(hw, sweep)
     net, meta, sp = load_study_inputs(checkpoint, data_dir, test_limit, opts)
     t0 = time.perf_counter()
@@ -353,6 +353,11 @@ def cmd_evaluate(out: OutputDir, opts: RunOptions, *, checkpoint, hw: HardwareCo
                      f"{seed}..{seed + chips - 1}):\n")
         lines.append(markdown_table(_with_uncertainty(sw["rows"]), ["label", "acc", "ci", "diff"],
                                     [field, "accuracy %", "95 % test-set interval", "vs row above (pp)"]))
+    if attribution:
+        at = X.attribution_rows(opts.runner(out)(X.attribution_study(ctx, "net", hw, chips=chips, seed=seed)), "net",
+                                hw, chips)
+        result["attribution"] = at
+        lines.append(write_attribution(out, at, hw, chips, seed))
     lines.append("\n" + UNCERTAINTY_NOTE.format(n=acc["rows"][0]["n_test"], one=acc["rows"][0]["one_sample_pp"]))
     out.json("evaluate.json", result)
     out.csv("accuracy.csv", [{**{k: r[k] for k in ("hardware", "architecture", "mean", "std", "n")},
@@ -364,6 +369,30 @@ def cmd_evaluate(out: OutputDir, opts: RunOptions, *, checkpoint, hw: HardwareCo
              f"{sp.ds.description}; {int(sp.y_test.shape[0])} test samples; chip seeds {seed}..{seed + chips - 1}\n\n"
              f"Hardware: {hw.describe()}\n\n{text}\n")
     return text
+
+
+def write_attribution(out: OutputDir, at: dict, hw: HardwareConfig, chips: int, seed: int) -> str:
+    """The attribution table, CSV and plot; returns the table text."""
+    out.csv("attribution.csv", [{"config": r["config"], "mean": r["mean"], "std": r["std"], "chips": r["chips"],
+                                 "ci95_low": r["test_ci95"][0], "ci95_high": r["test_ci95"][1], "se_pp": r["se_pp"]}
+                                for r in at["rows"]])
+    eff = at["effects"]
+    attribution_bars([e["nonideality"] for e in eff], [e["loss_alone_pp"] for e in eff],
+                     [e["loss_alone_se_pp"] for e in eff], [e["recovered_when_left_out_pp"] for e in eff],
+                     [e["recovered_se_pp"] for e in eff], out.path("attribution.png"),
+                     title=f"What each non-ideality of {hw.name} costs (chip seeds {seed}..{seed + chips - 1})")
+
+    def pp(v, se):
+        return f"{v:+.2f} +- {1.96 * se:.2f}" + ("" if abs(v) >= 1.96 * se else " (within uncertainty)")
+
+    table = markdown_table(_with_uncertainty(at["rows"]), ["config", "acc", "ci"],
+                           ["configuration", "accuracy % (mean +- std over chips)", "95 % test-set interval"])
+    effects = markdown_table([{"n": e["nonideality"], "a": pp(e["loss_alone_pp"], e["loss_alone_se_pp"]),
+                               "w": pp(e["recovered_when_left_out_pp"], e["recovered_se_pp"])} for e in eff],
+                             ["n", "a", "w"], ["non-ideality", "accuracy lost with it alone, vs none (pp)",
+                                               "accuracy recovered without it, vs all (pp)"])
+    return (f"\nAttribution on {hw.name} (each row over chip seeds {seed}..{seed + chips - 1}; rows no seed changes "
+            f"run once; {at['off_values']}):\n\n{table}\n\n{effects}\n\n![attribution](attribution.png)")
 
 
 # ----------------------------------------------------------------------------- energy
