@@ -359,7 +359,8 @@ class HardwareConfig:
     def architecture(self) -> str:
         """What the chip is built of (what the cost model prices), without its non-idealities."""
         adc = "lossless read-out" if self.adc.lossless else (
-            f"{self.adc.bits}-bit ADC per {self.adc.columns_per_adc} column{'s' if self.adc.columns_per_adc > 1 else ''}")
+            f"{self.adc.bits}-bit ADC per {self.adc.columns_per_adc} column{'s' if self.adc.columns_per_adc > 1 else ''}"
+            + (" (converting G+/G- pair differences)" if self.adc.per == "pair" else ""))
         return (f"{self.rows}x{self.cols} tiles, {self.device.bits_per_cell}-bit cells, {self.weight_bits}-bit "
                 f"{self.mapping} weights, {adc}")
 

@@ -173,6 +173,34 @@ def test_wire_resistance_lowers_outputs_monotonically():
     assert bool((outs[1] < outs[0]).all()) and bool((outs[2] < outs[1]).all())
 
 
+@pytest.mark.parametrize("mapping,per", [("differential", "column"), ("differential", "pair"), ("offset", "column")])
+@pytest.mark.parametrize("bits", [None, 4])
+def test_more_wire_resistance_never_brings_outputs_closer_to_the_wire_free_chip(mapping, per, bits):
+    """The issue's 'more wire resistance raises accuracy' (r_row 2.5 / 5 / 10 ohm): a physics
+    error -- e.g. a digital correction that overshoots as IR drop grows -- would show here as
+    an output error that falls with resistance. Signed weights, a finite on/off ratio, with a
+    lossless and a 4-bit read-out: the error against the same chip without wires grows."""
+    g = torch.Generator().manual_seed(7)
+    lin = nn.Linear(64, 16, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(16, 64, generator=g))
+    x = _spikes()
+    hw = BASE.replace(mapping=mapping, **{"adc.per": per, "adc.bits": bits, "device.g_off": 5.88e-7})
+    errs = []
+    for r in (0.0, 2.5, 10.0, 40.0):
+        layer = CrossbarLinear(lin, hw.replace(wires=type(BASE.wires)(r, r, 10 * r, 10 * r)), InputSpec("spike"))
+        if bits is not None:
+            calibrate(layer, x)
+        y = layer(x)
+        if r == 0:
+            ref = y
+        errs.append(float((y - ref).abs().mean() / ref.abs().mean()))
+    if bits is None:  # exact read-out: strictly growing
+        assert 0 == errs[0] < errs[1] < errs[2] < errs[3], errs
+    else:  # a 4-bit read-out flips a few codes either way at small IR drop; large IR drop still hurts more
+        assert errs[0] == 0 and errs[1] < errs[3] and errs[2] < errs[3], errs
+
+
 def test_programming_variation_error_grows_with_sigma_and_is_seeded():
     x = _spikes()
     ideal = _positive_layer(BASE)(x)

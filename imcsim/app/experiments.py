@@ -16,9 +16,9 @@ from ..cost import (CostReport, activity_weighted_rate, analytical_estimate, bre
                     layer_specs, measured_activity)
 from ..errors import ConfigError
 from ..hardware import HardwareConfig
-from ..stats import uncertainty
+from ..stats import paired_difference, uncertainty
 from .study import Study, Task, fingerprint, run_study
-from .tasks import report_of
+from .tasks import report_of, unpack_mask
 
 DEFAULT_THETAS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
 CALIBRATION_SAMPLES = 128
@@ -100,6 +100,21 @@ def _counts_of(results: dict, key: str, slices: int) -> tuple[int, int]:
     return sum(p["correct"] for p in parts), sum(p["n"] for p in parts)
 
 
+def _mask_of(results: dict, key: str, slices: int):
+    """Which test samples ``key`` got right (bool array, the slices in order)."""
+    import numpy as np
+
+    parts = [results[key]] if slices == 1 else [results[_slice_key(key, i)] for i in range(slices)]
+    return np.concatenate([unpack_mask(p["mask"], p["n"]) for p in parts])
+
+
+def _paired(rows: list[dict], masks: list[list]) -> None:
+    """Each row's difference to the row above, paired on the same samples and chips."""
+    for i in range(1, len(rows)):
+        d, se = paired_difference(masks[i], masks[i - 1])
+        rows[i]["diff_pp"], rows[i]["diff_se_pp"] = d, se
+
+
 def _accuracy_of(results: dict, key: str, slices: int) -> float:
     """Accuracy (%) of ``key`` from the integer counts of its task or of its slices."""
     correct, n = _counts_of(results, key, slices)
@@ -143,22 +158,29 @@ def accuracy_rows(results: dict, model: str, hw: HardwareConfig, chips: int, swe
 
     n_test = _counts_of(results, f"{model}/chip/0", slices)[1]
 
-    def row(values):
-        s = spread(values)
+    def row(keys):
+        s = spread([acc(k) for k in keys])
         return {**s, **uncertainty(s["mean"], s["std"], s["n"], n_test)}
 
-    rows = []
+    def masks(keys):
+        return [_mask_of(results, f"{model}/{k}", slices) for k in keys]
+
+    rows, keys = [], []
     if references:
         for key, label, ref in reference_configs(hw):
-            rows.append({"hardware": label, "architecture": "-" if ref is None else ref.architecture(),
-                         **row([acc(key)])})
-    rows.append({"hardware": hw.name, "architecture": hw.architecture(), **row([acc(f"chip/{c}") for c in range(chips)])})
+            rows.append({"hardware": label, "architecture": "-" if ref is None else ref.architecture(), **row([key])})
+            keys.append([key])
+    chip_keys = [f"chip/{c}" for c in range(chips)]
+    rows.append({"hardware": hw.name, "architecture": hw.architecture(), **row(chip_keys)})
+    keys.append(chip_keys)
+    _paired(rows, [masks(k) for k in keys])
     out = {"rows": rows}
     if sweep:
         field, values = sweep
-        out["sweep"] = {"field": field, "base": hw.name, "chips": chips, "rows": [
-            {"value": v, "label": sweep_label(field, v), **row([acc(f"sweep/{i}/{c}") for c in range(chips)])}
-            for i, v in enumerate(values)]}
+        sk = [[f"sweep/{i}/{c}" for c in range(chips)] for i in range(len(values))]
+        srows = [{"value": v, "label": sweep_label(field, v), **row(sk[i])} for i, v in enumerate(values)]
+        _paired(srows, [masks(k) for k in sk])
+        out["sweep"] = {"field": field, "base": hw.name, "chips": chips, "rows": srows}
     return out
 
 
@@ -244,21 +266,21 @@ def attribution_rows(results: dict, model: str, hw: HardwareConfig, chips: int) 
     """Rows per configuration (with uncertainty), and per non-ideality: the accuracy it
     costs alone (against none) and what leaving it out recovers (against all), in pp."""
     n_test = _counts_of(results, f"{model}/attr/none/0", 1)[1]
-    rows, by_key = [], {}
+    rows, by_key, masks = [], {}, {}
     for key, label, h, seeded in attribution_configs(hw):
-        values = [_accuracy_of(results, f"{model}/attr/{key}/{c}", 1) for c in range(chips if seeded else 1)]
-        s = spread(values)
-        row = {"key": key, "config": label, "chips": len(values), **s, **uncertainty(s["mean"], s["std"], s["n"], n_test),
+        runs = [f"{model}/attr/{key}/{c}" for c in range(chips if seeded else 1)]
+        s = spread([_accuracy_of(results, r, 1) for r in runs])
+        row = {"key": key, "config": label, "chips": len(runs), **s, **uncertainty(s["mean"], s["std"], s["n"], n_test),
                "hardware": h.to_dict()}
         rows.append(row)
         by_key[key] = row
+        masks[key] = [_mask_of(results, r, 1) for r in runs]
     effects = []
-    for k in _present(hw):
-        alone, without = by_key[f"alone/{k}"], by_key[f"without/{k}"]
-        effects.append({"nonideality": k, "loss_alone_pp": by_key["none"]["mean"] - alone["mean"],
-                        "loss_alone_se_pp": (by_key["none"]["se_pp"] ** 2 + alone["se_pp"] ** 2) ** 0.5,
-                        "recovered_when_left_out_pp": without["mean"] - by_key["all"]["mean"],
-                        "recovered_se_pp": (without["se_pp"] ** 2 + by_key["all"]["se_pp"] ** 2) ** 0.5,
+    for k in _present(hw):  # paired: the same test images and chip seeds
+        lost, lost_se = paired_difference(masks["none"], masks[f"alone/{k}"])
+        back, back_se = paired_difference(masks[f"without/{k}"], masks["all"])
+        effects.append({"nonideality": k, "loss_alone_pp": lost, "loss_alone_se_pp": lost_se,
+                        "recovered_when_left_out_pp": back, "recovered_se_pp": back_se,
                         "switched_off_by": {f: v for f, v in NONIDEALITIES[k].items()}})
     return {"rows": rows, "effects": effects, "off_values": "weight quantisation off = 16-bit weights; ADC "
             "resolution off = lossless read-out; on/off ratio off = g_off 0 (infinite ratio; g_on / 10^6 where "

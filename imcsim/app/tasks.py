@@ -92,8 +92,23 @@ def accuracy(model: str, hw: dict | None = None, chip_seed: int = 0, split: str 
     x, y = x.narrow(batch_dim(net), start, stop - start), y[start:stop]
     logits = predict_logits(net, x, batch_size=c["batch_size"], progress=_PROGRESS, sample_offset=start,
                             desc=_label("evaluate", hw, chip_seed))
-    correct = int((logits.mean(0).argmax(-1) == y).sum())
-    return {"correct": correct, "n": int(y.shape[0]), "accuracy": 100.0 * correct / int(y.shape[0])}
+    hit = logits.mean(0).argmax(-1) == y
+    correct = int(hit.sum())
+    return {"correct": correct, "n": int(y.shape[0]), "accuracy": 100.0 * correct / int(y.shape[0]),
+            "mask": pack_mask(hit)}
+
+
+def pack_mask(hit: torch.Tensor) -> str:
+    """Which samples were right, 1 bit each (hex): rows on the same images compare paired."""
+    import numpy as np
+
+    return np.packbits(hit.cpu().numpy().astype(np.uint8)).tobytes().hex()
+
+
+def unpack_mask(text: str, n: int):
+    import numpy as np
+
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(bool)
 
 
 def theta_choice(model: str, hw: dict, chip_seed: int, rule: str, tolerance: float, t_max: int) -> dict:

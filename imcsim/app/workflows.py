@@ -228,8 +228,8 @@ def _with_uncertainty(rows: list[dict]) -> list[dict]:
 
 
 UNCERTAINTY_NOTE = ("95 % test-set interval: Wilson interval for {n} test samples (one sample = {one:.2f} pp); "
-                    "'within uncertainty': the difference is smaller than 1.96 x the combined standard error of "
-                    "the two rows (test set and, over chips, std / sqrt(chips)) -- docs/reproducibility.md")
+                    "'within uncertainty': smaller than 1.96 standard errors of the difference, compared paired on "
+                    "the same test samples and chip seeds -- docs/reproducibility.md")
 
 
 def accuracy_table(rows: list[dict]) -> str:
@@ -383,7 +383,7 @@ def write_attribution(out: OutputDir, at: dict, hw: HardwareConfig, chips: int, 
                      title=f"What each non-ideality of {hw.name} costs (chip seeds {seed}..{seed + chips - 1})")
 
     def pp(v, se):
-        return f"{v:+.2f} +- {1.96 * se:.2f}" + ("" if abs(v) >= 1.96 * se else " (within uncertainty)")
+        return f"{v:+.2f} +- {1.96 * se:.2f}" + ("" if abs(v) >= 1.96 * se and v else " (within uncertainty)")
 
     table = markdown_table(_with_uncertainty(at["rows"]), ["config", "acc", "ci"],
                            ["configuration", "accuracy % (mean +- std over chips)", "95 % test-set interval"])
