@@ -230,13 +230,16 @@ class HardwareConfig:
         )
         return base.replace(**overrides) if overrides else base
 
-    def ideal_counterpart(self) -> "HardwareConfig":
+    def ideal_counterpart(self, keep_on_off: bool = False) -> "HardwareConfig":
         """The same architecture (tiles, cells, mapping, ADCs, inputs, chip) with ideal
         devices and wires: no variation, read noise, faults, wire resistance, and an infinite
-        on/off ratio. ADC quantisation is part of the architecture and stays, so the two
-        chips cost the same; :meth:`ideal` is the lossless reference instead."""
+        on/off ratio -- or, with ``keep_on_off``, the device's own g_off (the finite on/off
+        ratio then counts as part of the device technology, not as a non-ideality). ADC
+        quantisation is part of the architecture and stays, so the two chips cost the same;
+        :meth:`ideal` is the lossless reference instead. ``imcsim evaluate --attribution``
+        gives the on/off ratio's own effect."""
         d = self.device
-        dev = DeviceModel(g_on=d.g_on, g_off=0.0, bits_per_cell=d.bits_per_cell)
+        dev = DeviceModel(g_on=d.g_on, g_off=d.g_off if keep_on_off else 0.0, bits_per_cell=d.bits_per_cell)
         name = self.name if self.name.endswith(IDEAL_SUFFIX) else self.name + IDEAL_SUFFIX
         return dataclasses.replace(self, name=name, device=dev, wires=WireModel())
 

@@ -365,6 +365,13 @@ def cmd_evaluate(out: OutputDir, opts: RunOptions, *, checkpoint, hw: HardwareCo
                              for r in acc["rows"]])
     out.json("run.json", run_info("evaluate", opts, slices=slices, seconds=time.perf_counter() - t0))
     text = "\n".join(lines)
+    twin = hw.ideal_counterpart()
+    if any(r["hardware"] == twin.name for r in acc["rows"]):
+        text += (f"\n{twin.name}: {hw.name}'s architecture with ideal devices and wires, and an infinite on/off ratio "
+                 f"(g_off = 0, where {hw.name} has g_on / g_off = {hw.device.g_on / hw.device.g_off:.3g}"
+                 if hw.device.g_off else f"\n{twin.name}: {hw.name}'s architecture with ideal devices and wires (g_off "
+                 f"= 0 on both")
+        text += "); the on/off ratio's own effect: --attribution."
     out.text("report.md", f"# Accuracy under non-idealities\n\nModel: {Path(checkpoint).name}; data: "
              f"{sp.ds.description}; {int(sp.y_test.shape[0])} test samples; chip seeds {seed}..{seed + chips - 1}\n\n"
              f"Hardware: {hw.describe()}\n\n{text}\n")
