@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from crossbar_models import ADC, InputDriver, RangeObserver, effective_conductance
-from crossbar_models.noise import _to_int32, element_offsets, fold_key, hash32, keyed_normal
+from crossbar_models.noise import _to_int32, element_offsets, hash32, keyed_normal
 
 from .context import current_context, vector_keys
 from .errors import CalibrationError

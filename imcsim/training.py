@@ -16,7 +16,6 @@ the update). All randomness comes from ``seed``.
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import asdict, dataclass
 

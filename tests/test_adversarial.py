@@ -4,7 +4,6 @@ line (exit code 2 on the command line) -- never a traceback, a silent wrong numb
 results. (Output-folder races and signals: tests/test_outputs.py and tests/test_cli.py.)"""
 
 import gzip
-import io
 import os
 import pickle
 import struct

@@ -19,7 +19,6 @@ import types
 from dataclasses import dataclass, field
 
 import torch
-import torch.fx as fx
 import torch.nn as nn
 
 from crossbar_models import RangeObserver

@@ -479,7 +479,6 @@ def from_nir(graph_or_path, *, dt: float = 1.0, timesteps: int | None = None, nu
 
     timesteps: the sequence length the network is meant for (recorded; the input decides).
     """
-    from ..models import Network
 
     if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt <= 0:
         raise ValueError(f"dt must be a finite number > 0, got {dt!r}")

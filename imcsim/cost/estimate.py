@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..events import collect_events, counting_modules
 from ..hardware import HardwareConfig
 from .architecture import LayerGeometry, geometry_of, lossless_adc_bits, psum_bits
-from .pricing import (AREA_COMPONENTS, LATENCY_MODES, CostReport, LayerCost, crossbar_resources, digital_resources,
+from .pricing import (LATENCY_MODES, CostReport, LayerCost, crossbar_resources, digital_resources,
                       neuron_resources, price_crossbar, price_digital, price_neuron, zero)
 from .technology import Technology
 
