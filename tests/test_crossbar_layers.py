@@ -225,6 +225,20 @@ def test_a_chip_never_computes_better_than_its_ideal_counterpart(per):
     assert min(real) > ideal, (per, ideal, real)
 
 
+def test_noise_dithers_a_coarse_read_out_which_is_how_a_noisy_pair_chip_can_beat_its_ideal_twin():
+    """The issue's pair-ADC anomaly, explained (docs/reproducibility.md): a 4-bit signed
+    converter rounds the exact, repeated currents of an ideal chip the same way every time
+    (here 0.3 LSB always becomes code 0), while noise of about one LSB randomises the rounding
+    so that conversions average to the true current (dither)."""
+    from crossbar_models import ADC
+
+    adc = ADC(4, 7.0, signed=True)  # LSB = 1.0
+    x = torch.full((20000,), 0.3, dtype=torch.float64)
+    assert bool((adc(x) == 0).all())  # deterministic: the signal is gone
+    n = torch.randn(20000, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.6
+    assert float(adc(x + n).mean()) == pytest.approx(0.3, abs=0.03)  # dithered: right on average
+
+
 def test_programming_variation_error_grows_with_sigma_and_is_seeded():
     x = _spikes()
     ideal = _positive_layer(BASE)(x)
