@@ -99,6 +99,7 @@ def _number_list(name, kind, lo, hi, what):
 def build_parser() -> argparse.ArgumentParser:
     from ..hardware import MAX_SEED
     from .experiments import CALIBRATION_SAMPLES, DEFAULT_THETAS
+    from ..datasets import DATASETS
     from .workflows import DEFAULT_TECH, MODELS
 
     p = _Parser(prog="imcsim", description="Spiking and quantized neural networks on simulated analog IMC crossbars.",
@@ -162,8 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     out_opts(t)
     t.add_argument("--seed", type=_int_in("--seed", 0, MAX_SEED), default=0,
                    help="seed of the weight initialisation and the data order")
-    t.add_argument("--dataset", choices=("digits", "mnist", "fashion-mnist", "cifar10", "event-digits", "event-mnist"),
-                   default="digits", help="digits / event-digits are embedded; the others read --data-dir")
+    t.add_argument("--dataset", choices=DATASETS, default="digits",
+                   help="digits / event-digits are embedded; the others read --data-dir (mnist32: MNIST padded to "
+                        "3x32x32 for the CIFAR-size models; cifar10 / cifar100: the binary releases; nmnist: "
+                        "N-MNIST's event files)")
     t.add_argument("--data-dir", help="folder with the dataset files (default: none; needed for mnist and friends)")
     t.add_argument("--download", action="store_true", help="download the dataset into --data-dir if missing")
     t.add_argument("--model", choices=MODELS, default="mlp", help="zoo architecture")
@@ -197,10 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     i = command("import", "turn a NIR graph into an imcsim checkpoint (for evaluate, energy, timesteps, compare)")
     i.add_argument("graph", help="the .nir file")
     out_opts(i)
-    i.add_argument("--dataset", choices=("event-digits", "event-mnist"), default="event-digits",
-                   help="event dataset matching the graph's input: event-digits (2x14x14, embedded) or event-mnist "
-                        "(2x34x34, from --data-dir)")
-    i.add_argument("--data-dir", help="MNIST IDX folder for event-mnist (default: none)")
+    i.add_argument("--dataset", choices=("event-digits", "event-mnist", "nmnist"), default="event-digits",
+                   help="event dataset matching the graph's input: event-digits (2x14x14, embedded), event-mnist "
+                        "(2x34x34, generated from MNIST IDX files in --data-dir) or nmnist (2x34x34, N-MNIST's "
+                        "binary event files in --data-dir)")
+    i.add_argument("--data-dir", help="MNIST IDX folder for event-mnist, N-MNIST folder for nmnist (default: none)")
     i.add_argument("--timesteps", type=_int_in("--timesteps", 1, 1024), default=None,
                    help="timesteps per sample (default: the dataset's frames)")
     i.add_argument("--dt", type=_float_in("--dt", 1e-12, 1e6), default=1.0,

@@ -20,7 +20,7 @@ from .. import __version__
 from ..checkpoints import load_checkpoint, save_checkpoint
 from ..cost import check_fits, compare_with_spikesim, layer_specs
 from ..cost.technology import Technology
-from ..datasets import Dataset, load_dataset
+from ..datasets import EMBEDDED, Dataset, load_dataset
 from ..errors import ConfigError
 from ..hardware import HardwareConfig
 from ..io import machine_info
@@ -144,11 +144,9 @@ def checkpoint_data(meta: dict, data_dir: str | None, net) -> Dataset:
     name = meta.get("dataset")
     if not name:
         raise ConfigError("the checkpoint records no dataset; pass a checkpoint written by imcsim train or import")
-    if data_dir and name in ("digits", "event-digits"):
+    if data_dir and name in EMBEDDED:
         raise ConfigError(f"--data-dir does not apply: the checkpoint's dataset {name!r} is embedded in the package")
-    ds = load_dataset(name, data_dir or meta.get("data_dir"))
-    if meta.get("n_train") or meta.get("n_test"):
-        ds = ds.subset(meta.get("n_train"), meta.get("n_test"))
+    ds = load_dataset(name, data_dir or meta.get("data_dir"), n_train=meta.get("n_train"), n_test=meta.get("n_test"))
     want = tuple(net.arch.get("in_shape") or ())
     if want and tuple(ds.in_shape) != want:
         raise ConfigError(f"the data's samples are {tuple(ds.in_shape)} but the checkpoint's network takes {want}")
@@ -245,19 +243,17 @@ def cmd_train(out: OutputDir, *, dataset: str, data_dir, model: str, kind: str, 
               neuron: str, hidden, channels, epochs: int, batch_size: int, lr: float, loss: str,
               activity_lambda: float, weight_noise: float, holdout: int | None, train_limit, test_limit,
               encoding: str, seed: int, device, progress: bool, download: bool = False) -> str:
-    if data_dir and dataset in ("digits", "event-digits"):
+    if data_dir and dataset in EMBEDDED:
         raise ConfigError(f"--data-dir does not apply to {dataset!r}: it is embedded in the package")
     if bits is not None and kind == "snn":
         raise ConfigError("--bits sets a QNN's activation bits; an SNN's resolution is --timesteps")
-    ds = load_dataset(dataset, data_dir, download=download)
+    ds = load_dataset(dataset, data_dir, download=download, n_train=train_limit, n_test=test_limit)
     if ds.sample_dim == 1:
         if timesteps is not None and timesteps != ds.timesteps:
             raise ConfigError(f"dataset {dataset!r} has {ds.timesteps} frames per sample; --timesteps must be "
                               f"{ds.timesteps} or left out")
         timesteps = ds.timesteps
     timesteps = timesteps or 4
-    if train_limit or test_limit:
-        ds = ds.subset(train_limit, test_limit)
     n = ds.x_train.shape[ds.sample_dim]
     holdout = holdout if holdout is not None else n // 8
     sp = splits(ds, holdout, None)
@@ -296,7 +292,7 @@ def cmd_import(out: OutputDir, *, graph: str, dataset: str, data_dir, timesteps:
     ds = load_dataset(dataset, data_dir)
     if ds.sample_dim != 1:
         raise ConfigError(f"a NIR network takes sequences: --dataset must be an event dataset (event-digits, "
-                          f"event-mnist), got {dataset!r}")
+                          f"event-mnist, nmnist), got {dataset!r}")
     T = timesteps or ds.timesteps
     if T > ds.timesteps:
         raise ConfigError(f"--timesteps {T} exceeds the dataset's {ds.timesteps} frames")
