@@ -13,6 +13,10 @@ class CalibrationError(ValueError):
     """A layer needs calibration data (ADC range, input range) that it has not seen."""
 
 
+class CalibrationWarning(UserWarning):
+    """Calibration could not learn a range from the data and fell back to a stated default."""
+
+
 class StorageError(OSError):
     """A file could not be written: the disk (or quota, or file-size limit) is full. The
     message names the file, the bytes it needed and the bytes free."""

@@ -26,6 +26,7 @@ MAX_TIMESTEPS = 64             # SNN timesteps of a zoo network (imcsim train / 
 MAX_SEQUENCE_STEPS = 1024      # frames of an imported sequence network (imcsim import --timesteps)
 MAX_WIDTH = 1 << 20            # neurons of one hidden layer (imcsim train --hidden)
 MAX_CHANNELS = 1 << 16         # channels of one conv stage (imcsim train --channels)
+MAX_WIDTH_SCALE = 8            # width multiplier of the CIFAR-size zoo networks (imcsim train --width)
 MAX_LAYERS = 256               # entries of a hidden / channels / blocks list
 MAX_BLOCKS = 64                # residual blocks per stage
 MAX_SIDE = 1 << 14             # one input dimension (height, width, channels)
@@ -110,7 +111,15 @@ _ZOO_FIELDS = {  # field: (checker, arguments) for the size fields of the zoo bu
     "blocks": lambda w, v: _int_list(w, v, 1, MAX_BLOCKS, min_len=1),
     "num_classes": lambda w, v: _int(w, v, 2, MAX_CLASSES),
     "in_shape": check_in_shape,
+    "stem": lambda w, v: v if v is None else _int(w, v, 1, MAX_CHANNELS),
+    "width": lambda w, v: _width(w, v),
 }
+
+
+def _width(where: str, v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= MAX_WIDTH_SCALE:
+        raise ConfigError(f"{where} must be a number in (0, {MAX_WIDTH_SCALE}], got {v!r}")
+    return v
 
 
 def check_arch(arch: dict, where: str = "arch") -> None:

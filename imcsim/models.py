@@ -307,11 +307,12 @@ class ResidualBlock(nn.Module):
 
 
 class ResNetBody(nn.Module):
-    def __init__(self, in_shape, num_classes, channels, blocks, style, act):
+    def __init__(self, in_shape, num_classes, channels, blocks, style, act, stem=None, hidden=(), pool="2x2"):
         super().__init__()
         c, h, w = in_shape
-        self.stem, self.bn, self.act = nn.Conv2d(c, channels[0], 3, 1, 1, bias=False), nn.BatchNorm2d(channels[0]), act()
-        layers, c_in = [], channels[0]
+        stem = stem or channels[0]
+        self.stem, self.bn, self.act = nn.Conv2d(c, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), act()
+        layers, c_in = [], stem
         for i, (ch, n) in enumerate(zip(channels, blocks)):
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
@@ -320,40 +321,138 @@ class ResNetBody(nn.Module):
                     h, w = (h + 1) // 2, (w + 1) // 2
                 c_in = ch
         self.blocks = nn.Sequential(*layers)
-        # 2x2 average (spike counts / 4) then a Linear over the whole map. A global average
-        # over the map learned far slower as an SNN (MNIST, 3000 images, 3 epochs: 38 % vs 95 %).
-        self.pool = nn.AvgPool2d(2) if min(h, w) >= 2 else nn.Identity()
-        h, w = (h // 2, w // 2) if min(h, w) >= 2 else (h, w)
+        if pool == "global":  # mean over the whole map (ResNet-19's head)
+            self.pool, h, w = nn.AdaptiveAvgPool2d(1), 1, 1
+        else:
+            # 2x2 average (spike counts / 4) then a Linear over the whole map. A global average
+            # over the map learned far slower as an SNN (MNIST, 3000 images, 3 epochs: 38 % vs 95 %).
+            self.pool = nn.AvgPool2d(2) if min(h, w) >= 2 else nn.Identity()
+            h, w = (h // 2, w // 2) if min(h, w) >= 2 else (h, w)
         self.flatten = nn.Flatten()
-        self.fc = nn.Linear(c_in * h * w, num_classes)
+        head: list[nn.Module] = []
+        width = c_in * h * w
+        for hd in hidden:
+            head += [nn.Linear(width, hd, bias=False), nn.BatchNorm1d(hd), act()]
+            width = hd
+        self.head = nn.Sequential(*head)
+        self.fc = nn.Linear(width, num_classes)
 
     def forward(self, x):
-        return self.fc(self.flatten(self.pool(self.blocks(self.act(self.bn(self.stem(x)))))))
+        return self.fc(self.head(self.flatten(self.pool(self.blocks(self.act(self.bn(self.stem(x))))))))
 
 
 def resnet(in_shape=(1, 28, 28), num_classes=10, channels=(16, 32), blocks=(1, 1), style="sew", kind="snn",
            timesteps=4, bits=None, neuron="if", threshold=1.0, leak=None, v_init=0.0, encoding="direct",
-           input="static") -> Network:
-    """Spiking ResNet: 3x3 stem, residual stages (``blocks[i]`` blocks of ``channels[i]``,
-    stride 2 from the second stage on), 2x2 average pooling, Linear. ``style``: ``sew``
-    (add spikes: integer counts downstream) or ``spiking`` (add before the neuron)."""
+           input="static", stem=None, hidden=(), pool="2x2") -> Network:
+    """Spiking ResNet: 3x3 stem (``stem`` channels, default ``channels[0]``), residual stages
+    (``blocks[i]`` blocks of ``channels[i]``, stride 2 from the second stage on), pooling
+    (``2x2`` average or ``global``), hidden Linear -> BN -> act layers, Linear. ``style``:
+    ``sew`` (add spikes: integer counts downstream) or ``spiking`` (add before the neuron)."""
     bits = _check_common(kind, timesteps, bits, neuron)
     if style not in RESNET_STYLES:
         raise ValueError(f"style must be one of {RESNET_STYLES}, got {style!r}")
     if len(channels) != len(blocks) or not channels or min(blocks) < 1:
         raise ValueError(f"channels and blocks must be non-empty and of equal length with blocks >= 1, got {channels}, {blocks}")
+    if pool not in ("2x2", "global"):
+        raise ValueError(f"pool must be '2x2' or 'global', got {pool!r}")
     arch = dict(name="resnet", in_shape=list(in_shape), num_classes=num_classes, channels=list(channels),
                 blocks=list(blocks), style=style, kind=kind, timesteps=timesteps, bits=bits, neuron=neuron,
                 threshold=threshold, leak=leak, v_init=v_init, encoding=encoding, input=input)
+    if stem is not None or hidden or pool != "2x2":  # recorded only when used: older checkpoints rebuild as before
+        arch.update(stem=stem, hidden=list(hidden), pool=pool)
 
     def act():
         return _activation(kind, neuron, bits, threshold, leak, v_init, time_flat=True)
 
-    body = ResNetBody(tuple(in_shape), num_classes, tuple(channels), tuple(blocks), style, act)
+    body = ResNetBody(tuple(in_shape), num_classes, tuple(channels), tuple(blocks), style, act, stem, tuple(hidden),
+                      pool)
     return Network(body, kind, timesteps, encoding, arch, input=input)
 
 
-BUILDERS = {"mlp": mlp, "convnet": convnet, "resnet": resnet}
+# ------------------------------------------------------------------ CIFAR-size networks
+
+# VGG9 as SpikeSim and SATA use it; VGG16 (13 conv); "M": 2x2 max pooling (spikes stay 0/1).
+# Classifier heads: VGG9's fc 1024 (SpikeSim's layer list); VGG16's one hidden fc of 4096
+# (the head of the Yale group's spiking VGG16 code, e.g. BNTT; DT-SNN is from that group).
+VGG_CONFIGS = {
+    "vgg9": ((64, 64, "M", 128, 128, "M", 256, 256, 256, "M"), (1024,)),
+    "vgg16": ((64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"), (4096,)),
+}
+
+
+def _scaled(n: int, width: float) -> int:
+    return max(1, int(round(n * width)))
+
+
+def _check_width(width) -> float:
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 8:
+        raise ValueError(f"width must be a number in (0, 8], got {width!r}")
+    return float(width)
+
+
+def vgg(depth: int = 9, in_shape=(3, 32, 32), num_classes=10, width=1.0, kind="snn", timesteps=4, bits=None,
+        neuron="if", threshold=1.0, leak=None, v_init=0.0, encoding="direct", static_input_once=False,
+        input="static") -> Network:
+    """VGG9 (conv 64-64-M-128-128-M-256-256-256-M, fc 1024, fc K) or VGG16 (13 conv, fc 4096,
+    fc K): Conv3x3 -> BN -> act per conv, 2x2 max pooling at "M" (skipped once the map is
+    1 pixel), Linear -> BN -> act per hidden fc. ``width`` scales every channel and hidden
+    width (rounded, >= 1): 0.25 gives a quarter-width network for quick studies."""
+    name = f"vgg{depth}"
+    if name not in VGG_CONFIGS:
+        raise ValueError(f"depth must be one of {sorted(int(k[3:]) for k in VGG_CONFIGS)}, got {depth!r}")
+    width = _check_width(width)
+    bits = _check_common(kind, timesteps, bits, neuron)
+    arch = dict(name="vgg", depth=depth, in_shape=list(in_shape), num_classes=num_classes, width=width, kind=kind,
+                timesteps=timesteps, bits=bits, neuron=neuron, threshold=threshold, leak=leak, v_init=v_init,
+                encoding=encoding, static_input_once=static_input_once, input=input)
+    cfg, hidden = VGG_CONFIGS[name]
+    c, h, w = in_shape
+    layers: list[nn.Module] = []
+    for v in cfg:
+        if v == "M":
+            if min(h, w) >= 2:
+                layers.append(nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+            continue
+        ch = _scaled(v, width)
+        layers += [nn.Conv2d(c, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch),
+                   _activation(kind, neuron, bits, threshold, leak, v_init)]
+        c = ch
+    layers.append(nn.Flatten())
+    n_in = c * h * w
+    for hd in hidden:
+        hd = _scaled(hd, width)
+        layers += [nn.Linear(n_in, hd, bias=False), nn.BatchNorm1d(hd), _activation(kind, neuron, bits, threshold, leak,
+                                                                                     v_init)]
+        n_in = hd
+    layers.append(nn.Linear(n_in, num_classes))
+    return Network(nn.Sequential(*layers), kind, timesteps, encoding, arch, static_input_once, input)
+
+
+def vgg9(**kw) -> Network:
+    """SpikeSim's / SATA's VGG9 (see :func:`vgg`)."""
+    return vgg(9, **kw)
+
+
+def vgg16(**kw) -> Network:
+    """VGG16 (see :func:`vgg`)."""
+    return vgg(16, **kw)
+
+
+def resnet19(in_shape=(3, 32, 32), num_classes=10, width=1.0, kind="snn", timesteps=4, bits=None, neuron="if",
+             threshold=1.0, leak=None, v_init=0.0, encoding="direct", input="static", style="spiking") -> Network:
+    """ResNet-19 (Zheng et al., AAAI 2021, as DT-SNN uses it): 3x3 stem of 128, residual
+    stages of 3 x 128, 3 x 256 (stride 2), 2 x 512 (stride 2) basic blocks, global average
+    pooling, fc 256, fc K -- 17 convolutions + 2 fc. ``width`` scales every channel."""
+    width = _check_width(width)
+    return resnet(in_shape=in_shape, num_classes=num_classes, channels=tuple(_scaled(c, width) for c in (128, 256, 512)),
+                  blocks=(3, 3, 2), style=style, kind=kind, timesteps=timesteps, bits=bits, neuron=neuron,
+                  threshold=threshold, leak=leak, v_init=v_init, encoding=encoding, input=input,
+                  stem=_scaled(128, width), hidden=(_scaled(256, width),), pool="global")
+
+
+BUILDERS = {"mlp": mlp, "convnet": convnet, "resnet": resnet, "vgg": vgg}
+ZOO = {"mlp": mlp, "convnet": convnet, "resnet": resnet, "vgg9": vgg9, "vgg16": vgg16, "resnet19": resnet19}
 
 
 def build(arch: dict) -> Network:

@@ -177,10 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="QNN activation bits (default: ceil(log2(T+1)); not for SNNs)")
     t.add_argument("--neuron", choices=("if", "lif"), default="if", help="spiking neuron")
     t.add_argument("--encoding", choices=("direct", "rate"), default="direct", help="how a static image enters an SNN")
-    t.add_argument("--hidden", type=_number_list("--hidden", int, 1, 1 << 20, "integers >= 1"), default=[128],
-                   help="hidden widths, e.g. 256,128")
-    t.add_argument("--channels", type=_number_list("--channels", int, 1, 1 << 16, "integers >= 1"), default=[16, 32],
-                   help="conv channels per stage (convnet, resnet)")
+    t.add_argument("--hidden", type=_number_list("--hidden", int, 1, 1 << 20, "integers >= 1"), default=None,
+                   help="hidden widths of mlp / convnet, e.g. 256,128 (default: 128)")
+    t.add_argument("--channels", type=_number_list("--channels", int, 1, 1 << 16, "integers >= 1"), default=None,
+                   help="conv channels per stage of convnet / resnet (default: 16,32)")
+    t.add_argument("--width", type=_float_in("--width", 1e-3, 8.0), default=None,
+                   help="width multiplier of vgg9 / vgg16 / resnet19: every channel and hidden width scaled "
+                        "(default: 1, the published widths)")
     t.add_argument("--epochs", type=_int_in("--epochs", 1), default=15, help="passes over the training data")
     t.add_argument("--batch-size", type=_int_in("--batch-size", 1), default=64, help="samples per optimiser step")
     t.add_argument("--lr", type=_float_in("--lr", 1e-8, 10.0), default=2e-3, help="Adam learning rate (cosine decay)")
@@ -332,7 +335,7 @@ def _run(args, OutputDir) -> int:
         with OutputDir(args.out, args.force) as out:
             text = w.cmd_train(out, dataset=args.dataset, data_dir=args.data_dir, model=args.model, kind=args.kind,
                                timesteps=args.timesteps, bits=args.bits, neuron=args.neuron, hidden=args.hidden,
-                               channels=args.channels, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                               channels=args.channels, width=args.width, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                loss=args.loss if args.kind == "snn" else "mean", activity_lambda=args.activity_lambda,
                                weight_noise=args.weight_noise, holdout=args.holdout, train_limit=args.train_limit,
                                test_limit=args.test_limit, encoding=args.encoding, seed=args.seed, device=device,

@@ -24,7 +24,7 @@ from ..datasets import EMBEDDED, Dataset, load_dataset
 from ..errors import ConfigError
 from ..hardware import HardwareConfig
 from ..io import machine_info
-from ..models import Network, convnet, mlp, qnn_bits_for, resnet
+from ..models import ZOO, Network, convnet, mlp, qnn_bits_for, resnet
 from ..plots import attribution_bars, errorbar_sweep, histogram, pareto
 from ..stats import difference
 from ..training import TrainConfig, accuracy, train
@@ -32,7 +32,8 @@ from . import experiments as X
 from .outputs import OutputDir, markdown_table
 
 DEFAULT_TECH = "spikesim-65nm-rram"
-MODELS = ("mlp", "convnet", "resnet")
+MODELS = ("mlp", "convnet", "resnet", "vgg9", "vgg16", "resnet19")
+CIFAR_SIZE = ("vgg9", "vgg16", "resnet19")  # published topologies: --width scales them, --channels / --hidden do not apply
 
 
 @dataclass
@@ -124,7 +125,17 @@ def splits(ds: Dataset, holdout: int, test_limit: int | None = None, calibration
 
 
 def build_model(model: str, ds: Dataset, kind: str, timesteps: int, bits: int | None, neuron: str, hidden, channels,
-                seed: int, encoding: str = "direct") -> Network:
+                seed: int, encoding: str = "direct", width: float | None = None) -> Network:
+    if model not in MODELS:
+        raise ConfigError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
+    if model in CIFAR_SIZE:
+        for flag, v in (("--hidden", hidden), ("--channels", channels)):
+            if v is not None:
+                raise ConfigError(f"{flag} does not apply to {model} (a published topology); --width scales it")
+    elif width is not None:
+        raise ConfigError(f"--width scales vgg9, vgg16 and resnet19; for {model} set --channels / --hidden")
+    hidden = [128] if hidden is None else hidden
+    channels = [16, 32] if channels is None else channels
     common = dict(in_shape=ds.in_shape, num_classes=ds.num_classes, kind=kind, timesteps=timesteps, bits=bits,
                   neuron=neuron, encoding=encoding, input="sequence" if ds.sample_dim == 1 else "static")
     with torch.random.fork_rng(devices=[]):
@@ -135,7 +146,7 @@ def build_model(model: str, ds: Dataset, kind: str, timesteps: int, bits: int | 
             return convnet(channels=tuple(channels), hidden=hidden[0] if hidden else 128, **common)
         if model == "resnet":
             return resnet(channels=tuple(channels), blocks=(1,) * len(channels), **common)
-    raise ConfigError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
+        return ZOO[model](width=1.0 if width is None else width, **common)
 
 
 def checkpoint_data(meta: dict, data_dir: str | None, net) -> Dataset:
@@ -242,7 +253,7 @@ def accuracy_table(rows: list[dict]) -> str:
 def cmd_train(out: OutputDir, *, dataset: str, data_dir, model: str, kind: str, timesteps: int | None, bits,
               neuron: str, hidden, channels, epochs: int, batch_size: int, lr: float, loss: str,
               activity_lambda: float, weight_noise: float, holdout: int | None, train_limit, test_limit,
-              encoding: str, seed: int, device, progress: bool, download: bool = False) -> str:
+              encoding: str, seed: int, device, progress: bool, download: bool = False, width=None) -> str:
     if data_dir and dataset in EMBEDDED:
         raise ConfigError(f"--data-dir does not apply to {dataset!r}: it is embedded in the package")
     if bits is not None and kind == "snn":
@@ -257,7 +268,7 @@ def cmd_train(out: OutputDir, *, dataset: str, data_dir, model: str, kind: str, 
     n = ds.x_train.shape[ds.sample_dim]
     holdout = holdout if holdout is not None else n // 8
     sp = splits(ds, holdout, None)
-    net = build_model(model, ds, kind, timesteps, bits, neuron, hidden, channels, seed, encoding).to(device)
+    net = build_model(model, ds, kind, timesteps, bits, neuron, hidden, channels, seed, encoding, width).to(device)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, activity_lambda=activity_lambda,
                       weight_noise=weight_noise, seed=seed)
     t0 = time.perf_counter()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import types
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -27,7 +28,7 @@ from crossbar_models._checks import check_int
 from ..context import default_context
 from ..crossbar import CrossbarConv, CrossbarLinear, InputSpec, TiledMatrix, unsupported_conv
 from ..digital import DigitalModule
-from ..errors import CalibrationError
+from ..errors import CalibrationError, CalibrationWarning
 from ..events import INPUT_EVENTS, EventCounter, count_run_input, reset_events
 from ..hardware import MAX_SEED, HardwareConfig
 from ..neurons import QuantAct, SpikingNeuron
@@ -378,13 +379,19 @@ def calibrate(model: nn.Module, data, *, batch_size: int = 256, inputs: bool = T
             m._observer = RangeObserver()
         try:
             _run(model, data, batch_size)
+            silent = []
             for m in adc_cal:
-                if m._observer.max == 0.0:
-                    raise CalibrationError(
-                        f"calibrate: crossbar layer {m.name!r} saw no column current on the calibration data (all its "
-                        "inputs were zero, e.g. the neurons before it never spiked); calibrate on other data, or use "
-                        "adc.range = 'fixed'")
-                m.adc_full_scale = m._observer.full_scale(m.hw.adc.percentile)
+                if m._observer.max == 0.0:  # no read converted anything: no range to learn
+                    m.adc_full_scale = m.hw.adc.full_scale_fraction * m.max_column_current()
+                    silent.append(m.name)
+                else:
+                    m.adc_full_scale = m._observer.full_scale(m.hw.adc.percentile)
+            if silent:
+                warnings.warn(
+                    f"calibrate: crossbar layer(s) {', '.join(map(repr, silent))} saw no column current on the "
+                    "calibration data (all their inputs were zero: the neurons before them never spiked, as in an "
+                    "untrained network); their ADCs use the fixed worst-case range (as adc.range = 'fixed')",
+                    CalibrationWarning, stacklevel=2)
         finally:
             for m in adc_cal:
                 m._observer = None
