@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import child_peak, interleaved, peak_rss_mb, pin_threads  # noqa: E402
+from benchlib import child_peak, floor_fn, interleaved, peak_rss_mb, pin_threads  # noqa: E402
 
 import imcsim  # noqa: E402
 from crossbar_models import WireModel  # noqa: E402
@@ -71,39 +71,6 @@ def run_all(model, x, batch):
             model(x[s:s + batch])
     if x.is_cuda:
         torch.cuda.synchronize()
-
-
-def floor_fn(chip, x, batch):
-    """The bare matmuls of every read the chip makes on x: one batched matmul per layer and
-    batch, (tiles, reads, rows) @ (tiles, rows, columns), with the layer's own matrices."""
-    shapes = []
-
-    def hook(m, args, kwargs, output):
-        V = args[0].shape[0] * kwargs.get("repeat", args[2] if len(args) > 2 else 1)
-        if m.read_path == "linear":  # a lossless, noise-free read-out: one matmul of the mapped weights
-            shapes.append((m.W_lin, V))
-            return
-        planes = 1 if m.input_spec.kind == "spike" else m.driver().bits
-        shapes.append((m.G, V * planes))
-
-    hs = [m.register_forward_hook(hook, with_kwargs=True) for _, m in imcsim.crossbar_layers(chip)]
-    with torch.no_grad():
-        chip(x[:batch])
-    for h in hs:
-        h.remove()
-    per_batch = []
-    for G, reads in shapes:
-        per_batch.append((G, torch.bernoulli(torch.full((G.shape[0], reads, G.shape[1]), 0.5, dtype=G.dtype,
-                                                        device=G.device))))
-    n_batches = x.shape[0] / batch
-
-    def run():
-        for _ in range(int(round(n_batches))):
-            for G, inp in per_batch:
-                torch.bmm(inp, G)
-        if G.is_cuda:
-            torch.cuda.synchronize()
-    return run
 
 
 def child(args):

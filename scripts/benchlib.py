@@ -13,6 +13,8 @@ import time
 
 import torch
 
+from imcsim import crossbar_layers
+
 
 def pin_threads(n: int) -> int:
     """Use exactly ``n`` torch threads (intra- and inter-op) and say so."""
@@ -58,3 +60,36 @@ def child_peak(args: list[str], env: dict | None = None) -> dict:
     if r.returncode != 0:
         raise RuntimeError(f"child {args} failed: {r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def floor_fn(chip, x, batch):
+    """The bare matmuls of every read the chip makes on x: one batched matmul per layer and
+    batch, (tiles, reads, rows) @ (tiles, rows, columns), with the layer's own matrices."""
+    shapes = []
+
+    def hook(m, args, kwargs, output):
+        V = args[0].shape[0] * kwargs.get("repeat", args[2] if len(args) > 2 else 1)
+        if m.read_path == "linear":  # a lossless, noise-free read-out: one matmul of the mapped weights
+            shapes.append((m.W_lin, V))
+            return
+        planes = 1 if m.input_spec.kind == "spike" else m.driver().bits
+        shapes.append((m.G, V * planes))
+
+    hs = [m.register_forward_hook(hook, with_kwargs=True) for _, m in crossbar_layers(chip)]
+    with torch.no_grad():
+        chip(x[:batch])
+    for h in hs:
+        h.remove()
+    per_batch = []
+    for G, reads in shapes:
+        per_batch.append((G, torch.bernoulli(torch.full((G.shape[0], reads, G.shape[1]), 0.5, dtype=G.dtype,
+                                                        device=G.device))))
+    n_batches = x.shape[0] / batch
+
+    def run():
+        for _ in range(int(round(n_batches))):
+            for G, inp in per_batch:
+                torch.bmm(inp, G)
+        if G.is_cuda:
+            torch.cuda.synchronize()
+    return run

@@ -1,0 +1,189 @@
+"""Benchmark at research scale: the CIFAR-size zoo (VGG9 first; VGG16, ResNet-19) as SNN
+(T = 4) and QNN twin (3-bit), converted onto ``ideal``, ``rram-ideal`` and ``rram``, timed
+side by side with the same float model in one process, threads pinned.
+
+For each model, kind, batch size and preset:
+
+* seconds per image of the chip and of the float model (interleaved repeats over the same
+  images; min and median) and their ratio;
+* the mapped-matmul floor: the bare batched matmuls of the same tile reads (see
+  ``benchlib.floor_fn``), and the chip's time as a multiple of it;
+* conversion (map + program + calibrate, once) and a new chip instance
+  (``imcsim.reprogram``: program + ADC calibration, min / median of repeats), with
+  ``--calibration`` images;
+* peak memory (``--memory``): each configuration in a fresh process at the largest batch,
+  against the float model's, both minus a process that builds the model and runs nothing.
+
+Inputs: ``--checkpoint`` (a trained zoo model, e.g. ``imcsim train --model vgg9 --dataset
+mnist32``) and its data, or an untrained model (seed 0) on uniform random CIFAR-shaped
+images. Activity decides how many tile reads are skipped, so a trained model's figures
+are the ones to quote. Targets (issue 19, 1 thread): rram <= 10x float, rram-ideal <= 6x,
+ideal <= 2x, memory <= 2x float, new rram instance <= 10 s.
+
+    python scripts/bench_scale.py [--models vgg9] [--kinds snn,qnn] [--batches 8,64] \\
+        [--presets ideal,rram-ideal,rram] [--images 64] [--repeat 3] [--threads 1] \\
+        [--out results/bench_scale.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import child_peak, floor_fn, interleaved, peak_rss_mb, pin_threads  # noqa: E402
+
+import imcsim  # noqa: E402
+from imcsim.io import machine_info, write_json  # noqa: E402
+from imcsim.models import ZOO  # noqa: E402
+
+TARGETS = {"ideal": 2.0, "rram-ideal": 6.0, "rram": 10.0}
+
+
+def _list(kind):
+    return lambda s: [kind(v) for v in s.split(",") if v]
+
+
+def load(args, name: str, kind: str):
+    """(float model in eval mode, calibration images, test images, what it is)."""
+    if args.checkpoint:
+        from imcsim.app.workflows import checkpoint_data
+        from imcsim.checkpoints import load_checkpoint
+
+        net, meta = load_checkpoint(args.checkpoint)
+        ds = checkpoint_data(meta, args.data_dir, net)
+        return net.eval(), ds.x_train[: args.calibration], ds.x_test, f"checkpoint {args.checkpoint}"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = ZOO[name](kind=kind, timesteps=4, width=args.width)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(args.calibration + max(args.batches) * 2, 3, 32, 32, generator=g)
+    return net.eval(), x[: args.calibration], x[args.calibration:], f"untrained {name} (seed 0), random images"
+
+
+def run_all(model, x, batch):
+    with torch.no_grad():
+        for s in range(0, x.shape[0], batch):
+            model(x[s:s + batch])
+
+
+def child(args):
+    """One configuration in this fresh process: peak memory (MB)."""
+    pin_threads(args.threads)
+    name, kind, preset = args.child.split(":")
+    net, cal, x, _ = load(args, name, kind)
+    x = x[: args.child_batch]
+    if preset != "none":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = net if preset == "float" else imcsim.convert(net, imcsim.HardwareConfig.preset(preset),
+                                                                 calibration=cal)
+        with torch.no_grad():
+            model(x)
+    print(json.dumps({"peak_mb": peak_rss_mb()}))
+
+
+def measure(args, name, kind):
+    net, cal, x_all, how = load(args, name, kind)
+    out = {"model": name, "kind": kind, "inputs": how,
+           "parameters": sum(p.numel() for p in net.parameters()), "presets": {}}
+    chips = {}
+    for preset in args.presets:
+        hw = imcsim.HardwareConfig.preset(preset)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t0 = time.perf_counter()
+            chip = imcsim.convert(net, hw, calibration=cal, seed=0)
+            t_convert = time.perf_counter() - t0
+        rep = interleaved({"new": lambda: imcsim.reprogram(chip, 1, calibration=cal)}, args.repeat_program, warmup=0)
+        tiles = sum(m.grid.n_tiles for _, m in imcsim.crossbar_layers(chip))
+        chips[preset] = chip
+        out["presets"][preset] = {"tiles": tiles, "convert_s": t_convert, "new_instance_s": rep["new"],
+                                  "calibration_images": int(cal.shape[0]),
+                                  "warnings": sorted({str(w.message)[:200] for w in caught})}
+        print(f"  {name} {kind} {preset}: {tiles} tiles, convert {t_convert:.1f} s, new instance "
+              f"{rep['new']['min']:.1f} s (median {rep['new']['median']:.1f})", flush=True)
+    for batch in args.batches:
+        x = x_all[: max(batch, args.images)]
+        n = int(x.shape[0])
+        fns = {"float": lambda: run_all(net, x, batch)}
+        fns.update({p: (lambda c=c: run_all(c, x, batch)) for p, c in chips.items()})
+        fns.update({f"floor_{p}": floor_fn(c, x, batch) for p, c in chips.items()})
+        t = interleaved(fns, args.repeat)
+        row = {"images": n, "float_s_per_image": {k: v / n for k, v in t["float"].items() if k != "all"}}
+        for p in chips:
+            row[p] = {"s_per_image_min": t[p]["min"] / n, "s_per_image_median": t[p]["median"] / n,
+                      "vs_float_min": t[p]["min"] / t["float"]["min"],
+                      "vs_float_median": t[p]["median"] / t["float"]["median"],
+                      "vs_mapped_matmul_floor_min": t[p]["min"] / t[f"floor_{p}"]["min"],
+                      "target_vs_float": TARGETS.get(p)}
+        out[f"batch_{batch}"] = row
+        print(f"  {name} {kind} batch {batch} ({n} images): float {row['float_s_per_image']['min'] * 1e3:.1f} ms/image; "
+              + "; ".join(f"{p} {row[p]['s_per_image_min'] * 1e3:.1f} ms ({row[p]['vs_float_min']:.1f}x float, median "
+                          f"{row[p]['vs_float_median']:.1f}x; {row[p]['vs_mapped_matmul_floor_min']:.1f}x its floor)"
+                          for p in chips), flush=True)
+    if args.memory:
+        common = [__file__, "--threads", str(args.threads), "--width", str(args.width), "--calibration",
+                  str(args.calibration), "--batches", ",".join(map(str, args.batches)),
+                  "--child-batch", str(max(args.batches))]
+        if args.checkpoint:
+            common += ["--checkpoint", args.checkpoint] + (["--data-dir", args.data_dir] if args.data_dir else [])
+        peaks = {c: child_peak(common + ["--child", f"{name}:{kind}:{c}"])["peak_mb"]
+                 for c in ["none", "float", *args.presets]}
+        base = peaks["none"]
+        mem = {"batch": max(args.batches), "peak_mb": peaks, "above_baseline_mb": {c: peaks[c] - base for c in peaks}}
+        for p in args.presets:
+            mem[f"{p}_vs_float"] = (peaks[p] - base) / max(peaks["float"] - base, 1e-9)
+        out["memory"] = mem
+        print(f"  {name} {kind} peak memory above a process that runs nothing (batch {mem['batch']}): float "
+              f"{mem['above_baseline_mb']['float']:.0f} MB; "
+              + "; ".join(f"{p} {mem['above_baseline_mb'][p]:.0f} MB ({mem[f'{p}_vs_float']:.1f}x)"
+                          for p in args.presets), flush=True)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="results/bench_scale.json")
+    ap.add_argument("--models", type=_list(str), default=["vgg9"], help="of vgg9, vgg16, resnet19")
+    ap.add_argument("--kinds", type=_list(str), default=["snn", "qnn"])
+    ap.add_argument("--presets", type=_list(str), default=["ideal", "rram-ideal", "rram"])
+    ap.add_argument("--batches", type=_list(int), default=[8, 64])
+    ap.add_argument("--images", type=int, default=64, help="images per timed run (at least one batch)")
+    ap.add_argument("--width", type=float, default=1.0, help="width multiplier of the untrained zoo models")
+    ap.add_argument("--calibration", type=int, default=64, help="calibration images per chip")
+    ap.add_argument("--checkpoint", help="a trained zoo checkpoint (its dataset is loaded as recorded)")
+    ap.add_argument("--data-dir")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat-program", type=int, default=2, help="repeats of the new-chip-instance timing")
+    ap.add_argument("--memory", action="store_true", help="peak memory in fresh processes (slow)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--child-batch", type=int, default=64, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    unknown = [m for m in args.models if m not in ("vgg9", "vgg16", "resnet19")]
+    if unknown:
+        ap.error(f"--models: unknown {unknown[0]!r}; choose from vgg9, vgg16, resnet19")
+    if args.child:
+        return child(args)
+    threads = pin_threads(args.threads)
+    res = {"script": "bench_scale", **machine_info(), "threads": threads, "repeat": args.repeat,
+           "targets_vs_float": TARGETS, "results": []}
+    print(f"{threads} thread(s), {args.repeat} interleaved repeats; min and median", flush=True)
+    models = [args.checkpoint] if args.checkpoint else args.models
+    for name in models:
+        for kind in ([None] if args.checkpoint else args.kinds):
+            res["results"].append(measure(args, name, kind))
+            write_json(args.out, res)  # what is measured so far survives an interrupted run
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
