@@ -8,7 +8,8 @@ Knows nothing about neural networks: devices (:mod:`.devices`), wire resistance
 from .adc import ADC, RangeObserver
 from .devices import DeviceModel, column_read_noise
 from .drivers import DRIVER_MODES, InputDriver
-from .wires import WireModel, effective_conductance, solve_currents
+from .wires import (WireModel, effective_conductance, first_order_attenuation, nominal_wire_base,
+                    perturbed_effective_conductance, solve_currents)
 
 __all__ = [
     "ADC",
@@ -19,5 +20,8 @@ __all__ = [
     "DRIVER_MODES",
     "WireModel",
     "effective_conductance",
+    "first_order_attenuation",
+    "nominal_wire_base",
+    "perturbed_effective_conductance",
     "solve_currents",
 ]

@@ -105,19 +105,20 @@ class DeviceModel:
             return target.clone()
         if generator is None:
             raise ValueError("program() needs a torch.Generator when variation or faults are on")
-        G = target
+        # In place on fresh tensors (the same arithmetic, the same bits as the out-of-place form).
         if self.variation > 0:
-            eps = torch.randn(target.shape, generator=generator, dtype=target.dtype, device=target.device)
+            G = torch.randn(target.shape, generator=generator, dtype=target.dtype, device=target.device)
             if self.variation_kind == "gaussian":
                 # A conductance cannot go negative: a draw below zero is an (almost) open cell.
-                G = (target * (1.0 + self.variation * eps)).clamp_min(1e-3 * self.g_off)
+                G.mul_(self.variation).add_(1.0).mul_(target).clamp_min_(1e-3 * self.g_off)
             else:
-                G = target * torch.exp(self.variation * eps - 0.5 * self.variation**2)
+                G.mul_(self.variation).sub_(0.5 * self.variation**2).exp_().mul_(target)
+        else:
+            G = target.clone()
         if self.p_stuck_on > 0 or self.p_stuck_off > 0:
             u = torch.rand(target.shape, generator=generator, dtype=target.dtype, device=target.device)
-            G = torch.where(u < self.p_stuck_on, torch.full_like(G, self.g_on), G)
-            stuck_off = (u >= self.p_stuck_on) & (u < self.p_stuck_on + self.p_stuck_off)
-            G = torch.where(stuck_off, torch.full_like(G, self.g_off), G)
+            G.masked_fill_(u < self.p_stuck_on, self.g_on)
+            G.masked_fill_((u >= self.p_stuck_on) & (u < self.p_stuck_on + self.p_stuck_off), self.g_off)
         return G
 
     def read(self, G: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -33,7 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from crossbar_models import ADC, InputDriver, RangeObserver, effective_conductance
+from crossbar_models import (ADC, InputDriver, RangeObserver, effective_conductance, nominal_wire_base,
+                             perturbed_effective_conductance)
 from crossbar_models.noise import _to_int32, element_offsets, hash32, keyed_normal
 
 from .context import current_context, vector_keys
@@ -115,7 +116,6 @@ class TiledMatrix(nn.Module):
         self.groups, self.in_group, self.out_group = groups, in_g, out // groups
         self.out_features, self.in_features = out, groups * in_g
         self.path = "auto"
-        dev = hw.device
         pair = hw.adc.per == "pair"
 
         w_int, scale = quantize_weights(weight, hw.weight_bits, hw.granularity)
@@ -139,8 +139,16 @@ class TiledMatrix(nn.Module):
         levels = torch.stack([level_matrix(w_int[g * og:(g + 1) * og], hw) for g in range(self.groups)])
         lv_tiles = tile(levels, self.grid)  # (G, Tr, Tc, rows, cols)
         g_prog = torch.Generator().manual_seed(self.seed)
-        G = dev.program(dev.level_conductance(lv_tiles.to(torch.float64)), g_prog)
-        M = G if hw.wires.is_ideal else effective_conductance(G, hw.wires, precision=hw.wire_precision)
+        G0 = dev.level_conductance(lv_tiles.to(torch.float64))
+        G = dev.program(G0, g_prog)
+        if hw.wires.is_ideal:
+            M = G
+        elif hw.wire_solve == "nominal":  # the nominal array solved once; each instance a first-order update
+            if getattr(self, "_wire_base", None) is None:
+                self._wire_base = nominal_wire_base(G0, hw.wires, precision=hw.wire_precision).to(torch.float32)
+            M = perturbed_effective_conductance(G, self._wire_base, hw.wires)
+        else:
+            M = effective_conductance(G, hw.wires, precision=hw.wire_precision)
         self._install(M, w_int, scale)
 
     def reprogram(self, seed: int) -> None:

@@ -28,6 +28,7 @@ INPUT_MODES = ("bit_serial", "dac")
 ACCUMULATE = ("digital", "analog")
 OVERSIZE = ("refuse", "reprogram")
 WIRE_PRECISIONS = ("float64", "float32")
+WIRE_SOLVES = ("exact", "nominal")
 IDEAL_SUFFIX = "-ideal"
 MAX_SEED = 2**32 - 1  # chip seeds; layer seeds derived from them stay far below 2**63
 
@@ -148,6 +149,12 @@ class HardwareConfig:
     wire_precision: arithmetic of the IR-drop solve run once per programmed tile --
     ``float64`` (exact) or ``float32`` (about 2x faster on 128x128 tiles; every effective
     conductance within 4e-4 relative of float64, scripts/bench_programming.py).
+    wire_solve: how each chip instance gets its IR-drop-loaded conductances -- ``exact``
+    (the full solve of its own programmed array) or ``nominal`` (the exact solve of the
+    variation- and fault-free array, once per network, then a first-order update per
+    instance: ``crossbar_models.perturbed_effective_conductance``; column currents within
+    ~3e-4 of the largest output of the exact float64 solve at the rram preset's wires,
+    tests/test_wires.py; a new instance programs in O(cells) instead of O(R C^3) per tile).
     """
 
     name: str = "custom"
@@ -164,6 +171,7 @@ class HardwareConfig:
     skip_zero_reads: bool = True
     seed: int = 0
     wire_precision: str = "float64"
+    wire_solve: str = "exact"
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip():
@@ -181,6 +189,7 @@ class HardwareConfig:
             raise ConfigError(f"skip_zero_reads must be true or false, got {self.skip_zero_reads!r}")
         object.__setattr__(self, "seed", check_int("seed", self.seed, low=0, high=MAX_SEED))
         check_choice("wire_precision", self.wire_precision, WIRE_PRECISIONS)
+        check_choice("wire_solve", self.wire_solve, WIRE_SOLVES)
         if self.adc.per == "pair" and self.mapping != "differential":
             raise ConfigError("adc.per = 'pair' needs weights.mapping = 'differential', got 'offset'")
         if self.adc.per == "pair" and self.adc.accumulate == "analog":
@@ -276,10 +285,10 @@ class HardwareConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HardwareConfig":
         data = dict(data)
-        top = {"name", "seed", "skip_zero_reads", "wire_precision", "crossbar", "weights", "device", "wires", "adc", "inputs", "chip"}
+        top = {"name", "seed", "skip_zero_reads", "wire_precision", "wire_solve", "crossbar", "weights", "device", "wires", "adc", "inputs", "chip"}
         _no_unknown("", data, top)
         kw: dict[str, Any] = {}
-        for key in ("name", "seed", "skip_zero_reads", "wire_precision"):
+        for key in ("name", "seed", "skip_zero_reads", "wire_precision", "wire_solve"):
             if key in data:
                 kw[key] = data[key]
         xb = _section(data, "crossbar", {"rows", "cols"})
@@ -310,7 +319,7 @@ class HardwareConfig:
         adc = dataclasses.asdict(self.adc)
         if adc["bits"] is None:
             adc["bits"] = "lossless"
-        return {
+        out = {
             "name": self.name,
             "seed": self.seed,
             "skip_zero_reads": self.skip_zero_reads,
@@ -323,6 +332,9 @@ class HardwareConfig:
             "inputs": dataclasses.asdict(self.inputs),
             "chip": dataclasses.asdict(self.chip),
         }
+        if self.wire_solve != "exact":  # written only when set: records (and study keys) of exact chips stay as they were
+            out = {**dict(list(out.items())[:4]), "wire_solve": self.wire_solve, **dict(list(out.items())[4:])}
+        return out
 
     def replace(self, **changes) -> "HardwareConfig":
         """Copy with top-level fields or dotted sub-fields changed, e.g.

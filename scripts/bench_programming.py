@@ -9,6 +9,10 @@ calibration -- threads pinned, min and median of repeats.
     network (imcsim.reprogram: program + calibrate the ADC ranges only), with 128 and 512
     calibration samples, wire precision float32 (the preset's) and float64.
 
+Also the 512x512 layer with ``wire_solve = "nominal"`` (the nominal array's exact solve
+reused, a first-order update per instance): a new instance's time and its outputs' error
+against the float64 solve.
+
 Target (issue 12): a new chip instance <= 3 s; the 512x512 layer programmed in <= 3 s.
 
     python scripts/bench_programming.py [--threads 1] [--repeat 3] [--out results/bench_programming.json]
@@ -69,16 +73,21 @@ def main(argv=None):
     for prec in ("float64", "float32"):
         hw = rram.replace(wire_precision=prec)
         layers[prec], layer_t[prec] = timed(lambda: CrossbarLinear(lin, hw, InputSpec("spike"), seed=0), args.repeat)
+    # wire_solve = "nominal": the nominal array solved once, each new instance a first-order update
+    near = CrossbarLinear(lin, rram.replace(wire_solve="nominal"), InputSpec("spike"), seed=1)
+    layers["nominal"], layer_t["nominal_new_instance"] = timed(lambda: (near.tiles.reprogram(0), near)[1], args.repeat)
     x = (torch.rand(64, 512, generator=torch.Generator().manual_seed(1)) < 0.3).float()
     ref = layers["float64"].tiles.integer_product(x)
     got = layers["float32"].tiles.integer_product(x)
     err_out = float((got - ref).abs().max() / ref.abs().max())  # normwise: differential outputs cross zero
     G64, G32 = layers["float64"].tiles.G.double(), layers["float32"].tiles.G.double()
     err = float(((G32 - G64).abs() / G64.abs().clamp_min(1e-12)).max())  # every cell's effective conductance
+    err_near = float((layers["nominal"].tiles.integer_product(x) - ref).abs().max() / ref.abs().max())
     tiles = layers["float64"].tiles.grid.n_tiles
     res["layer_512"] = {"tiles": tiles, "tile": [128, 128], "programming": layer_t,
                         "float32_max_relative_conductance_error": err,
-                        "float32_max_output_error_relative_to_max_output": err_out}
+                        "float32_max_output_error_relative_to_max_output": err_out,
+                        "nominal_max_output_error_relative_to_max_output": err_near}
 
     # (b) the MNIST conv SNN
     from imcsim.datasets import load_dataset
@@ -107,7 +116,9 @@ def main(argv=None):
     print(f"512x512 layer, {tiles} tiles of 128x128, wires on: programming float64 {layer_t['float64']['min_s']:.2f} s "
           f"(median {layer_t['float64']['median_s']:.2f}), float32 {layer_t['float32']['min_s']:.2f} s (median "
           f"{layer_t['float32']['median_s']:.2f}); float32 effective conductances within {err:.2e} (relative, every "
-          f"cell) of float64, layer outputs within {err_out:.2e} of the largest output")
+          f"cell) of float64, layer outputs within {err_out:.2e} of the largest output; wire_solve = 'nominal': a new "
+          f"instance {layer_t['nominal_new_instance']['min_s']:.2f} s (median "
+          f"{layer_t['nominal_new_instance']['median_s']:.2f}), outputs within {err_near:.2e} of the largest output")
     print(f"MNIST convnet on rram ({res['mnist_convnet']['tiles']} tiles of 64x64):")
     for k, v in chip.items():
         print(f"  {k:<14} first chip {v['first_chip']['min_s']:.2f} s (median {v['first_chip']['median_s']:.2f}), "

@@ -10,7 +10,8 @@ For each model, kind, batch size and preset:
   ``benchlib.floor_fn``), and the chip's time as a multiple of it;
 * conversion (map + program + calibrate, once) and a new chip instance
   (``imcsim.reprogram``: program + ADC calibration, min / median of repeats), with
-  ``--calibration`` images;
+  ``--calibration`` images; a preset ``rram@nominal`` is the rram preset with
+  ``wire_solve = "nominal"`` (the nominal array's IR-drop solve reused by every instance);
 * peak memory (``--memory``): each configuration in a fresh process at the largest batch,
   against the float model's, both minus a process that builds the model and runs nothing.
 
@@ -43,7 +44,14 @@ import imcsim  # noqa: E402
 from imcsim.io import machine_info, write_json  # noqa: E402
 from imcsim.models import ZOO  # noqa: E402
 
-TARGETS = {"ideal": 2.0, "rram-ideal": 6.0, "rram": 10.0}
+TARGETS = {"ideal": 2.0, "rram-ideal": 6.0, "rram": 10.0, "rram@nominal": 10.0}
+
+
+def hardware(name: str):
+    """A preset, or ``PRESET@nominal``: the preset with wire_solve = "nominal"."""
+    preset, _, solve = name.partition("@")
+    hw = imcsim.HardwareConfig.preset(preset)
+    return hw.replace(wire_solve=solve) if solve else hw
 
 
 def _list(kind):
@@ -82,8 +90,7 @@ def child(args):
     if preset != "none":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = net if preset == "float" else imcsim.convert(net, imcsim.HardwareConfig.preset(preset),
-                                                                 calibration=cal)
+            model = net if preset == "float" else imcsim.convert(net, hardware(preset), calibration=cal)
         with torch.no_grad():
             model(x)
     print(json.dumps({"peak_mb": peak_rss_mb()}))
@@ -95,7 +102,7 @@ def measure(args, name, kind):
            "parameters": sum(p.numel() for p in net.parameters()), "presets": {}}
     chips = {}
     for preset in args.presets:
-        hw = imcsim.HardwareConfig.preset(preset)
+        hw = hardware(preset)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             t0 = time.perf_counter()

@@ -225,3 +225,81 @@ def test_float32_sweep_error_against_float64_is_small_and_stated(R):
     assert not torch.equal(M32, M64)  # it did run in float32
     with pytest.raises(ValueError, match="precision must be 'float64' or 'float32'"):
         effective_conductance(G, w, precision="half")
+
+
+# ------------------------------------------------------- reuse of the nominal solve
+
+
+@pytest.mark.parametrize("combo", [(1.0, 2.0, 3.0, 4.0), (0.0, 2.0, 0.0, 5.0), (2.5, 0.0, 50.0, 0.0)])
+def test_first_order_attenuation_is_the_brute_force_solves_first_order(combo):
+    """(1 - M/G) / eps of the MNA reference at resistances eps * combo tends to the formula's
+    coefficient: the difference shrinks ~linearly with eps (the formula is first order)."""
+    from crossbar_models import first_order_attenuation
+
+    rng = np.random.default_rng(3)
+    G = rng.uniform(1e-6, 1e-4, (5, 4))
+    errs = []
+    for eps in (1e-1, 1e-2):
+        w = WireModel(*[eps * r for r in combo])
+        M = np.stack([mna_column_currents(G, np.eye(5)[i], *w_tuple(w)) for i in range(5)])
+        drop = (1 - M / G) / eps
+        drop1 = (1 - first_order_attenuation(torch.tensor(G), w).numpy()) / eps
+        errs.append(float(np.abs(drop1 - drop).max() / np.abs(drop).max()))
+    assert errs[1] < 2e-3 and errs[1] < errs[0] / 5, errs
+
+
+def w_tuple(w):
+    return (w.r_row, w.r_col, w.r_src, w.r_sink)
+
+
+def _rram_arrays(variation, p_on=0.001, p_off=0.002, tiles=16, seed=0):
+    from imcsim import HardwareConfig
+
+    hw = HardwareConfig.preset("rram").replace(**{"device.variation": variation, "device.p_stuck_on": p_on,
+                                                  "device.p_stuck_off": p_off})
+    g = torch.Generator().manual_seed(seed)
+    levels = torch.randint(0, 4, (tiles, 64, 64), generator=g).double()
+    levels = torch.where(torch.rand(levels.shape, generator=g) < 0.6, torch.zeros_like(levels), levels)
+    G0 = hw.device.level_conductance(levels)
+    return hw, G0, hw.device.program(G0, torch.Generator().manual_seed(seed + 1))
+
+
+@pytest.mark.parametrize("variation,p_on,p_off", [(0.05, 0.001, 0.002), (0.2, 0.001, 0.002), (0.05, 0.01, 0.02)])
+def test_nominal_reuse_error_against_the_exact_float64_solve_is_small_and_stated(variation, p_on, p_off):
+    """hardware wire_solve = 'nominal': column currents within 5e-4 of the largest output
+    of the exact solve (the figure the docs state), and much closer than the nominal
+    attenuation alone; exact (to rounding) when the array is the nominal one."""
+    from crossbar_models import nominal_wire_base, perturbed_effective_conductance
+
+    hw, G0, G = _rram_arrays(variation, p_on, p_off)
+    M = effective_conductance(G, hw.wires)
+    M0 = effective_conductance(G0, hw.wires)
+    base = nominal_wire_base(G0, hw.wires)
+    Ma = perturbed_effective_conductance(G, base, hw.wires)
+    x = (torch.rand(256, 64, generator=torch.Generator().manual_seed(9)) < 0.3).double()
+    ref = x @ M
+    err = float(((x @ Ma) - ref).abs().max() / ref.abs().max())
+    err_nominal_only = float(((x @ (G * M0 / G0)) - ref).abs().max() / ref.abs().max())
+    assert err < 5e-4 and err < err_nominal_only / 5, (err, err_nominal_only)
+    assert torch.allclose(perturbed_effective_conductance(G0, base, hw.wires), M0, rtol=1e-12, atol=0)
+
+
+def test_nominal_wire_solve_chips_are_deterministic_per_seed_and_close_to_exact():
+    import imcsim.crossbar as xb
+    from imcsim import HardwareConfig, InputSpec
+
+    torch.manual_seed(0)
+    w = torch.randn(40, 150)
+    hw = HardwareConfig.preset("rram").replace(**{"adc.bits": None, "device.read_noise": 0.0})
+    near = hw.replace(wire_solve="nominal")
+    a = xb.TiledMatrix(w, near, InputSpec("spike"), seed=3)
+    b = xb.TiledMatrix(w, near, InputSpec("spike"), seed=7)
+    b.reprogram(3)  # another instance reprogrammed to seed 3 equals a fresh seed-3 instance
+    assert torch.equal(a.G, b.G)
+    exact = xb.TiledMatrix(w, hw.replace(wire_precision="float64"), InputSpec("spike"), seed=3)
+    x = (torch.rand(64, 150, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    ya, ye = a.integer_product(x), exact.integer_product(x)
+    assert float((ya - ye).abs().max() / ye.abs().max()) < 5e-4
+    assert not torch.equal(ya, ye)  # it is an approximation, and the test can tell
+    assert HardwareConfig.from_dict(near.to_dict()).wire_solve == "nominal"
+    assert "wire_solve" not in hw.to_dict()  # exact chips' records are unchanged

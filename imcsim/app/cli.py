@@ -268,7 +268,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warnings() -> None:
+    """imcsim's own warnings print as one line (not Python's file:line + source echo)."""
+    import warnings
+
+    from ..errors import CalibrationWarning
+
+    if getattr(warnings.formatwarning, "_imcsim", False):
+        return
+    base = warnings.formatwarning
+
+    def fmt(message, category, filename, lineno, line=None):
+        if issubclass(category, CalibrationWarning):
+            return f"imcsim: warning: {message}\n"
+        return base(message, category, filename, lineno, line)
+
+    fmt._imcsim = True
+    warnings.formatwarning = fmt
+
+
 def main(argv=None) -> int:
+    _one_line_warnings()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
