@@ -502,19 +502,25 @@ class TiledMatrix(nn.Module):
                 for p in range(P):
                     acc[j].add_(z[:, p].transpose(0, 1), alpha=float(plane_w[p]))
         elif n_active < 0.5 * GT * P * Vc:  # simulate only the reads with some input (the others give exactly 0)
-            for t in range(GT):
-                idx = rowany[t].nonzero().squeeze(1)
-                if idx.numel() == 0:
-                    continue
-                Y0 = self._matmul(Xt[t].index_select(0, idx), mats[t], drv, KO)
-                p_idx, v_idx = idx // Vc, idx % Vc
-                w_row = plane_w[p_idx].unsqueeze(1)
-                for j in range(r):
-                    Y = Y0.clone() if j < r - 1 else Y0
-                    rk = None if keys is None else self._row_keys(keys[j], t, p_idx, v_idx, offsets[0])
-                    Y = self._convert(Y, KO, rk, offsets[1], adc)
-                    z = self._slice_sum(Y, K, og, cw, dest.dtype).mul_(w_row)
-                    acc[j, :, t // Tr].index_add_(0, v_idx, z)
+            # The active reads of all tiles at once, ordered by tile then read: one product per
+            # tile (the rows it reads), then noise, conversion and shift-add in a few whole-layer ops.
+            t_a, i_a = rowany.nonzero(as_tuple=True)
+            Xa = Xt[t_a, i_a]  # (n, R)
+            Y0 = Xa.new_empty(n_active, mats.shape[-1])
+            start = 0
+            for t, c in enumerate(torch.bincount(t_a, minlength=GT).tolist()):
+                if c:
+                    Y0[start:start + c] = self._matmul(Xa[start:start + c], mats[t], drv, KO)
+                    start += c
+            p_a, v_a = i_a // Vc, i_a % Vc
+            w_row = plane_w[p_a].unsqueeze(1)
+            dest_rows = v_a * G_ + t_a // Tr  # row of acc[j] viewed as (Vc * G, og)
+            for j in range(r):
+                Y = Y0.clone() if j < r - 1 else Y0
+                rk = None if keys is None else self._row_keys(keys[j], t_a, p_a, v_a, offsets[0], paired=True)
+                Y = self._convert(Y, KO, rk, offsets[1], adc)
+                z = self._slice_sum(Y, K, og, cw, dest.dtype).mul_(w_row)
+                acc[j].view(Vc * G_, og).index_add_(0, dest_rows, z)
         else:
             Y0 = self._matmul(Xt, mats, drv, KO)  # (GT, P*Vc, KO[*2])
             mask = rowany if self.hw.skip_zero_reads else None
@@ -545,11 +551,12 @@ class TiledMatrix(nn.Module):
             return X @ mats
         return torch.cat([X @ mats[..., :KO], (X * X) @ mats[..., KO:]], dim=-1)
 
-    def _row_keys(self, keys, t, p, v, row_offsets) -> torch.Tensor:
-        """int32 keys of the reads (plane p, vector v) of row tile t, or of every tile in the
-        1-d tensor t at once ((len(t), len(v)) keys)."""
+    def _row_keys(self, keys, t, p, v, row_offsets, paired: bool = False) -> torch.Tensor:
+        """int32 keys of the reads (plane p, vector v) of row tile t, of every tile in the
+        1-d tensor t at once ((len(t), len(v)) keys), or (``paired``) of the reads
+        (t[k], p[k], v[k])."""
         offs = row_offsets.view(self.G.shape[0], -1)  # one offset per (tile, plane)
-        tile = offs[t][p] if isinstance(t, int) else offs[t][:, p]
+        tile = offs[t][p] if isinstance(t, int) else offs[t, p] if paired else offs[t][:, p]
         return _to_int32(hash32(keys.to(v.device)[v] ^ tile ^ (self.seed & 0xFFFFFFFF)))
 
     def _convert(self, Y, KO, row_keys, col_offsets, adc, mask=None):
