@@ -186,6 +186,7 @@ class TiledMatrix(nn.Module):
             return t[:, :, :rows].permute(0, 1, 2, 4, 3).reshape(G_ * Tr, rows, -1).to(torch.float32).contiguous()
 
         self._adc_cache = None
+        self._conv_w = None
         self.register_buffer("G", compute_order(Mn))
         self.register_buffer("G_sq", compute_order(Mn_sq) if dev.read_noise > 0 else None)
         self._col_weights = cw.to(torch.float64)
@@ -353,19 +354,23 @@ class TiledMatrix(nn.Module):
             if keys is None and self.needs_keys:
                 keys = vector_keys(self.seed, repeat * V, 1, self.name)
             y = self._reads_all(x_int, keys, drv, tally, repeat)
-        V *= repeat
         if tally is not None:
-            t = (tally * repeat).tolist()
-            conv = 4 if self.analog_sum else 1  # analog: one conversion per group read, not per row tile
-            Tc = self.grid.col_tiles
-            self.events.add(
-                vectors=V, vector_reads=t[3], tile_reads=t[1] * Tc,
-                active_rows=t[0] * Tc,  # every column tile drives its own copy of a row
-                adc_conversions=t[conv] * self.conversion_columns, shift_adds=t[conv] * self.conversion_columns,
-                accumulations=0.0 if self.analog_sum else t[2] * self.out_group, outputs=V * self.out_features,
-                input_bits=V * self.in_features * drv.bits,
-            )
+            self._add_events(tally, V, repeat, drv)
         return y
+
+    def _add_events(self, tally: torch.Tensor, V: int, repeat: int, drv: InputDriver) -> None:
+        """Events of V vectors read in ``repeat`` steps, from their tally (see _count)."""
+        V *= repeat
+        t = (tally * repeat).tolist()
+        conv = 4 if self.analog_sum else 1  # analog: one conversion per group read, not per row tile
+        Tc = self.grid.col_tiles
+        self.events.add(
+            vectors=V, vector_reads=t[3], tile_reads=t[1] * Tc,
+            active_rows=t[0] * Tc,  # every column tile drives its own copy of a row
+            adc_conversions=t[conv] * self.conversion_columns, shift_adds=t[conv] * self.conversion_columns,
+            accumulations=0.0 if self.analog_sum else t[2] * self.out_group, outputs=V * self.out_features,
+            input_bits=V * self.in_features * drv.bits,
+        )
 
     # ---------------------------------------------------------------- counting
     def _tile_view(self, X: torch.Tensor) -> torch.Tensor:
@@ -419,6 +424,47 @@ class TiledMatrix(nn.Module):
         if self.groups == 1:
             return xs @ W[0]
         return torch.einsum("vgi,gio->vgo", xs.view(V, self.groups, self.in_group), W).reshape(V, self.out_features)
+
+    # ---------------------------------------------------------------- whole convolutions
+    def exact_conv_ready(self, x: torch.Tensor) -> bool:
+        """Whether a whole convolution can run as one ``F.conv2d`` with the mapped weights
+        and give the same bits (and events) as the tile reads: the linear read-out
+        (lossless, noise-free) with float32-exact sums, float32 inputs, one group, no
+        calibration pass."""
+        return (self.read_path == "linear" and self._lin_exact32 and x.dtype == torch.float32 and not self._digital
+                and self._observer is None and self.groups == 1)
+
+    def conv_units(self, x_int: torch.Tensor, kernel, stride, padding, dilation, repeat: int = 1) -> torch.Tensor:
+        """(N, C, H, W) integer inputs -> (N, out, Ho, Wo) integer units, one ``F.conv2d``
+        with the effective integer weights (exact: every sum < 2**24, see exact_conv_ready).
+        Events are counted as the tile reads of the unfolded patches would count them."""
+        conv = dict(stride=stride, padding=padding, dilation=dilation)
+        if self._conv_w is None or self._conv_w.device != self.W_lin.device:
+            W = self.W_lin.permute(0, 2, 1).reshape(self.out_features, self.in_group)
+            self._conv_w = W.reshape(self.out_features, -1, *kernel).contiguous()
+        units = F.conv2d(x_int, self._conv_w, None, **conv)
+        if counting_enabled():
+            drv = self.driver()
+            tally = torch.zeros(5, dtype=torch.float64, device=x_int.device)
+            Tr, rows = self.grid.row_tiles, self.hw.rows
+            # one 0/1 kernel per row tile: the patch elements (c, kh, kw) that tile holds
+            masks = torch.zeros(Tr, self.in_group, dtype=x_int.dtype, device=x_int.device)
+            for t in range(Tr):
+                masks[t, t * rows: (t + 1) * rows] = 1.0
+            masks = masks.view(Tr, *self._conv_w.shape[1:])
+            ones = torch.ones(1, *self._conv_w.shape[1:], dtype=x_int.dtype, device=x_int.device)
+            planes = ([(x_int.to(torch.int32) >> b) & 1 for b in range(drv.bits)] if drv.mode == "bit_serial"
+                      else [x_int])
+            for plane in planes:
+                plane = plane.to(x_int.dtype)
+                nz = (plane != 0).to(x_int.dtype)
+                any_read = F.conv2d(nz, masks, None, **conv) > 0  # (N, Tr, Ho, Wo)
+                any_read = any_read.permute(0, 2, 3, 1).reshape(1, -1, 1, Tr)  # (P=1, V, G=1, Tr), V = (n, l)
+                src = plane if drv.mode == "binary" or drv.mode == "bit_serial" else nz
+                active = F.conv2d(src, ones, None, **conv).sum(dtype=torch.float64)
+                self._count(any_read, active, tally)
+            self._add_events(tally, int(units.shape[0] * units.shape[2] * units.shape[3]), repeat, drv)
+        return units
 
     # ---------------------------------------------------------------- simulated reads
     def _adc_setup(self):
@@ -670,6 +716,14 @@ class CrossbarConv(nn.Module):
         self.tiles.input_numel, self.tiles.output_numel = x[0].numel(), self.out_channels * L
         r = _repeated_steps(xf)  # the same images at every step: unfold and read them once per step
         N1 = N // r
+        if self.tiles.exact_conv_ready(xf):  # lossless and noise-free: the reads are one exact convolution
+            x_int, step = self.tiles.encode(xf[:N1])
+            units = self.tiles.conv_units(x_int, k, s, p, d, repeat=r)
+            y = (units * (self.tiles.w_scale * step).view(1, -1, 1, 1)).to(dtype)
+            y = y.unsqueeze(0).expand(r, *y.shape).reshape(N, *y.shape[1:]) if r > 1 else y
+            if self.bias is not None:
+                y = y + self.bias.view(1, -1, 1, 1)
+            return y.squeeze(2) if self.nd == 1 else y
         chunk = max(1, _CONV_CHUNK_ELEMENTS // max(1, K * L))
         yr, kr = y.view(r, N1, L, -1), None if keys is None else keys.view(r, N1 * L)
         for a in range(0, N1, chunk):

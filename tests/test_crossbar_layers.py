@@ -355,3 +355,33 @@ def test_adc_range_is_calibrated_on_the_reads_performed():
         fs[skip] = (a.tiles.adc_full_scale, b.tiles.adc_full_scale)
     assert fs[True][0] == fs[True][1]
     assert fs[False][0] < fs[False][1] == fs[True][1]
+
+
+@pytest.mark.parametrize("mode,spec", [("bit_serial", ("spike",)), ("bit_serial", ("quantized", 3, 0.5)),
+                                       ("dac", ("quantized", 3, 0.5))])
+@pytest.mark.parametrize("geom", [dict(kernel_size=3, padding=1), dict(kernel_size=3, stride=2, dilation=2, padding=2),
+                                  dict(kernel_size=(1, 3), padding=(0, 1))])
+def test_whole_convolution_fast_path_equals_the_tile_reads_bits_and_events(mode, spec, geom, monkeypatch):
+    """A lossless, noise-free conv runs as one F.conv2d with the mapped weights: outputs
+    identical to the unfolded tile reads, and every event counter identical too (several
+    row tiles, strides, dilation, padding; spikes, bit-serial and DAC inputs)."""
+    from imcsim.crossbar import TiledMatrix
+    from imcsim.events import reset_events
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(12, 7, **geom)
+    hw = HardwareConfig.ideal().replace(rows=16, cols=16, **{"inputs.mode": mode, "inputs.bits": 3})
+    x = (torch.rand(5, 12, 9, 11) < 0.3).float()
+    if spec[0] == "quantized":
+        x = torch.randint(0, 8, (5, 12, 9, 11)).float() * 0.5 * (torch.rand(5, 12, 9, 11) < 0.4)
+    layer = CrossbarConv2d(conv, hw, InputSpec(*spec))
+    assert layer.tiles.grid.row_tiles > 1 and layer.tiles.exact_conv_ready(x)
+    with torch.no_grad():
+        fast = layer(x)
+        ev_fast = dict(layer.events.counts)
+        reset_events(layer)
+        monkeypatch.setattr(TiledMatrix, "exact_conv_ready", lambda self, x: False)
+        slow = layer(x)
+        ev_slow = dict(layer.events.counts)
+    assert torch.equal(fast, slow)
+    assert ev_fast == ev_slow and ev_fast["tile_reads"] > 0
