@@ -249,3 +249,34 @@ def test_a_qnn_twin_of_an_event_snn_reads_the_event_rate_as_an_analog_image():
 
     first = next(m for m in chip.modules() if isinstance(m, TiledMatrix))
     assert first.input_spec.kind == "analog"  # not the binary events of the calibration sequences
+
+
+def test_a_nir_graph_imports_on_nmnist_event_files_and_evaluates(tmp_path):
+    """imcsim import --dataset nmnist: a graph taking (2, 34, 34) frames, N-MNIST read from
+    its binary event files (generated here in the release's 40-bit format), then evaluate."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for split, n in (("Train", 3), ("Test", 2)):
+        for d in range(10):
+            (tmp_path / "nm" / split / str(d)).mkdir(parents=True)
+            for j in range(n):
+                k = int(rng.integers(20, 60))
+                ev = np.stack([rng.integers(0, 34, k), rng.integers(0, 34, k), rng.integers(0, 2, k),
+                               np.sort(rng.integers(0, 300_000, k))], 1)
+                raw = bytearray()
+                for x, y, p, t in ev.tolist():
+                    raw += bytes([x, y, (p << 7) | (t >> 16), (t >> 8) & 0xFF, t & 0xFF])
+                (tmp_path / "nm" / split / str(d) / f"{j:05d}.bin").write_bytes(bytes(raw))
+    body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 34 * 34, 16),
+                               imcsim.LIF(leak=0.75, reset="zero", strict=True), torch.nn.Linear(16, 10))
+    net = imcsim.Network(body, "snn", timesteps=10, arch={"name": "custom", "in_shape": [2, 34, 34]}).eval()
+    imcsim.to_nir(net, tmp_path / "m.nir")
+    r = _cli("import", tmp_path / "m.nir", "--dataset", "nmnist", "--data-dir", tmp_path / "nm", "--out",
+             tmp_path / "ck")
+    assert r.returncode == 0, r.stderr
+    assert "accuracy on the first 512 test samples of nmnist" in r.stdout
+    r = _cli("evaluate", "--checkpoint", tmp_path / "ck" / "model.pt", "--preset", "rram", "--chips", "1",
+             "--out", tmp_path / "ev", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "| rram |" in r.stdout
