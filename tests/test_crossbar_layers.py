@@ -385,3 +385,25 @@ def test_whole_convolution_fast_path_equals_the_tile_reads_bits_and_events(mode,
         ev_slow = dict(layer.events.counts)
     assert torch.equal(fast, slow)
     assert ev_fast == ev_slow and ev_fast["tile_reads"] > 0
+
+
+def test_calibration_on_silent_layers_falls_back_with_a_warning():
+    """An untrained network whose later layers never see input: calibration warns and uses
+    the fixed ADC range / an input range of [0, 1] instead of failing the study."""
+    import warnings
+
+    from imcsim.errors import CalibrationWarning
+
+    lin = nn.Linear(6, 4)
+    hw = HardwareConfig.preset("rram")
+    layer = CrossbarLinear(lin, hw, InputSpec("analog", 8, None), name="fc")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        calibrate(layer, torch.zeros(5, 6))
+    msgs = [str(w.message) for w in caught if issubclass(w.category, CalibrationWarning)]
+    assert any("'fc' saw no positive inputs" in m and "[0, 1]" in m for m in msgs)
+    assert any("'fc' saw no column current" in m and "fixed worst-case range" in m for m in msgs)
+    assert layer.tiles.input_spec.scale == 1.0 / 255
+    assert layer.tiles.adc_full_scale == hw.adc.full_scale_fraction * layer.tiles.max_column_current()
+    with torch.no_grad():
+        assert torch.isfinite(layer(torch.rand(3, 6))).all()

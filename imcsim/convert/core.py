@@ -368,11 +368,18 @@ def calibrate(model: nn.Module, data, *, batch_size: int = 256, inputs: bool = T
             for m in layers:
                 m._digital = False
                 m._observe_inputs = False
+        unseen = []
         for m in analog:
             top = m._input_max or 0.0
-            if top <= 0:
-                raise ValueError(f"calibrate: layer {m.name!r} saw no positive inputs; cannot set its input range")
+            if top <= 0:  # all its inputs were zero: no range to learn; [0, 1] (any range reads zeros alike)
+                top = 1.0
+                unseen.append(m.name)
             m.input_spec = InputSpec("analog", m.input_spec.bits, top / (2**m.input_spec.bits - 1))
+        if unseen:
+            warnings.warn(
+                f"calibrate: crossbar layer(s) {', '.join(map(repr, unseen))} saw no positive inputs on the calibration "
+                "data (the layers before them stayed silent, as in an untrained network); their analog input range is "
+                "set to [0, 1]", CalibrationWarning, stacklevel=2)
     adc_cal = [m for m in layers if not m.hw.adc.lossless and m.hw.adc.range == "calibrated"]
     if adc_cal:
         for m in adc_cal:
