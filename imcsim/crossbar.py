@@ -448,9 +448,8 @@ class TiledMatrix(nn.Module):
             tally = torch.zeros(5, dtype=torch.float64, device=x_int.device)
             Tr, rows = self.grid.row_tiles, self.hw.rows
             # one 0/1 kernel per row tile: the patch elements (c, kh, kw) that tile holds
-            masks = torch.zeros(Tr, self.in_group, dtype=x_int.dtype, device=x_int.device)
-            for t in range(Tr):
-                masks[t, t * rows: (t + 1) * rows] = 1.0
+            tile_of_row = torch.arange(self.in_group, device=x_int.device) // rows
+            masks = (tile_of_row == torch.arange(Tr, device=x_int.device).unsqueeze(1)).to(x_int.dtype)
             masks = masks.view(Tr, *self._conv_w.shape[1:])
             ones = torch.ones(1, *self._conv_w.shape[1:], dtype=x_int.dtype, device=x_int.device)
             planes = ([(x_int.to(torch.int32) >> b) & 1 for b in range(drv.bits)] if drv.mode == "bit_serial"
