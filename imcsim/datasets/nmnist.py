@@ -80,8 +80,7 @@ class _Split:
                 self.zip = zipfile.ZipFile(root / f"{split}.zip")
             except (zipfile.BadZipFile, OSError) as e:
                 raise DataError(f"{str(root / f'{split}.zip')!r} is not a readable zip archive ({e})") from None
-            names = sorted(i.filename for i in self.zip.infolist()
-                           if i.filename.endswith(".bin") and _label(i.filename) is not None)
+            names = sorted(i.filename for i in self.zip.infolist() if i.filename.endswith(".bin"))
             self.source = f"{split}.zip"
         else:
             raise FileNotFoundError(split)
@@ -109,8 +108,7 @@ class _Split:
         except OSError as e:
             raise DataError(f"cannot read {where}: {e.strerror or e}") from None
 
-    def load(self, timesteps: int, limit: int | None):
-        names = self.names[:limit] if limit else self.names
+    def load(self, timesteps: int, names: list[str]):
         x = torch.zeros(timesteps, len(names), 2, SIZE, SIZE)
         for i, n in enumerate(names):
             x[:, i] = frames_of(read_events(self.read(n), f"{self.source}:{n}"), timesteps)
@@ -151,18 +149,16 @@ def load_nmnist(root, timesteps: int = 10, *, n_train: int | None = None, n_test
         train = None
     try:
         if train is not None:
-            xtr, ytr = train.load(timesteps, n_train)
-            xte, yte = test.load(timesteps, n_test)
+            xtr, ytr = train.load(timesteps, train.names[:n_train])
+            xte, yte = test.load(timesteps, test.names[:n_test])
             how = f"official split, {len(train.names)} train / {len(test.names)} test files"
         else:  # the test split only: 80 % train, 20 % evaluate, as for MNIST
             cut = len(test.names) * 4 // 5
             if cut < 1 or cut == len(test.names):
                 raise DataError(f"N-MNIST {test.source} in {str(root)!r} holds only {len(test.names)} samples")
             names = test.names
-            test.names = names[:cut]
-            xtr, ytr = test.load(timesteps, n_train)
-            test.names = names[cut:]
-            xte, yte = test.load(timesteps, n_test)
+            xtr, ytr = test.load(timesteps, names[:cut][:n_train])
+            xte, yte = test.load(timesteps, names[cut:][:n_test])
             how = f"test split only: first {cut} (of the fixed order) train, last {len(names) - cut} evaluate"
     finally:
         test.close()
