@@ -273,7 +273,8 @@ def perturbed_effective_conductance(G: torch.Tensor, base: torch.Tensor, wires: 
     ``base = effective_conductance(G0) / G0 - first_order_attenuation(G0)`` (see
     :func:`nominal_wire_base`). Exact for G == G0; otherwise the error is second order
     in the deviation and the wires: at the rram preset's wires (64x64 tiles, 5 % variation,
-    faults) column currents within ~3e-4 of the largest output of the exact solve."""
+    faults) column currents within ~3e-4 of the largest output of the exact solve; the error
+    grows with the tile: 7.7e-4 on 128x128 tiles (scripts/bench_programming.py)."""
     att = first_order_attenuation(G.to(base.dtype), wires).add_(base)  # in base's precision (float32: ~1e-7)
     return G * att
 

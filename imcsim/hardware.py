@@ -153,7 +153,8 @@ class HardwareConfig:
     (the full solve of its own programmed array) or ``nominal`` (the exact solve of the
     variation- and fault-free array, once per network, then a first-order update per
     instance: ``crossbar_models.perturbed_effective_conductance``; column currents within
-    ~3e-4 of the largest output of the exact float64 solve at the rram preset's wires,
+    ~3e-4 of the largest output of the exact float64 solve on 64x64 tiles at the rram preset's wires
+    (7.7e-4 on 128x128 tiles, scripts/bench_programming.py),
     tests/test_wires.py; a new instance programs in O(cells) instead of O(R C^3) per tile).
     """
 
