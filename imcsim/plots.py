@@ -88,7 +88,7 @@ def cost_breakdown(report, path, title=None) -> Path:
 
 
 def errorbar_sweep(xs, means, stds, path, xlabel, ylabel="accuracy (%)", title=None, series=None,
-                   ticks=None) -> Path:
+                   ticks=None, logx: bool = False) -> Path:
     """Accuracy (mean +- std over chip instances) against a swept non-ideality.
     ``series``: optional {label: (means, stds)} for several curves on the same x; ``ticks``:
     labels of categorical x values (at positions ``xs``)."""
@@ -100,6 +100,8 @@ def errorbar_sweep(xs, means, stds, path, xlabel, ylabel="accuracy (%)", title=N
     if ticks is not None:  # categorical sweeps: each value by its name
         ax.set_xticks(list(xs))
         ax.set_xticklabels(ticks)
+    elif logx:
+        ax.set_xscale("log")
     elif all(isinstance(x, int) and not isinstance(x, bool) for x in xs):  # integer sweeps: integer ticks
         ax.set_xticks(sorted(set(xs)))
     ax.set_xlabel(xlabel)
@@ -184,4 +186,28 @@ def attribution_bars(names, alone, alone_err, recovered, recovered_err, path, ti
         ax.set_title(title, fontsize=10)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def platform_bars(platforms, snn_J, qnn_J, breakeven, path, title=None) -> Path:
+    """SNN and QNN energy per inference on each platform (grouped bars, log scale), the
+    SNN/QNN ratio and the break-even spike rate written over each group."""
+    plt = _plt()
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x = np.arange(len(platforms))
+    ax.bar(x - 0.2, snn_J, 0.4, label="SNN")
+    ax.bar(x + 0.2, qnn_J, 0.4, label="QNN")
+    ax.set_yscale("log")
+    top = max(max(snn_J), max(qnn_J))
+    for i, (s, q, be) in enumerate(zip(snn_J, qnn_J, breakeven)):
+        txt = f"SNN/QNN x{s / q:.3g}" + ("\nbreak-even: none" if be is None else f"\nbreak-even {be:.3g}")
+        ax.annotate(txt, (x[i], max(s, q)), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8)
+    ax.set_ylim(top=top * 8)
+    ax.set_xticks(x, platforms)
+    ax.set_ylabel("energy per inference (J, log scale)")
+    ax.set_title(title or "SNN vs QNN energy per platform", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(alpha=0.3, axis="y", which="both")
     return _save(fig, path)

@@ -204,6 +204,32 @@ def test_compare(runs, tmp_path):
            "--quiet", "--out", tmp_path / "c")
     res = json.loads((tmp_path / "c" / "compare.json").read_text())
     assert res["comparison"]["energy_ratio"] > 0 and "break-even" in r.stdout
+    # each platform's figure equals its model called directly on the same measured activity
+    from imcsim.checkpoints import load_checkpoint
+    from imcsim.cost import layer_specs, neuromorphic, systolic
+    from imcsim.app.workflows import hardware
+
+    rows = {row["platform"]: row for row in res["platforms"]}
+    assert list(rows) == ["imc", "systolic", "neuromorphic"] and "SNN vs QNN on three platforms" in r.stdout
+    hw = hardware(None, res["hardware"])
+    snn, _ = load_checkpoint(runs / "snn" / "model.pt")
+    qnn, _ = load_checkpoint(runs / "qnn" / "model.pt")
+    shape = tuple(snn.arch["in_shape"])
+    ss, qs = layer_specs(snn, shape, hw), layer_specs(qnn, shape, hw)
+    act = res["platform_activity"]
+    assert rows["imc"]["energy_ratio"] == pytest.approx(res["comparison"]["energy_ratio"], rel=1e-9)
+    s = systolic.systolic_estimate(ss, act["snn"], snn.timesteps, arch="sata")
+    q = systolic.systolic_estimate(qs, act["qnn"], 1, arch="eyeriss", act_bits=qnn.arch["bits"])
+    same = lambda a, b: a == pytest.approx(b, rel=1e-7)  # noqa: E731 -- compare.json keeps 8 significant digits
+    assert same(rows["systolic"]["snn_energy_J"], s["energy_J"]) and same(rows["systolic"]["qnn_energy_J"], q["energy_J"])
+    assert same(rows["systolic"]["snn_latency_s"], s["latency_s"])
+    n = neuromorphic.network_energy(ss, act["snn"], kind="snn", T=snn.timesteps, weight_bits=hw.weight_bits)
+    m = neuromorphic.network_energy(qs, act["qnn"], kind="qnn", bits=qnn.arch["bits"], weight_bits=hw.weight_bits)
+    assert same(rows["neuromorphic"]["snn_energy_J"], n["energy_J"]) and same(rows["neuromorphic"]["qnn_energy_J"],
+                                                                             m["energy_J"])
+    assert (tmp_path / "c" / "platforms.png").stat().st_size > 10000
+    bad = run("compare", "--snn", "x", "--qnn", "y", "--platforms", "imc,gpu", "--out", tmp_path / "bad")
+    assert bad.returncode == 2 and "--platforms must be comma-separated names out of imc, systolic, neuromorphic" in bad.stderr
 
 
 def test_a_technology_of_another_geometry_is_stated_by_every_pricing_command(runs, tmp_path):
@@ -226,8 +252,9 @@ def test_demo(tmp_path):
         assert section in report
     assert "done in" in r.stdout
     pngs = sorted(p.name for p in (tmp_path / "demo").glob("*.png"))
-    assert pngs == ["accuracy_vs_variation.png", "exit_histogram.png", "pareto.png", "qnn_breakdown.png",
-                    "snn_breakdown.png"]
+    assert pngs == ["accuracy_vs_variation.png", "exit_histogram.png", "pareto.png", "platforms.png",
+                    "qnn_breakdown.png", "snn_breakdown.png"]
+    assert "SNN vs QNN on three platforms" in report
 
 
 def test_every_option_has_help_and_a_default():

@@ -83,6 +83,20 @@ def _float_in(name, lo, hi):
     return f
 
 
+def _platforms(s):
+    """--platforms: comma-separated names out of imc, systolic, neuromorphic."""
+    from ..cost.platforms import PLATFORMS
+
+    names = [x.strip() for x in s.split(",") if x.strip()]
+    bad = [x for x in names if x not in PLATFORMS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"--platforms must be comma-separated names out of {', '.join(PLATFORMS)}, "
+                                         f"got {s!r}")
+    if "imc" not in names:
+        names.insert(0, "imc")  # the crossbar chip is always measured: it supplies the activity
+    return tuple(p for p in PLATFORMS if p in names)
+
+
 def _number_list(name, kind, lo, hi, what):
     """Comma-separated finite numbers of ``kind`` within [lo, hi]; ``what`` names them."""
     def f(s):
@@ -265,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = study_command("compare", "SNN vs QNN on the same hardware: ratios and break-even spike rate")
     c.add_argument("--snn", required=True, help="SNN checkpoint (required)")
     c.add_argument("--qnn", required=True, help="QNN checkpoint (required)")
+    c.add_argument("--platforms", type=_platforms, default=("imc", "systolic", "neuromorphic"),
+                   help="comma-separated platforms to price both networks on: imc (the crossbar chip), systolic "
+                        "(SATA-style digital array), neuromorphic (analytical digital core); default: all three")
+    c.add_argument("--neuromorphic", default="typical",
+                   help="neuromorphic setting: minimum, typical, worst-sparse, or a TOML file (default typical)")
     return p
 
 
@@ -397,7 +416,8 @@ def _run(args, OutputDir) -> int:
                                         analytical=args.analytical, spike_rate=args.spike_rate,
                                         latency_mode=args.latency_mode, **common)
                 else:
-                    text = w.cmd_compare(out, opts, snn_ck=args.snn, qnn_ck=args.qnn, hw=hw, tech=tech, **common)
+                    text = w.cmd_compare(out, opts, snn_ck=args.snn, qnn_ck=args.qnn, hw=hw, tech=tech,
+                                         platforms=args.platforms, neuromorphic=args.neuromorphic, **common)
     print(text)
     print(f"results in {args.out}")
     return 0

@@ -122,12 +122,14 @@ def _accuracy_of(results: dict, key: str, slices: int) -> float:
 
 
 def accuracy_study(ctx: dict, model: str, hw: HardwareConfig, *, chips: int, seed: int, sweep=None,
-                   references: bool = True, name: str = "accuracy", slices: int = 1) -> Study:
+                   references: bool = True, name: str = "accuracy", slices: int = 1, tag: str | None = None) -> Study:
     """Tasks: the reference rows, ``chips`` instances of ``hw`` and of every sweep point.
     slices > 1 splits every row's test split into that many tasks (each programs and
     calibrates its own copy of the chip): for clusters with more CPUs than rows, or chips
     whose whole test set takes too long for one task. The merged counts, and so the
-    results, do not depend on it."""
+    results, do not depend on it. ``tag``: the key prefix of the chip and sweep tasks
+    (default: the model), to run a second variant of ``hw`` beside the first."""
+    tag = tag or model
     bounds = slice_bounds(int(ctx["y_test"].shape[0]), slices)
     tasks = []
     if references:
@@ -135,35 +137,40 @@ def accuracy_study(ctx: dict, model: str, hw: HardwareConfig, *, chips: int, see
             params = {"model": model} if ref is None else {"model": model, "hw": ref.to_dict(), "chip_seed": seed}
             tasks += _accuracy_tasks(f"{model}/{key}", params, REFERENCE_COST[key], bounds)
     for c in range(chips):
-        tasks += _accuracy_tasks(f"{model}/chip/{c}", {"model": model, "hw": hw.to_dict(), "chip_seed": seed + c},
+        tasks += _accuracy_tasks(f"{tag}/chip/{c}", {"model": model, "hw": hw.to_dict(), "chip_seed": seed + c},
                                  1.0, bounds)
     if sweep:
         field, values = sweep
         for i, v in enumerate(values):
             h = hw.replace(**{field: v}).to_dict()
             for c in range(chips):
-                tasks += _accuracy_tasks(f"{model}/sweep/{i}/{c}", {"model": model, "hw": h, "chip_seed": seed + c},
+                tasks += _accuracy_tasks(f"{tag}/sweep/{i}/{c}", {"model": model, "hw": h, "chip_seed": seed + c},
                                          1.0, bounds)
     return Study(name, ctx, tasks)
 
 
 def accuracy_rows(results: dict, model: str, hw: HardwareConfig, chips: int, sweep=None, references=True,
-                  slices: int = 1) -> dict:
+                  slices: int = 1, tag: str | None = None) -> dict:
     """Rows: float model, lossless ideal crossbar, the preset's ideal counterpart (same
     architecture), the preset over ``chips`` instances; and the sweep. Every row carries its
     uncertainty (:func:`imcsim.stats.uncertainty`: the test set's binomial interval and the
     spread over chips)."""
-    def acc(key):
-        return _accuracy_of(results, f"{model}/{key}", slices)
+    tag = tag or model
 
-    n_test = _counts_of(results, f"{model}/chip/0", slices)[1]
+    def pre(key):  # the references run under the model's name, the chips and sweep under the tag
+        return f"{tag if key.startswith(('chip/', 'sweep/')) else model}/{key}"
+
+    def acc(key):
+        return _accuracy_of(results, pre(key), slices)
+
+    n_test = _counts_of(results, pre("chip/0"), slices)[1]
 
     def row(keys):
         s = spread([acc(k) for k in keys])
         return {**s, **uncertainty(s["mean"], s["std"], s["n"], n_test)}
 
     def masks(keys):
-        return [_mask_of(results, f"{model}/{k}", slices) for k in keys]
+        return [_mask_of(results, pre(k), slices) for k in keys]
 
     rows, keys = [], []
     if references:
@@ -306,9 +313,12 @@ def analytical_at_measured(net, hw: HardwareConfig, tech, report: CostReport, la
                                latency_mode=latency_mode, static_input_once=net.static_input_once)
 
 
-def snn_vs_qnn(results: dict, snn, qnn, hw: HardwareConfig, tech) -> dict:
+def snn_vs_qnn(results: dict, snn, qnn, hw: HardwareConfig, tech, platforms=("imc",),
+               neuromorphic: str = "typical") -> dict:
     """Measured SNN and QNN costs on the same hardware, their ratios, and the break-even
-    spike rate (the same analytical model for both, each at its measured activity)."""
+    spike rate (the same analytical model for both, each at its measured activity).
+    ``platforms`` beyond 'imc' ('systolic', 'neuromorphic') price the same two networks, fed
+    the same measured per-layer activity, on the digital platforms of :mod:`imcsim.cost.platforms`."""
     rs, rq = report_of(results["snn/cost"]), report_of(results["qnn/cost"])
     shape = tuple(snn.arch["in_shape"])
     snn_specs, qnn_specs = layer_specs(snn, shape, hw), layer_specs(qnn, shape, hw)
@@ -320,7 +330,23 @@ def snn_vs_qnn(results: dict, snn, qnn, hw: HardwareConfig, tech) -> dict:
                               static_input_once=snn.static_input_once)
     be_once = breakeven_spike_rate(snn_specs, hw, tech, snn.timesteps, q.energy_J, profile=snn_prof,
                                    input_rate=in_rate, static_input_once=True)
-    return {"timesteps": snn.timesteps, "qnn_bits": qnn.arch.get("bits"), "hardware": hw.name,
+    extra = {}
+    if set(platforms) - {"imc"}:
+        from ..cost import platforms as P
+
+        pairs = {"imc": {"snn": {"energy_J": rs.energy_J, "latency_s": rs.latency_s},
+                         "qnn": {"energy_J": rq.energy_J, "latency_s": rq.latency_s}, "breakeven": be,
+                         "model": f"crossbar chip {hw.name}, event-driven costs ({tech.name})"}}
+        s_act, q_act = P.input_activity(rs, len(snn_specs)), P.input_activity(rq, len(qnn_specs))
+        bits = int(qnn.arch.get("bits") or 8)
+        if "systolic" in platforms:
+            pairs["systolic"] = P.systolic_pair(snn_specs, qnn_specs, s_act, q_act, snn.timesteps, bits)
+        if "neuromorphic" in platforms:
+            pairs["neuromorphic"] = P.neuromorphic_pair(snn_specs, qnn_specs, s_act, q_act, snn.timesteps, bits,
+                                                        weight_bits=hw.weight_bits, setting=neuromorphic)
+        extra = {"platforms": P.platform_table({k: pairs[k] for k in P.PLATFORMS if k in pairs}),
+                 "platform_activity": {"snn": s_act, "qnn": q_act}}
+    return {**extra, "timesteps": snn.timesteps, "qnn_bits": qnn.arch.get("bits"), "hardware": hw.name,
             "snn_input": snn_specs[0].input,
             "architecture": hw.architecture(), "snn_accuracy": results["snn/cost"]["accuracy"],
             "qnn_accuracy": results["qnn/cost"]["accuracy"], "comparison": compare_reports(rs, rq),

@@ -25,10 +25,11 @@ from ..errors import ConfigError
 from ..hardware import HardwareConfig
 from ..io import machine_info
 from ..models import ZOO, Network, convnet, mlp, qnn_bits_for, resnet
-from ..plots import attribution_bars, errorbar_sweep, histogram, pareto
+from ..plots import attribution_bars, errorbar_sweep, histogram, pareto, platform_bars
 from ..stats import difference
 from ..training import TrainConfig, accuracy, train
 from . import experiments as X
+from ..cost.platforms import PLATFORMS
 from .outputs import OutputDir, markdown_table
 
 DEFAULT_TECH = "spikesim-65nm-rram"
@@ -352,14 +353,34 @@ def cmd_evaluate(out: OutputDir, opts: RunOptions, *, checkpoint, hw: HardwareCo
                               for r in sw["rows"]])
         numeric = all(isinstance(r["value"], (int, float)) and not isinstance(r["value"], bool) for r in sw["rows"])
         xs = [r["value"] if numeric else i for i, r in enumerate(sw["rows"])]
+        series, sw2 = None, None
+        if field == "device.time" and hw.device.drift != "none":  # drift: with and without compensation
+            other = "global" if hw.device.drift_compensation == "none" else "none"
+            hw2 = hw.replace(**{"device.drift_compensation": other})
+            tag = f"net@compensation={other}"
+            res2 = opts.runner(out)(X.accuracy_study(ctx, "net", hw2, chips=chips, seed=seed, sweep=sweep,
+                                                     references=False, name=f"accuracy (compensation {other})",
+                                                     slices=slices, tag=tag))
+            sw2 = X.accuracy_rows(res2, "net", hw2, chips, sweep, references=False, slices=slices, tag=tag)["sweep"]
+            result["sweep_other_compensation"] = {"drift_compensation": other, **sw2}
+            series = {f"compensation {hw.device.drift_compensation}": ([r["mean"] for r in sw["rows"]],
+                                                                       [r["std"] for r in sw["rows"]]),
+                      f"compensation {other}": ([r["mean"] for r in sw2["rows"]], [r["std"] for r in sw2["rows"]])}
         errorbar_sweep(xs, [r["mean"] for r in sw["rows"]], [r["std"] for r in sw["rows"]], out.path("sweep.png"),
-                       xlabel=field, ticks=None if numeric else [r["label"] for r in sw["rows"]],
+                       xlabel=field + (" (s since programming, log scale)" if field == "device.time" else ""),
+                       ticks=None if numeric else [r["label"] for r in sw["rows"]], series=series,
+                       logx=field == "device.time" and numeric and min(xs) > 0,
                        title=f"Accuracy vs {field} ({chips} chip{'s' if chips > 1 else ''} each, {hw.name} "
                              "otherwise; bars: std over chips)")
         lines.append(f"\nSweep of {field} ({chips} chip instance{'s' if chips > 1 else ''} each, seeds "
                      f"{seed}..{seed + chips - 1}):\n")
         lines.append(markdown_table(_with_uncertainty(sw["rows"]), ["label", "acc", "ci", "diff"],
                                     [field, "accuracy %", "95 % test-set interval", "vs row above (pp)"]))
+        if sw2 is not None:
+            lines.append(f"\nThe same sweep with device.drift_compensation = '{other}' (drift compensation from "
+                         "reference reads right after programming and at each time):\n")
+            lines.append(markdown_table(_with_uncertainty(sw2["rows"]), ["label", "acc", "ci", "diff"],
+                                        [field, "accuracy %", "95 % test-set interval", "vs row above (pp)"]))
     if attribution:
         at = X.attribution_rows(opts.runner(out)(X.attribution_study(ctx, "net", hw, chips=chips, seed=seed)), "net",
                                 hw, chips)
@@ -558,7 +579,8 @@ def write_timesteps(out: OutputDir, res: dict, what: str, tech: Technology, pref
 # ----------------------------------------------------------------------------- compare
 
 
-def cmd_compare(out: OutputDir, opts: RunOptions, *, snn_ck, qnn_ck, hw, tech, data_dir, test_limit) -> str:
+def cmd_compare(out: OutputDir, opts: RunOptions, *, snn_ck, qnn_ck, hw, tech, data_dir, test_limit,
+                platforms=("imc",), neuromorphic: str = "typical") -> str:
     snn, meta, sp = load_study_inputs(snn_ck, data_dir, test_limit, opts)
     qnn, _ = load_checkpoint(qnn_ck)
     if snn.kind != "snn" or qnn.kind != "qnn":
@@ -570,7 +592,7 @@ def cmd_compare(out: OutputDir, opts: RunOptions, *, snn_ck, qnn_ck, hw, tech, d
     t0 = time.perf_counter()
     ctx = context_for({"snn": snn, "qnn": qnn}, sp, opts, tech)
     res = opts.runner(out)(X.cost_study(ctx, ["snn", "qnn"], hw, seed=opts.chip_seed(hw)))
-    cmp = X.snn_vs_qnn(res, snn, qnn, hw, tech)
+    cmp = X.snn_vs_qnn(res, snn, qnn, hw, tech, platforms=platforms, neuromorphic=neuromorphic)
     text = write_compare(out, cmp, hw, tech)
     out.json("run.json", run_info("compare", opts, seconds=time.perf_counter() - t0))
     return text
@@ -601,13 +623,43 @@ def write_compare(out: OutputDir, res: dict, hw, tech, prefix: str = "") -> str:
     for name, rep in (("SNN", rs), ("QNN", rq)):
         for f in rep.findings():
             text += f"\n\n{name}: dominant: {f}"
+    plat = ""
+    if res.get("platforms"):
+        plat = platforms_text(res["platforms"])
+        text += "\n\n" + plat
+        out.csv(f"{prefix}platforms.csv", res["platforms"])
+        p = res["platforms"]
+        platform_bars([r["platform"] for r in p], [r["snn_energy_J"] for r in p], [r["qnn_energy_J"] for r in p],
+                      [r["breakeven_spike_rate"] for r in p], out.path(f"{prefix}platforms.png"),
+                      title=f"SNN T={res['timesteps']} vs QNN {res['qnn_bits']}-bit on three platforms")
     out.json(f"{prefix}compare.json", {"hardware": hw.to_dict(), "technology": tech.name,
                                        **{k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in res.items()}})
     out.csv(f"{prefix}compare.csv", rows)
     res["snn_report"].plot(out.path(f"{prefix}snn_breakdown.png"), title=f"SNN T={res['timesteps']} on {hw.name}")
     res["qnn_report"].plot(out.path(f"{prefix}qnn_breakdown.png"), title=f"QNN {res['qnn_bits']}-bit on {hw.name}")
     out.text(f"{prefix}compare.md", f"# SNN vs QNN on the same hardware\n\n{text}\n\n"
-             f"![SNN]({prefix}snn_breakdown.png) ![QNN]({prefix}qnn_breakdown.png)\n")
+             f"![SNN]({prefix}snn_breakdown.png) ![QNN]({prefix}qnn_breakdown.png)\n"
+             + (f"\n![platforms]({prefix}platforms.png)\n" if plat else ""))
+    return text
+
+
+def platforms_text(rows: list[dict]) -> str:
+    """The per-platform table and what each platform's model is."""
+    def fmt(v, spec=".3g"):
+        return "n/a" if v is None else format(v, spec)
+
+    table = [{"platform": r["platform"], "snn": fmt(r["snn_energy_J"]), "qnn": fmt(r["qnn_energy_J"]),
+              "ratio": fmt(r["energy_ratio"]), "ls": fmt(r["snn_latency_s"]), "lq": fmt(r["qnn_latency_s"]),
+              "edp": fmt(r["edp_ratio"]), "be": "none" if r["breakeven_spike_rate"] is None else
+              format(r["breakeven_spike_rate"], ".4f")} for r in rows]
+    text = "SNN vs QNN on three platforms (energy and latency per inference; same measured activity):\n\n"
+    text += markdown_table(table, ["platform", "snn", "qnn", "ratio", "ls", "lq", "edp", "be"],
+                           ["platform", "SNN J", "QNN J", "SNN/QNN energy", "SNN latency s", "QNN latency s",
+                            "SNN/QNN EDP", "break-even spike rate"])
+    text += "\n\n" + "\n".join(f"- {r['platform']}: {r['model']}" for r in rows)
+    text += ("\n\nBreak-even: the activity-weighted mean SNN input rate at which the SNN's energy equals the QNN's "
+             "(measured per-layer profile scaled together). The neuromorphic model has no latency (n/a). What each "
+             "platform ignores: docs/cost_model.md.")
     return text
 
 
@@ -681,7 +733,7 @@ def cmd_demo(out: OutputDir, opts: RunOptions, *, timesteps: int = 4, chips: int
 
     # 2. energy / latency / area / EDP (measured on the non-ideal chip) and SNN vs QNN
     cost = runner(X.cost_study(ctx, ["snn", "qnn"], hw, seed=seed, name="costs"))
-    cmp = X.snn_vs_qnn(cost, nets["snn"], nets["qnn"], hw, tech)
+    cmp = X.snn_vs_qnn(cost, nets["snn"], nets["qnn"], hw, tech, platforms=PLATFORMS)
     rep = cmp["snn_report"]
     sections.append(f"## 2. Energy, latency, area, EDP (SNN, T={timesteps}, measured events on {hw.name} chip "
                     f"instance seed {seed})\n\n```\n{rep.table()}\n```\n\n![SNN breakdown](snn_breakdown.png)\n")
