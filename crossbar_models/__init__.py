@@ -1,6 +1,7 @@
 """Physics of one resistive crossbar array and its read-out, batched over many tiles.
 
-Knows nothing about neural networks: devices (:mod:`.devices`), wire resistance
+Knows nothing about neural networks: devices (:mod:`.devices`) and their drift after
+programming (:mod:`.drift`), wire resistance
 (:mod:`.wires`), analog-to-digital converters (:mod:`.adc`) and input drivers
 (:mod:`.drivers`). SI units throughout: siemens, ohms, volts, amperes.
 """

@@ -3,8 +3,10 @@
 A cell stores one of ``2**bits_per_cell`` conductance levels spaced uniformly between
 ``g_off`` and ``g_on`` (siemens). Programming a chip instance perturbs each cell once
 (device-to-device variation) and sticks a random subset of cells at ``g_on`` or ``g_off``;
-every read then adds cycle-to-cycle read noise. All randomness comes from an explicit
-``torch.Generator``: the same seed gives the same chip and the same reads.
+every read then adds cycle-to-cycle read noise. A chip read ``time`` seconds after
+programming has drifted (:mod:`.drift`), optionally with drift compensation. All
+randomness comes from an explicit ``torch.Generator``: the same seed gives the same chip
+and the same reads.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from dataclasses import dataclass
 
 import torch
 
+from . import drift as D
 from ._checks import check_choice, check_int, check_real, check_tensor
 
 __all__ = ["DeviceModel", "column_read_noise"]
 
-VARIATION_KINDS = ("gaussian", "lognormal")
+VARIATION_KINDS = ("gaussian", "lognormal", "pcm")
+DRIFT_KINDS = ("none", "power", "pcm")
+COMPENSATIONS = ("none", "global", "column")
 
 
 @dataclass(frozen=True)
@@ -30,9 +35,18 @@ class DeviceModel:
     variation: relative programming (device-to-device) spread, >= 0. With ``gaussian`` a
     programmed cell is ``G * (1 + variation * eps)``; with ``lognormal`` it is
     ``G * exp(variation * eps - variation**2 / 2)`` (mean-preserving, ``variation`` is the
-    standard deviation of ln G). eps ~ N(0, 1), drawn once per programmed chip.
+    standard deviation of ln G); with ``pcm`` it is ``G + variation * sigma_pcm(G) * eps``, the
+    additive, conductance-dependent PCM programming noise of :mod:`.drift` (``variation`` = 1:
+    the published fit, g_max = g_on). eps ~ N(0, 1), drawn once per programmed chip.
     read_noise: relative cycle-to-cycle spread of a cell's conductance on every read, >= 0.
     p_stuck_on, p_stuck_off: probability that a cell is stuck at g_on / g_off (sum <= 1).
+    drift: conductance drift after programming -- ``none``, ``power`` (exponent
+    ``|N(nu_mean, nu_std)|`` per device) or ``pcm`` (the PCM model's conductance-dependent
+    exponent, plus its 1/f read noise accumulated up to ``time``).
+    time: seconds since programming at which the chip is read (>= 0); drift acts after
+    ``t0`` seconds (``g_prog (time / t0) ** -nu``), nothing has drifted before.
+    drift_compensation: ``none``, ``global`` (one gain per layer) or ``column`` (one per
+    column) from reference reads with all rows on, right after programming and at ``time``.
     """
 
     g_on: float = 1e-4
@@ -43,6 +57,12 @@ class DeviceModel:
     read_noise: float = 0.0
     p_stuck_on: float = 0.0
     p_stuck_off: float = 0.0
+    drift: str = "none"
+    time: float = 0.0
+    t0: float = D.PCM_T0
+    nu_mean: float = 0.05
+    nu_std: float = 0.0
+    drift_compensation: str = "none"
 
     def __post_init__(self):
         s = object.__setattr__
@@ -63,6 +83,22 @@ class DeviceModel:
                 "DeviceModel.p_stuck_on + p_stuck_off must be <= 1, got "
                 f"{self.p_stuck_on!r} + {self.p_stuck_off!r}"
             )
+        check_choice("DeviceModel.drift", self.drift, DRIFT_KINDS)
+        s(self, "time", check_real("DeviceModel.time", self.time, low=0.0, high=1e12))
+        s(self, "t0", check_real("DeviceModel.t0", self.t0, low=0.0, low_open=True, high=1e9))
+        s(self, "nu_mean", check_real("DeviceModel.nu_mean", self.nu_mean, low=0.0, high=1.0))
+        s(self, "nu_std", check_real("DeviceModel.nu_std", self.nu_std, low=0.0, high=1.0))
+        check_choice("DeviceModel.drift_compensation", self.drift_compensation, COMPENSATIONS)
+
+    @property
+    def _g_floor(self) -> float:
+        """Where noise that would make a conductance negative leaves it: an almost open cell."""
+        return 1e-3 * self.g_off if self.g_off > 0 else 1e-3 * self.g_on * 1e-6
+
+    @property
+    def drifting(self) -> bool:
+        """Whether a chip read at ``time`` differs from one read right after programming."""
+        return self.drift != "none" and self.time > 0 and (self.time > self.t0 or self.drift == "pcm")
 
     @property
     def levels(self) -> int:
@@ -81,7 +117,8 @@ class DeviceModel:
     @property
     def is_ideal(self) -> bool:
         """No programming variation, no read noise, no faults."""
-        return self.variation == 0 and self.read_noise == 0 and self.p_stuck_on == 0 and self.p_stuck_off == 0
+        return (self.variation == 0 and self.read_noise == 0 and self.p_stuck_on == 0 and self.p_stuck_off == 0
+                and not self.drifting)
 
     def level_conductance(self, level: torch.Tensor) -> torch.Tensor:
         """Target conductance (siemens) of integer levels 0..levels-1."""
@@ -95,22 +132,30 @@ class DeviceModel:
         return self.g_off + level * self.delta_g
 
     def program(self, target: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Conductances of one programmed chip instance for ``target`` conductances (siemens).
+        """Conductances of one programmed chip instance for ``target`` conductances (siemens),
+        as read ``time`` seconds after programming.
 
-        Applies device-to-device variation, then stuck-at faults. Deterministic without
-        variation and faults; otherwise draws from ``generator`` (required then).
+        Applies device-to-device variation, then stuck-at faults, then drift (and, for PCM,
+        the 1/f noise accumulated up to ``time``) and drift compensation. Deterministic
+        without variation, faults and drift; otherwise draws from ``generator`` (required
+        then). Drift draws come after all programming draws, so a drift-free chip of the
+        same seed is the same chip before it drifts.
         """
         target = check_tensor("target", target)
-        if self.variation == 0 and self.p_stuck_on == 0 and self.p_stuck_off == 0:
+        drifting = self.drifting
+        if self.variation == 0 and self.p_stuck_on == 0 and self.p_stuck_off == 0 and not drifting:
             return target.clone()
         if generator is None:
-            raise ValueError("program() needs a torch.Generator when variation or faults are on")
+            raise ValueError("program() needs a torch.Generator when variation, faults or drift are on")
         # In place on fresh tensors (the same arithmetic, the same bits as the out-of-place form).
         if self.variation > 0:
             G = torch.randn(target.shape, generator=generator, dtype=target.dtype, device=target.device)
             if self.variation_kind == "gaussian":
                 # A conductance cannot go negative: a draw below zero is an (almost) open cell.
                 G.mul_(self.variation).add_(1.0).mul_(target).clamp_min_(1e-3 * self.g_off)
+            elif self.variation_kind == "pcm":
+                G.mul_(D.pcm_programming_sigma(target, self.g_on)).mul_(self.variation).add_(target)
+                G.clamp_min_(self._g_floor)
             else:
                 G.mul_(self.variation).sub_(0.5 * self.variation**2).exp_().mul_(target)
         else:
@@ -119,6 +164,28 @@ class DeviceModel:
             u = torch.rand(target.shape, generator=generator, dtype=target.dtype, device=target.device)
             G.masked_fill_(u < self.p_stuck_on, self.g_on)
             G.masked_fill_((u >= self.p_stuck_on) & (u < self.p_stuck_on + self.p_stuck_off), self.g_off)
+        if drifting:
+            G = self._drift(target, G, generator)
+        return G
+
+    def drift_exponents(self, target: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Per-device drift exponents nu >= 0 for cells programmed to ``target`` (siemens)."""
+        eps = torch.randn(target.shape, generator=generator, dtype=target.dtype, device=target.device)
+        if self.drift == "pcm":
+            mu, sd = D.pcm_nu_stats(target, self.g_on)
+        else:
+            mu, sd = self.nu_mean, self.nu_std
+        return (mu + sd * eps).abs()
+
+    def _drift(self, target: torch.Tensor, G_prog: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        G = G_prog
+        if self.time > self.t0:
+            G = G_prog * D.drift_factor(self.drift_exponents(target, generator), self.time, self.t0)
+        if self.drift == "pcm":
+            eps = torch.randn(target.shape, generator=generator, dtype=target.dtype, device=target.device)
+            G = (G + G.abs() * D.pcm_read_sigma(G_prog, self.g_on, self.time) * eps).clamp_min(self._g_floor)
+        if self.drift_compensation != "none":
+            G = G * D.compensation_scale(G_prog, G, self.drift_compensation)
         return G
 
     def read(self, G: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

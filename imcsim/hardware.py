@@ -135,6 +135,20 @@ class ChipConfig:
                                                                 high=1e9))
 
 
+_DRIFT_FIELDS = ("drift", "time", "t0", "nu_mean", "nu_std", "drift_compensation")
+
+
+def _device_dict(dev: DeviceModel) -> dict:
+    """The device section; drift fields only when one differs from its default, so the
+    records (and study keys) of chips without drift stay as they were."""
+    d = dataclasses.asdict(dev)
+    base = DeviceModel()
+    if all(d[k] == getattr(base, k) for k in _DRIFT_FIELDS):
+        for k in _DRIFT_FIELDS:
+            del d[k]
+    return d
+
+
 @dataclass(frozen=True)
 class HardwareConfig:
     """Everything about the simulated chip that changes what a layer computes.
@@ -327,7 +341,7 @@ class HardwareConfig:
             "wire_precision": self.wire_precision,
             "crossbar": {"rows": self.rows, "cols": self.cols},
             "weights": {"bits": self.weight_bits, "mapping": self.mapping, "granularity": self.granularity},
-            "device": dataclasses.asdict(self.device),
+            "device": _device_dict(self.device),
             "wires": dataclasses.asdict(self.wires),
             "adc": adc,
             "inputs": dataclasses.asdict(self.inputs),

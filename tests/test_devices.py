@@ -89,7 +89,7 @@ def test_read_noise_at_the_column_matches_per_cell_noise():
         (dict(bits_per_cell=0), r"bits_per_cell must be >= 1, got 0"),
         (dict(bits_per_cell=2.5), r"bits_per_cell must be an integer, got 2.5"),
         (dict(variation=-0.1), r"variation must be >= 0.0"),
-        (dict(variation_kind="uniform"), r"variation_kind must be one of 'gaussian', 'lognormal', got 'uniform'"),
+        (dict(variation_kind="uniform"), r"variation_kind must be one of 'gaussian', 'lognormal', 'pcm', got 'uniform'"),
         (dict(p_stuck_on=0.7, p_stuck_off=0.5), r"p_stuck_on \+ p_stuck_off must be <= 1"),
         (dict(p_stuck_off=1.5), r"p_stuck_off must be <= 1.0"),
     ],

@@ -50,7 +50,7 @@ def test_bad_toml_names_file_and_field(tmp_path, text, match):
 def test_missing_file_and_unknown_preset(tmp_path):
     with pytest.raises(ConfigError, match="hardware config file not found"):
         HardwareConfig.from_toml(tmp_path / "nope.toml")
-    with pytest.raises(ConfigError, match=r"unknown hardware preset 'rram9'; available: ideal, rram"):
+    with pytest.raises(ConfigError, match=r"unknown hardware preset 'rram9'; available: ideal, pcm, pcm-ideal, rram"):
         HardwareConfig.preset("rram9")
 
 
