@@ -254,7 +254,8 @@ def test_demo(tmp_path):
     pngs = sorted(p.name for p in (tmp_path / "demo").glob("*.png"))
     assert pngs == ["accuracy_vs_variation.png", "exit_histogram.png", "pareto.png", "platforms.png",
                     "qnn_breakdown.png", "snn_breakdown.png"]
-    assert "SNN vs QNN on three platforms" in report
+    assert "SNN vs QNN on three platforms" in report and "![platforms](platforms.png)" in report
+    assert "SNN/QNN energy on the digital platforms: systolic x" in r.stdout
 
 
 def test_every_option_has_help_and_a_default():

@@ -748,7 +748,8 @@ def cmd_demo(out: OutputDir, opts: RunOptions, *, timesteps: int = 4, chips: int
 
     # 4. SNN vs QNN on the same hardware
     sections.append(f"## 4. SNN vs QNN (T={timesteps} vs {bits}-bit; accuracies and costs of chip instance seed "
-                    f"{seed}, one of the {chips} chips of section 1)\n\n{write_compare(out, cmp, hw, tech)}\n")
+                    f"{seed}, one of the {chips} chips of section 1)\n\n{write_compare(out, cmp, hw, tech)}\n\n"
+                    "![platforms](platforms.png)\n")
     wall = time.perf_counter() - t0
     sections.append(f"\n---\nimcsim {__version__}; training seed {train_seed}; {opts.engine.name} engine.\n")
     out.text("report.md", "\n".join(sections))
@@ -765,5 +766,7 @@ def cmd_demo(out: OutputDir, opts: RunOptions, *, timesteps: int = 4, chips: int
              + ("no break-even spike rate: the SNN costs more than its QNN twin even with no spikes at all"
                 if cmp["breakeven_spike_rate"] is None else
                 f"break-even spike rate {cmp['breakeven_spike_rate']:.4f} (the SNN costs less below it)"),
+             "SNN/QNN energy on the digital platforms: " + ", ".join(
+                 f"{r['platform']} x{r['energy_ratio']:.3g}" for r in cmp["platforms"] if r["platform"] != "imc"),
              f"done in {wall:.0f} s (training {t_train:.0f} s)"]
     return "\n".join(lines)
