@@ -23,16 +23,13 @@ def input_activity(report, n_layers: int) -> list[float]:
     """Per crossbar layer of a run, the fraction of its inputs that are nonzero per step:
     the preceding neuron layer's spike rate (SNN) or nonzero fraction (QNN); for the first
     layer, its measured row activity."""
+    rates = report.spike_rates()  # per layer name: spike / nonzero fraction, or row activity
     out, last = [], None
     for layer in report.layers:
-        c = layer.counts
-        if layer.kind == "spiking" and c.get("updates"):
-            last = c["spikes"] / c["updates"]
-        elif layer.kind == "quant" and c.get("updates"):
-            last = c["nonzero"] / c["updates"]
+        if layer.kind in ("spiking", "quant") and layer.name in rates:
+            last = rates[layer.name]
         elif layer.kind == "crossbar":
-            own = c["active_rows"] / c["possible_rows"] if c.get("possible_rows") else 0.0
-            out.append(own if last is None else last)
+            out.append(rates.get(layer.name, 0.0) if last is None else last)
     if len(out) != n_layers:
         raise ValueError(f"the run has {len(out)} crossbar layers, the specs {n_layers}")
     return [min(1.0, max(0.0, float(x))) for x in out]

@@ -458,19 +458,18 @@ def _mac_lif_counts(layers, T: int, sparsity, padded_macs: bool) -> tuple[float,
 
 
 def price(layers: list[SystolicLayer], arch: SystolicArch, timesteps: int, sparsity, *, mem_stat=None,
-          padded_macs: bool = False, input_traffic_per_step: bool = True, counts: list[dict] | None = None) -> dict:
+          padded_macs: bool = False, input_traffic_per_step: bool = True) -> dict:
     """Energy (nJ), cycles and latency of ``layers`` on ``arch`` over ``timesteps``.
 
     ``sparsity``: one fraction, or one per layer (SATA gates the compute of silent inputs;
     buffer and DRAM traffic stay dense). ``input_traffic_per_step``: read the input from the
     buffers once per timestep (True, imcsim's model: each step's spikes are new data) or once
-    per inference (False, SATA_Sim's). ``padded_macs``: count operations as SATA_Sim does.
-    ``counts``: per-layer :func:`layer_access_counts` if already computed."""
+    per inference (False, SATA_Sim's). ``padded_macs``: count operations as SATA_Sim does."""
     T = int(timesteps)
     sp = [float(sparsity)] * len(layers) if isinstance(sparsity, (int, float)) else [float(x) for x in sparsity]
     if len(sp) != len(layers) or any(not 0 <= x <= 1 for x in sp):
         raise ConfigError(f"sparsity: one value in [0, 1], or one per layer ({len(layers)})")
-    counts = counts or [dict(layer_access_counts(L, arch)) for L in layers]
+    counts = [dict(layer_access_counts(L, arch)) for L in layers]
     cyc = {k: 0.0 for k in ("total_cycles", "sram_i_reads", "sram_w_reads", "sram_o_writes", "dram_i_reads",
                             "dram_w_reads", "dram_o_writes")}
     per_in = T if input_traffic_per_step else 1
