@@ -32,6 +32,7 @@ META_FIELDS = {
     "n_train": ((int, type(None)), "a sample count >= 1 or null"),
     "n_test": ((int, type(None)), "a sample count >= 1 or null"),
     "holdout": ((int, type(None)), "a sample count >= 0 or null"),
+    "hardware_training": ((dict,), "a record of hardware-aware training (mode, hardware, chip_seeds)"),
 }
 
 FORMATS = ("imcsim-checkpoint-1", "imcsim-checkpoint-2")

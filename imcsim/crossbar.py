@@ -114,6 +114,9 @@ class TiledMatrix(nn.Module):
             raise ValueError(f"groups must divide the {out} outputs, got {groups}")
         self.hw, self.name, self.input_spec, self.seed = hw, name, input_spec, int(seed)
         self.groups, self.in_group, self.out_group = groups, in_g, out // groups
+        self.register_buffer("col_gain", None)  # adc.correction = 'columns': per-output digital gain and offset (units)
+        self.register_buffer("col_offset", None)
+        self._fit: torch.Tensor | None = None  # sums of the correction fit while it runs
         self.out_features, self.in_features = out, groups * in_g
         self.path = "auto"
         pair = hw.adc.per == "pair"
@@ -131,6 +134,24 @@ class TiledMatrix(nn.Module):
         self._observe_inputs = False
         self._digital = False
         self._adc_cache: tuple | None = None
+        self.chip_training = False  # chip-in-the-loop training: keep clipped shares (last_gate) and grad_gain
+        self.last_gate: torch.Tensor | None = None
+
+    def load_weight(self, weight: torch.Tensor, seed: int | None = None) -> None:
+        """Quantise and program new float weights (out, in_g) onto the same tiles, as chip
+        ``seed`` (default: this layer's seed); a calibrated ADC range must be set again.
+        Equals building the layer from ``weight`` with that seed."""
+        if tuple(weight.shape) != (self.out_features, self.in_group):
+            raise ValueError(f"crossbar layer {self.name!r}: weight must be ({self.out_features}, {self.in_group}), "
+                             f"got {tuple(weight.shape)}")
+        if seed is not None:
+            self.seed = int(seed)
+        device = self.G.device
+        self._wire_base = None  # the nominal array changed with the weights
+        self._program(*quantize_weights(weight.detach().cpu(), self.hw.weight_bits, self.hw.granularity))
+        self.to(device)
+        if self.hw.adc.range == "calibrated":
+            self.adc_full_scale = None
 
     def _program(self, w_int: torch.Tensor, scale: torch.Tensor) -> None:
         """Draw this instance's programmed conductances (variation, faults) from ``self.seed``
@@ -149,7 +170,12 @@ class TiledMatrix(nn.Module):
             M = perturbed_effective_conductance(G, self._wire_base, hw.wires)
         else:
             M = effective_conductance(G, hw.wires, precision=hw.wire_precision)
-        self._install(M, w_int, scale)
+        # each cell's IR-drop attenuation (effective / programmed conductance): the gain the
+        # training gradient sees (imcsim.chip_training); 1 without wire resistance
+        att = None
+        if not hw.wires.is_ideal and getattr(self, "chip_training", False):
+            att = (torch.where(G > 0, M / G.clamp(min=1e-30), torch.ones_like(M)), lv_tiles.to(M.dtype))
+        self._install(M, w_int, scale, att)
 
     def reprogram(self, seed: int) -> None:
         """Program the same integer weights as another chip instance: new variation, faults
@@ -162,17 +188,37 @@ class TiledMatrix(nn.Module):
         if self.hw.adc.range == "calibrated":
             self.adc_full_scale = None
 
-    def _install(self, M: torch.Tensor, w_int: torch.Tensor, scale: torch.Tensor) -> None:
+    def _install(self, M: torch.Tensor, w_int: torch.Tensor, scale: torch.Tensor, att=None) -> None:
         """Set the compute-order matrices from programmed effective conductances M
-        (G, Tr, Tc, rows, cols) in siemens."""
+        (G, Tr, Tc, rows, cols) in siemens; att: (per-cell wire attenuation, cell levels),
+        both shaped like M, or None."""
         hw, dev, grid = self.hw, self.hw.device, self.grid
         pair = hw.adc.per == "pair"
         G_, Tr = self.groups, grid.row_tiles
         og, S = self.out_group, hw.slices
         pols = 2 if hw.mapping == "differential" else 1
-        Mn = (M / dev.delta_g).movedim(-2, -3)[..., : grid.used_cols]  # (G, Tr, R, Tc, used)
-        Mn = Mn.reshape(G_, Tr, hw.rows, -1)[..., : grid.columns].reshape(G_, Tr, hw.rows, og, pols, S)
+
+        def weight_order(t):  # (G, Tr, Tc, rows, cols) -> (G, Tr, R, og, polarities, slices)
+            t = t.movedim(-2, -3)[..., : grid.used_cols]
+            return t.reshape(G_, Tr, hw.rows, -1)[..., : grid.columns].reshape(G_, Tr, hw.rows, og, pols, S)
+
+        Mn = weight_order(M / dev.delta_g)
         cw = slice_weights(hw)
+        # gradient gain of each weight: the attenuation of the cells that hold it (level- and
+        # significance-weighted; a zero weight: the mean over its output's weights)
+        gain = None
+        if att is not None:
+            cwa = cw.abs().view(pols, S)
+            a_cell, lv = weight_order(att[0]), weight_order(att[1])
+            num = torch.einsum("gtrops,ps->gtro", a_cell * lv, cwa)
+            den = torch.einsum("gtrops,ps->gtro", lv, cwa)
+            a = (num / den.clamp(min=1e-30)).reshape(G_, Tr * hw.rows, og)[:, : self.in_group].permute(0, 2, 1)
+            held = (den > 0).reshape(G_, Tr * hw.rows, og)[:, : self.in_group].permute(0, 2, 1)
+            # a zero weight has no cell carrying current: it takes its output's mean gain
+            mean = (a * held).sum(-1, keepdim=True) / held.sum(-1, keepdim=True).clamp(min=1)
+            mean = torch.where(held.any(-1, keepdim=True), mean, torch.ones_like(mean))
+            gain = torch.where(held, a, mean).reshape(G_ * og, self.in_group).to(torch.float32)
+        self.register_buffer("grad_gain", gain, persistent=False)
         if pair:  # the ADC sees the difference current of each (G+, G-) column pair
             Mn_sq = Mn[..., 0, :] ** 2 + Mn[..., 1, :] ** 2
             Mn = Mn[..., 0, :] - Mn[..., 1, :]
@@ -187,6 +233,7 @@ class TiledMatrix(nn.Module):
 
         self._adc_cache = None
         self._conv_w = None
+        self.col_gain = self.col_offset = None  # a new programming: any column correction is fitted again
         self.register_buffer("G", compute_order(Mn))
         self.register_buffer("G_sq", compute_order(Mn_sq) if dev.read_noise > 0 else None)
         self._col_weights = cw.to(torch.float64)
@@ -325,6 +372,7 @@ class TiledMatrix(nn.Module):
             )
         out_dtype = x.dtype if x.is_floating_point() else torch.float32
         xf = x.to(torch.float32) if x.dtype != torch.float64 else x
+        self.last_gate = None
         if self._digital:  # calibration pass: exact digital product, inputs observed
             self._check_values(xf)
             self.encode_observe(xf)
@@ -332,9 +380,62 @@ class TiledMatrix(nn.Module):
             return y.repeat(repeat, 1) if repeat > 1 else y
         x_int, step = self.encode(xf.to(torch.float32))
         units = self._compute(x_int, keys, repeat)
+        if self._fit is not None:
+            self._fit_update(x_int, units, repeat)
+        units = self.correct(units)
         scale = self.w_scale * step
         y = units * (scale.double() if units.dtype == torch.float64 else scale)
         return y.to(out_dtype)
+
+    # ----------------------------------------------------------------- column correction
+    def correct(self, units: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        """Apply the fitted per-output correction ``(units - offset) / gain`` (outputs along
+        ``dim``); unchanged without one."""
+        if self.col_gain is None:
+            if self.hw.adc.correction != "none" and self._fit is None and self._observer is None:
+                raise CalibrationError(
+                    f"crossbar layer {self.name!r} has adc.correction = {self.hw.adc.correction!r} but was never fitted; pass "
+                    "calibration data to imcsim.convert(..., calibration=x) or call imcsim.calibrate(model, x)")
+            return units
+        shape = [1] * units.dim()
+        shape[dim] = -1
+        return (units - self.col_offset.view(shape).to(units.dtype)) / self.col_gain.view(shape).to(units.dtype)
+
+    def start_correction_fit(self) -> None:
+        self.col_gain = self.col_offset = None
+        self._fit = torch.zeros(6, self.out_features, dtype=torch.float64, device=self.G.device)
+
+    def _fit_update(self, x_int: torch.Tensor, units: torch.Tensor, repeat: int) -> None:
+        """Add reads to the fit's sums: measured units against the exact integer product."""
+        ideal = self.digital_product_int(x_int).double()
+        ideal = ideal.repeat(repeat, 1) if repeat > 1 else ideal
+        m = units.double()
+        self._fit += torch.stack([torch.ones_like(m).sum(0), ideal.sum(0), m.sum(0), (ideal * ideal).sum(0),
+                                  (ideal * m).sum(0), (m * m).sum(0)])
+
+    def finish_correction_fit(self) -> int:
+        """Set gain and offset per output from the sums: ``columns`` -- least squares
+        m = gain * ideal + offset; ``moments`` -- the measured outputs' mean and spread
+        mapped onto the exact ones' (gain = std_m / std_ideal). An output whose reads did not
+        vary (or with a gain below 0.05) keeps gain 1, offset 0. Returns the number corrected."""
+        n, su, sm, suu, sum_, smm = self._fit
+        self._fit = None
+        var_u = n * suu - su * su
+        if self.hw.adc.correction == "moments":
+            slope = torch.sqrt((n * smm - sm * sm).clamp(min=0) / var_u.clamp(min=1e-300))
+        else:
+            slope = (n * sum_ - su * sm) / var_u.clamp(min=1e-300)
+        ok = (var_u > 1e-9 * n * n) & (slope > 0.05) & (n > 1)
+        gain = torch.where(ok, slope, torch.ones_like(slope))
+        offset = torch.where(ok, (sm - gain * su) / n.clamp(min=1), torch.zeros_like(gain))
+        self.col_gain, self.col_offset = gain.to(torch.float32), offset.to(torch.float32)
+        return int(ok.sum())
+
+    def digital_product_int(self, x_int: torch.Tensor) -> torch.Tensor:
+        """Exact integer product ``x_int @ w_int.T`` (block-diagonal over groups), float64."""
+        V = x_int.shape[0]
+        w = self.w_int.double().view(self.groups, self.out_group, self.in_group)
+        return torch.einsum("vgi,goi->vgo", x_int.double().view(V, self.groups, self.in_group), w).reshape(V, -1)
 
     def integer_product(self, x_int: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
         """(V, out) float64 hardware result of ``w_int @ x_int`` for integer inputs (V, in),
@@ -432,7 +533,7 @@ class TiledMatrix(nn.Module):
         (lossless, noise-free) with float32-exact sums, float32 inputs, one group, no
         calibration pass."""
         return (self.read_path == "linear" and self._lin_exact32 and x.dtype == torch.float32 and not self._digital
-                and self._observer is None and self.groups == 1)
+                and self._observer is None and self._fit is None and self.groups == 1)
 
     def conv_units(self, x_int: torch.Tensor, kernel, stride, padding, dilation, repeat: int = 1) -> torch.Tensor:
         """(N, C, H, W) integer inputs -> (N, out, Ho, Wo) integer units, one ``F.conv2d``
@@ -496,17 +597,23 @@ class TiledMatrix(nn.Module):
                    element_offsets(self.G.shape[-1], salt=0x2C1B3C6D, device=x_int.device))
         yv = y.view(repeat, V, -1)
         kv = None if keys is None else keys.view(repeat, V)
+        clip = torch.zeros_like(yv) if self.chip_training and adc is not None else None
         for s in range(0, V, chunk):
             self._reads(x_int[s: s + chunk], None if kv is None else kv[:, s: s + chunk], drv, adc, lsb, mats,
-                        yv[:, s: s + chunk], tally, offsets)
+                        yv[:, s: s + chunk], tally, offsets, None if clip is None else clip[:, s: s + chunk])
+        if clip is not None:  # clipped share of each output's conversions, weighted by their digital weight
+            full = float(sum(abs(w) for w in drv.plane_weights(dtype=torch.float64)) * self._col_weights.abs().sum())
+            full *= 1 if self.analog_sum else self.grid.row_tiles
+            self.last_gate = (1.0 - clip.view(repeat * V, -1) / full).clamp_(min=0.0)
         if self.input_offset:
             off = x_int.view(V, self.groups, self.in_group).sum(-1, dtype=torch.float64) * self.input_offset
             yv -= off.repeat_interleave(self.out_group, dim=1).to(dtype)
         return y
 
-    def _reads(self, x_int, keys, drv, adc, lsb, mats, dest, tally, offsets) -> None:
+    def _reads(self, x_int, keys, drv, adc, lsb, mats, dest, tally, offsets, clip=None) -> None:
         """One chunk of vectors: (Vc, in) integer inputs read in r steps -> ``dest``
-        (r, Vc, out) in units; keys (r, Vc) or None."""
+        (r, Vc, out) in units; keys (r, Vc) or None. ``clip`` (r, Vc, out) or None: adds
+        the digital weight (|slice| x |plane|) of each output's conversions that clipped."""
         X, pw = self._planes(x_int, drv)  # (P, Vc, in)
         P, Vc = X.shape[0], X.shape[1]
         r = dest.shape[0]
@@ -532,6 +639,9 @@ class TiledMatrix(nn.Module):
         acc = dest.view(r, Vc, G_, og)
         plane_w = torch.tensor(pw, dtype=dest.dtype, device=X.device) * lsb
         cw = [float(w) for w in self._col_weights]
+        if clip is not None:
+            clip.zero_()
+            cacc, cw_abs, pw_abs = clip.view(r, Vc, G_, og), [abs(w) for w in cw], plane_w.abs() / lsb
         if self.analog_sum:  # the row tiles' currents add on the column lines: convert the sums
             Y = self._matmul(Xt, mats, drv, KO).view(G_, Tr, P * Vc, -1).sum(1)  # (G, P*Vc, KO[*2])
             gany = rowany.view(G_, Tr, P * Vc).any(1)
@@ -546,6 +656,10 @@ class TiledMatrix(nn.Module):
                 z = self._slice_sum(Yj, K, og, cw, dest.dtype).view(G_, P, Vc, og)
                 for p in range(P):
                     acc[j].add_(z[:, p].transpose(0, 1), alpha=float(plane_w[p]))
+                if clip is not None:
+                    c = self._slice_sum(self._clipped, K, og, cw_abs, dest.dtype).view(G_, P, Vc, og)
+                    for p in range(P):
+                        cacc[j].add_(c[:, p].transpose(0, 1), alpha=float(pw_abs[p]))
         elif n_active < 0.5 * GT * P * Vc:  # simulate only the reads with some input (the others give exactly 0)
             # The active reads of all tiles at once, ordered by tile then read: one product per
             # tile (the rows it reads), then noise, conversion and shift-add in a few whole-layer ops.
@@ -566,6 +680,9 @@ class TiledMatrix(nn.Module):
                 Y = self._convert(Y, KO, rk, offsets[1], adc)
                 z = self._slice_sum(Y, K, og, cw, dest.dtype).mul_(w_row)
                 acc[j].view(Vc * G_, og).index_add_(0, dest_rows, z)
+                if clip is not None:
+                    c = self._slice_sum(self._clipped, K, og, cw_abs, dest.dtype).mul_(pw_abs[p_a].unsqueeze(1))
+                    cacc[j].view(Vc * G_, og).index_add_(0, dest_rows, c)
         else:
             Y0 = self._matmul(Xt, mats, drv, KO)  # (GT, P*Vc, KO[*2])
             mask = rowany if self.hw.skip_zero_reads else None
@@ -580,6 +697,10 @@ class TiledMatrix(nn.Module):
                 z = z.sum(1) if Tr > 1 else z[:, 0]  # (G, P, Vc, og): accumulate row tiles
                 for p in range(P):
                     acc[j].add_(z[:, p].transpose(0, 1), alpha=float(plane_w[p]))
+                if clip is not None:
+                    c = self._slice_sum(self._clipped, K, og, cw_abs, dest.dtype).view(G_, Tr, P, Vc, og).sum(1)
+                    for p in range(P):
+                        cacc[j].add_(c[:, p].transpose(0, 1), alpha=float(pw_abs[p]))
 
     @staticmethod
     def _slice_sum(Y, K, og, cw, dtype):
@@ -614,6 +735,8 @@ class TiledMatrix(nn.Module):
         if self._observer is not None:
             self._observer.update(Y[mask] if mask is not None else Y)
         elif adc is not None:
+            if self.chip_training:
+                self._clipped = ((Y < adc.code_min - 0.5) | (Y > adc.code_max + 0.5)).to(Y.dtype)
             Y = Y.round_().clamp_(adc.code_min, adc.code_max)
         return Y
 
@@ -637,6 +760,35 @@ def _repeated_steps(x: torch.Tensor) -> int:
     return blocks.shape[0] if torch.equal(blocks[1:], blocks[:1].expand_as(blocks[1:])) else 1
 
 
+def straight_through_weight(tiles: TiledMatrix, link) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The weights (out, in_g) a training step differentiates: the programmed integers
+    times the digital scale in value, with gradient ``grad_gain`` (each weight's IR-drop
+    attenuation; 1 without wires) with respect to the float weight that ``link()`` returns
+    -- a straight-through estimate of quantisation, programming and the wires."""
+    w, b = link()
+    w = w.reshape(tiles.out_features, tiles.in_group)
+    scale = tiles.w_scale.to(w.dtype).unsqueeze(1)
+    q = w / scale
+    q = q + (tiles.w_int.to(w.dtype) - q).detach()
+    if tiles.grad_gain is not None:
+        q = q * tiles.grad_gain.to(w.dtype)
+    return q * scale, b
+
+
+def with_surrogate_gradient(y_chip, y_lin, bias, gate, channel_dim: int) -> torch.Tensor:
+    """The chip's output in value; in gradient the linear surrogate ``y_lin`` (+ bias), zeroed
+    in proportion to the share of each output's ADC conversions that clipped (``gate``)."""
+    ds = y_lin - y_lin.detach()
+    if gate is not None:
+        ds = ds * gate.reshape(ds.shape).to(ds.dtype)
+    out = y_chip.detach().to(y_lin.dtype) + ds
+    if bias is not None:
+        shape = [1] * out.dim()
+        shape[channel_dim] = -1
+        out = out + (bias - bias.detach()).view(shape)
+    return out
+
+
 class CrossbarLinear(nn.Module):
     """Crossbar twin of ``nn.Linear``: y = hardware(W x) + b, for inputs (..., in).
 
@@ -651,8 +803,18 @@ class CrossbarLinear(nn.Module):
         self.tiles = TiledMatrix(weight.detach(), hw, input_spec, seed=seed, name=name)
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.events = self.tiles.events
+        self.source, self.folded_bn = name, None  # the float module (and BatchNorm folded in) it was made from
+        self.weight_link = None  # chip-in-the-loop training: () -> (float weight, bias) with gradients
 
     def forward(self, x):
+        if self.weight_link is None:
+            return self._chip_forward(x)
+        y = self._chip_forward(x.detach())
+        w_eff, b = straight_through_weight(self.tiles, self.weight_link)
+        return with_surrogate_gradient(y, F.linear(x, w_eff.view(self.out_features, self.in_features)), b,
+                                       self.tiles.last_gate, channel_dim=-1)
+
+    def _chip_forward(self, x):
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"crossbar layer {self.tiles.name!r} expects inputs (..., {self.in_features}), "
                              f"got {tuple(x.shape)}")
@@ -692,8 +854,26 @@ class CrossbarConv(nn.Module):
                                  groups=conv.groups)
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.events = self.tiles.events
+        self.weight_shape = tuple(conv.weight.shape)
+        self.source, self.folded_bn = name, None  # the float module (and BatchNorm folded in) it was made from
+        self.weight_link = None  # chip-in-the-loop training: () -> (float weight, bias) with gradients
 
     def forward(self, x):
+        if self.weight_link is None:
+            return self._chip_forward(x)
+        y = self._chip_forward(x.detach())
+        w_eff, b = straight_through_weight(self.tiles, self.weight_link)
+        w_eff = w_eff.view(self.weight_shape)
+        if self.nd == 1:
+            ys = F.conv1d(x, w_eff, None, self.stride[1], self.padding[1], self.dilation[1], self.groups)
+        else:
+            ys = F.conv2d(x, w_eff, None, self.stride, self.padding, self.dilation, self.groups)
+        gate = self._gate
+        if gate is not None:  # (N, L, out) -> the output's layout
+            gate = gate.transpose(1, 2).reshape(ys.shape)
+        return with_surrogate_gradient(y, ys, b, gate, channel_dim=1)
+
+    def _chip_forward(self, x):
         want = 3 if self.nd == 1 else 4
         if x.dim() != want or x.shape[1] != self.in_channels:
             shape = "(N, C, L)" if self.nd == 1 else "(N, C, H, W)"
@@ -701,6 +881,7 @@ class CrossbarConv(nn.Module):
                              f"got {tuple(x.shape)}")
         x4 = x.unsqueeze(2) if self.nd == 1 else x
         N, _, H, W = x4.shape
+        self._gate = None
         k, s, p, d = self.kernel_size, self.stride, self.padding, self.dilation
         Ho = (H + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
         Wo = (W + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
@@ -717,7 +898,7 @@ class CrossbarConv(nn.Module):
         N1 = N // r
         if self.tiles.exact_conv_ready(xf):  # lossless and noise-free: the reads are one exact convolution
             x_int, step = self.tiles.encode(xf[:N1])
-            units = self.tiles.conv_units(x_int, k, s, p, d, repeat=r)
+            units = self.tiles.correct(self.tiles.conv_units(x_int, k, s, p, d, repeat=r), dim=1)
             y = (units * (self.tiles.w_scale * step).view(1, -1, 1, 1)).to(dtype)
             y = y.unsqueeze(0).expand(r, *y.shape).reshape(N, *y.shape[1:]) if r > 1 else y
             if self.bias is not None:
@@ -730,6 +911,10 @@ class CrossbarConv(nn.Module):
             n = cols.shape[0]
             kc = None if kr is None else kr[:, a * L: (a + n) * L].reshape(-1)
             yr[:, a: a + n] = self.tiles(cols.transpose(1, 2).reshape(n * L, K), kc, repeat=r).view(r, n, L, -1)
+            if self.tiles.last_gate is not None:
+                if self._gate is None:
+                    self._gate = torch.ones(N, L, self.out_channels, dtype=y.dtype, device=y.device)
+                self._gate.view(r, N1, L, -1)[:, a: a + n] = self.tiles.last_gate.view(r, n, L, -1)
         y = y.transpose(1, 2).reshape(N, self.out_channels, Ho, Wo)
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)

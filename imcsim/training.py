@@ -79,8 +79,12 @@ def _weights(model):
 
 
 def train(model: Network, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *, progress: bool = True,
-          x_val=None, y_val=None, log=None) -> list[dict]:
-    """Train ``model`` in place; returns per-epoch history (loss, train acc, val acc)."""
+          x_val=None, y_val=None, log=None, chip=None) -> list[dict]:
+    """Train ``model`` in place; returns per-epoch history (loss, train acc, val acc).
+
+    chip: a :class:`~imcsim.chip_training.ChipInTheLoop` of ``model``: every step is
+    programmed as a fresh training chip and the forward pass runs through it (BatchNorm
+    statistics and activation clips then stay fixed)."""
     from tqdm.auto import tqdm
 
     bd = batch_dim(model)
@@ -93,18 +97,23 @@ def train(model: Network, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *,
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    frozen = chip.frozen() if chip is not None else []
+    frozen_ids = {id(p) for p in frozen}
+    params = [p for p in model.parameters() if id(p) not in frozen_ids]
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
-    acts = _activations(model)
+    net = model if chip is None else chip.chip
+    acts = _activations(net)
     for m in acts:
         m.track_activity = cfg.activity_lambda > 0
     history = []
     bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=f"train {getattr(model, 'kind', 'model')}", disable=not progress, leave=False)
     try:
         with no_counting():
+            step = 0
             for epoch in range(cfg.epochs):
-                model.train()
+                model.train(chip is None)  # through the chip: BatchNorm folded with its running statistics
                 perm = torch.randperm(n, generator=gen)
                 tot_loss, correct, seen = 0.0, 0, 0
                 for s in range(0, n, cfg.batch_size):
@@ -116,8 +125,11 @@ def train(model: Network, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *,
                         with torch.no_grad():
                             for w in _weights(model):
                                 w.mul_(1 + cfg.weight_noise * torch.randn(w.shape, generator=noise_gen, device=device))
+                    if chip is not None:
+                        chip.program(step, xb)
                     with read_context(idx, read_seed=cfg.seed * 100_003 + epoch):  # rate spikes: fresh each epoch
-                        logits = model(xb)
+                        logits = _output_logits(chip(xb)) if chip is not None else model(xb)
+                    step += 1
                     loss = sequence_loss(logits, yb, cfg.loss)
                     if cfg.activity_lambda > 0 and acts:
                         loss = loss + cfg.activity_lambda * torch.stack([m.last_activity for m in acts]).mean()

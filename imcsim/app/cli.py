@@ -21,6 +21,7 @@ _EXAMPLES = """examples:
   imcsim demo --out demo-report
   imcsim train --dataset mnist --data-dir ../shared/data/mnist-test --model convnet --kind snn --timesteps 4 \\
                --loss per_timestep --epochs 12 --out runs/snn
+  imcsim finetune --checkpoint runs/snn/model.pt --hardware rram --epochs 3 --out runs/snn-hat
   imcsim evaluate --checkpoint runs/snn/model.pt --preset rram --chips 8 --workers 2 \\
                --sweep device.variation=0,0.05,0.1 --out runs/eval
   imcsim energy --checkpoint runs/snn/model.pt --preset rram --analytical --out runs/energy
@@ -30,7 +31,8 @@ _EXAMPLES = """examples:
 
 seeds: --seed S in evaluate / energy / timesteps / compare is the base chip seed: chip instance c
 is seed S + c (its programming variation, faults and read-noise key); default: the hardware
-config's seed. In train it seeds the weights and the data order; in demo both.
+config's seed. In train it seeds the weights and the data order; in demo both. Hardware-aware
+training (--hardware) runs on training chips 2**31 + step, which evaluation refuses.
 """
 
 
@@ -162,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--test-limit", type=_int_in("--test-limit", 1), default=None,
                         help="use only the first N test samples (default: all)")
 
+    def hat_opts(sp):
+        sp.add_argument("--hardware", default=None,
+                        help="train through this simulated chip (a preset name or a hardware TOML file): every step "
+                             "programs a fresh training chip and runs forward on it (default: float training)")
+        sp.add_argument("--hardware-mode", choices=("chip", "weights"), default="chip",
+                        help="chip: the whole crossbar path (variation, faults, read noise, wires, ADC); weights: only "
+                             "the chip's weight quantiser (QAT of the crossbar weights)")
+
     def tech_opt(sp):
         sp.add_argument("--tech", default=DEFAULT_TECH, help="technology preset name or TOML path (per-event costs, "
                         "areas, static power)")
@@ -213,6 +223,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use only the first N training samples (default: all)")
     t.add_argument("--test-limit", type=_int_in("--test-limit", 1), default=None,
                    help="use only the first N test samples (default: all)")
+    hat_opts(t)
+
+    f = command("finetune", "continue training a checkpoint on its data, e.g. through a simulated chip (hardware-aware "
+                            "training) or with its weight quantiser (QAT)")
+    out_opts(f)
+    f.add_argument("--checkpoint", required=True, help="checkpoint from imcsim train or import (required)")
+    f.add_argument("--data-dir", help="dataset directory (default: the one recorded in the checkpoint)")
+    f.add_argument("--seed", type=_int_in("--seed", 0, MAX_SEED), default=0, help="seed of the data order")
+    f.add_argument("--epochs", type=_int_in("--epochs", 1), default=3, help="passes over the training data")
+    f.add_argument("--batch-size", type=_int_in("--batch-size", 1), default=64, help="samples per optimiser step")
+    f.add_argument("--lr", type=_float_in("--lr", 1e-8, 10.0), default=2e-4,
+                   help="Adam learning rate (one-cycle schedule; default 2e-4, a tenth of training's)")
+    f.add_argument("--loss", choices=("mean", "per_timestep", "per_timestep_cumulative"), default=None,
+                   help="SNN loss (default: the checkpoint's; QNNs always use mean)")
+    f.add_argument("--activity-lambda", type=_float_in("--activity-lambda", 0.0, 1e6), default=0.0,
+                   help="weight of the spike-count / activation penalty")
+    f.add_argument("--weight-noise", type=_float_in("--weight-noise", 0.0, 10.0), default=0.0,
+                   help="noise-aware training: relative weight noise sigma")
+    hat_opts(f)
 
     i = command("import", "turn a NIR graph into an imcsim checkpoint (for evaluate, energy, timesteps, compare)")
     i.add_argument("graph", help="the .nir file")
@@ -320,7 +349,7 @@ def main(argv=None) -> int:
         return 0
     if not args.command:
         parser.print_help(sys.stderr)
-        return _fail("no command given (demo, train, import, evaluate, energy, timesteps, compare)")
+        return _fail("no command given (demo, train, finetune, import, evaluate, energy, timesteps, compare)")
     import functools
     import signal
 
@@ -338,7 +367,7 @@ def main(argv=None) -> int:
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     if hasattr(signal, "SIGXFSZ"):  # a file-size limit (ulimit -f): an error we report, not a core dump
         old[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    inputs = [getattr(args, k, None) for k in ("checkpoint", "snn", "qnn", "data_dir", "config", "tech", "graph")]
+    inputs = [getattr(args, k, None) for k in ("checkpoint", "snn", "qnn", "data_dir", "config", "tech", "graph", "hardware")]
     try:
         return _run(args, functools.partial(OutputDir, cancelled=lambda: bool(interrupted), inputs=inputs,
                                              command=args.command))
@@ -363,6 +392,19 @@ def main(argv=None) -> int:
             signal.signal(sig, handler)
 
 
+def _hardware_arg(value):
+    """--hardware: a preset name, or a path to a hardware TOML file."""
+    from . import workflows as w
+
+    if value is None:
+        return None
+    from pathlib import Path
+
+    if value.endswith(".toml") or Path(value).is_file():
+        return w.hardware(value, None)
+    return w.hardware(None, value)
+
+
 def _run(args, OutputDir) -> int:
     from . import workflows as w
     from ..cost.technology import Technology
@@ -378,7 +420,15 @@ def _run(args, OutputDir) -> int:
                                loss=args.loss if args.kind == "snn" else "mean", activity_lambda=args.activity_lambda,
                                weight_noise=args.weight_noise, holdout=args.holdout, train_limit=args.train_limit,
                                test_limit=args.test_limit, encoding=args.encoding, seed=args.seed, device=device,
-                               progress=progress, download=args.download)
+                               progress=progress, download=args.download, hardware=_hardware_arg(args.hardware),
+                               hardware_mode=args.hardware_mode)
+    elif args.command == "finetune":
+        with OutputDir(args.out, args.force) as out:
+            text = w.cmd_finetune(out, checkpoint=args.checkpoint, data_dir=args.data_dir, epochs=args.epochs,
+                                  batch_size=args.batch_size, lr=args.lr, loss=args.loss,
+                                  activity_lambda=args.activity_lambda, weight_noise=args.weight_noise, seed=args.seed,
+                                  device=device, progress=progress, hardware=_hardware_arg(args.hardware),
+                                  hardware_mode=args.hardware_mode)
     elif args.command == "import":
         with OutputDir(args.out, args.force) as out:
             text = w.cmd_import(out, graph=args.graph, dataset=args.dataset, data_dir=args.data_dir,

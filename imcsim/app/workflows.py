@@ -18,6 +18,7 @@ import torch
 
 from .. import __version__
 from ..checkpoints import load_checkpoint, save_checkpoint
+from ..chip_training import check_evaluation_seeds
 from ..cost import check_fits, compare_with_spikesim, layer_specs
 from ..cost.technology import Technology
 from ..datasets import EMBEDDED, Dataset, load_dataset
@@ -254,7 +255,8 @@ def accuracy_table(rows: list[dict]) -> str:
 def cmd_train(out: OutputDir, *, dataset: str, data_dir, model: str, kind: str, timesteps: int | None, bits,
               neuron: str, hidden, channels, epochs: int, batch_size: int, lr: float, loss: str,
               activity_lambda: float, weight_noise: float, holdout: int | None, train_limit, test_limit,
-              encoding: str, seed: int, device, progress: bool, download: bool = False, width=None) -> str:
+              encoding: str, seed: int, device, progress: bool, download: bool = False, width=None,
+              hardware: HardwareConfig | None = None, hardware_mode: str = "chip") -> str:
     if data_dir and dataset in EMBEDDED:
         raise ConfigError(f"--data-dir does not apply to {dataset!r}: it is embedded in the package")
     if bits is not None and kind == "snn":
@@ -268,26 +270,77 @@ def cmd_train(out: OutputDir, *, dataset: str, data_dir, model: str, kind: str, 
     timesteps = timesteps or 4
     n = ds.x_train.shape[ds.sample_dim]
     holdout = holdout if holdout is not None else n // 8
-    sp = splits(ds, holdout, None)
     net = build_model(model, ds, kind, timesteps, bits, neuron, hidden, channels, seed, encoding, width).to(device)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, activity_lambda=activity_lambda,
                       weight_noise=weight_noise, seed=seed)
+    meta = dict(dataset=dataset, data_dir=str(Path(data_dir).resolve()) if data_dir else None, n_train=train_limit,
+                n_test=test_limit, holdout=holdout, split=ds.description)
+    desc = f"{kind.upper()} {model}" + (f", T={timesteps}" if kind == "snn" else f", {net.arch['bits']}-bit activations")
+    return _train_and_save(out, net, ds, cfg, meta, desc, progress=progress, hardware=hardware,
+                           hardware_mode=hardware_mode, title="Training")
+
+
+def cmd_finetune(out: OutputDir, *, checkpoint, data_dir, epochs: int, batch_size: int, lr: float, loss: str | None,
+                 activity_lambda: float, weight_noise: float, seed: int, device, progress: bool,
+                 hardware: HardwareConfig | None, hardware_mode: str = "chip") -> str:
+    """Continue training a checkpoint on its own data (fit split), optionally through a chip."""
+    net, meta = load_checkpoint(checkpoint)
+    ds = checkpoint_data(meta, data_dir, net)
+    net = net.to(device)
+    prior = meta.get("train") if isinstance(meta.get("train"), dict) else {}
+    loss = loss or ("mean" if getattr(net, "kind", "snn") == "qnn" else prior.get("loss", "per_timestep"))
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, activity_lambda=activity_lambda,
+                      weight_noise=weight_noise, seed=seed)
+    keep = {k: meta[k] for k in ("dataset", "data_dir", "n_train", "n_test", "holdout", "split") if k in meta}
+    if data_dir:
+        keep["data_dir"] = str(Path(data_dir).resolve())
+    keep["finetuned_from"] = {"checkpoint": str(Path(checkpoint).resolve()), "test_accuracy": meta.get("test_accuracy"),
+                              "train": prior or None, "hardware_training": meta.get("hardware_training")}
+    arch = net.arch
+    desc = f"{str(getattr(net, 'kind', 'model')).upper()} {arch.get('name')}"
+    return _train_and_save(out, net, ds, cfg, keep, desc, progress=progress, hardware=hardware,
+                           hardware_mode=hardware_mode, title="Fine-tuning")
+
+
+def _train_and_save(out: OutputDir, net, ds: Dataset, cfg: TrainConfig, meta: dict, desc: str, *, progress: bool,
+                    hardware: HardwareConfig | None, hardware_mode: str, title: str) -> str:
+    from ..chip_training import MODES, ChipInTheLoop, weights_only
+
+    sp = splits(ds, meta.get("holdout") or 0, None)
+    chip, against = None, ""
+    if hardware is not None:
+        if hardware_mode not in MODES:
+            raise ConfigError(f"--hardware-mode must be one of {', '.join(MODES)}, got {hardware_mode!r}")
+        hw = hardware if hardware_mode == "chip" else weights_only(hardware)
+        fits(net, hw)
+        chip = ChipInTheLoop(net, hw, ds.take(sp.x_fit, 0, min(cfg.batch_size, sp.x_fit.shape[ds.sample_dim])))
+        against = (f"; through the simulated chip {hardware.name!r} (a fresh training chip per step)"
+                   if hardware_mode == "chip" else f"; weights quantised as on {hardware.name!r} (QAT)")
     t0 = time.perf_counter()
-    hist = train(net, sp.x_fit, sp.y_fit, cfg, progress=progress)
+    hist = train(net, sp.x_fit, sp.y_fit, cfg, progress=progress, chip=chip)
     wall = time.perf_counter() - t0
     acc = accuracy(net, ds.x_test, ds.y_test)
-    meta = dict(dataset=dataset, data_dir=str(Path(data_dir).resolve()) if data_dir else None, n_train=train_limit,
-                n_test=test_limit, holdout=holdout, split=ds.description, train=asdict(cfg), history=hist,
-                test_accuracy=acc, seed=seed, torch_threads=torch.get_num_threads())  # float training rounds per thread count
+    meta = {**meta, "train": asdict(cfg), "history": hist, "test_accuracy": acc, "seed": cfg.seed,
+            "torch_threads": torch.get_num_threads()}  # float training rounds per thread count
+    if chip is not None:
+        steps = cfg.epochs * math.ceil(sp.x_fit.shape[ds.sample_dim] / cfg.batch_size)
+        meta["hardware_training"] = chip.record(steps, hardware_mode)
     save_checkpoint(out.path("model.pt"), net.cpu(), **meta)
     out.csv("history.csv", hist)
     out.json("train.json", {**meta, "arch": net.arch})
     out.json("run.json", run_info("train", train_seconds=wall))
-    desc = f"{kind.upper()} {model}" + (f", T={timesteps}" if kind == "snn" else f", {net.arch['bits']}-bit activations")
-    out.text("report.md", f"# Training\n\n- model: {desc}\n- data: {ds.description}; last {holdout} training samples "
-             f"held out\n- loss: {loss}, epochs {epochs}, batch {batch_size}, lr {lr}, seed {seed}\n"
-             f"- test accuracy (float model): {acc:.2f} %\n- time: {wall:.1f} s\n")
-    return f"trained {desc} on {ds.description}\ntest accuracy {acc:.2f} % ({wall:.1f} s); checkpoint {out.target / 'model.pt'}"
+    holdout = meta.get("holdout") or 0
+    hwline = ""
+    if chip is not None:
+        lo, hi = meta["hardware_training"]["chip_seeds"]
+        hwline = (f"- hardware-aware ({hardware_mode}): {chip.hw.describe()}; training chip seeds {lo}..{hi} "
+                  "(evaluate on other seeds)\n")
+    out.text("report.md", f"# {title}\n\n- model: {desc}\n- data: {ds.description}; last {holdout} training samples "
+             f"held out\n- loss: {cfg.loss}, epochs {cfg.epochs}, batch {cfg.batch_size}, lr {cfg.lr}, seed {cfg.seed}\n"
+             f"{hwline}- test accuracy (float model): {acc:.2f} %\n- time: {wall:.1f} s\n")
+    verb = "trained" if title == "Training" else "fine-tuned"
+    return (f"{verb} {desc} on {ds.description}{against}\ntest accuracy {acc:.2f} % (float model, {wall:.1f} s); "
+            f"checkpoint {out.target / 'model.pt'}")
 
 
 # ----------------------------------------------------------------------------- import
@@ -339,6 +392,7 @@ def cmd_evaluate(out: OutputDir, opts: RunOptions, *, checkpoint, hw: HardwareCo
     t0 = time.perf_counter()
     ctx = context_for({"net": net}, sp, opts)
     seed = opts.chip_seed(hw)
+    check_evaluation_seeds(meta, range(seed, seed + chips))
     res = opts.runner(out)(X.accuracy_study(ctx, "net", hw, chips=chips, seed=seed, sweep=sweep, slices=slices))
     acc = X.accuracy_rows(res, "net", hw, chips, sweep, slices=slices)
     result = {"checkpoint": Path(checkpoint).name, "data": sp.ds.description, "test_samples": int(sp.y_test.shape[0]),
@@ -467,6 +521,7 @@ def cmd_energy(out: OutputDir, opts: RunOptions, *, checkpoint, hw: HardwareConf
     net, meta, sp = load_study_inputs(checkpoint, data_dir, test_limit, opts)
     t0 = time.perf_counter()
     seed = opts.chip_seed(hw)
+    check_evaluation_seeds(meta, [seed])
     specs = layer_specs(net, tuple(net.arch["in_shape"]), hw)
     check_fits(specs, hw)
     T = net.timesteps if net.kind == "snn" else 1
@@ -525,6 +580,7 @@ def cmd_timesteps(out: OutputDir, opts: RunOptions, *, checkpoint, hws: list[Har
         raise ConfigError("timesteps needs held-out training samples to choose theta (train with --holdout > 0)")
     for hw in hws:
         fits(net, hw)
+        check_evaluation_seeds(meta, [opts.chip_seed(hw)])
     t0 = time.perf_counter()
     ctx = context_for({"net": net}, sp, opts, tech)
     res = X.timesteps_studies(ctx, "net", hws, t_max=net.timesteps, thetas=thetas, rule=rule, tolerance=tolerance,
@@ -582,7 +638,9 @@ def write_timesteps(out: OutputDir, res: dict, what: str, tech: Technology, pref
 def cmd_compare(out: OutputDir, opts: RunOptions, *, snn_ck, qnn_ck, hw, tech, data_dir, test_limit,
                 platforms=("imc",), neuromorphic: str = "typical") -> str:
     snn, meta, sp = load_study_inputs(snn_ck, data_dir, test_limit, opts)
-    qnn, _ = load_checkpoint(qnn_ck)
+    qnn, qmeta = load_checkpoint(qnn_ck)
+    for m in (meta, qmeta):
+        check_evaluation_seeds(m, [opts.chip_seed(hw)])
     if snn.kind != "snn" or qnn.kind != "qnn":
         raise ConfigError("compare needs --snn with an SNN checkpoint and --qnn with a QNN checkpoint")
     if tuple(snn.arch.get("in_shape", ())) != tuple(qnn.arch.get("in_shape", ())):

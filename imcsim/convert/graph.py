@@ -454,6 +454,7 @@ def decide(name, m, k, hw, exclude, seed_of, folded_params=None, folded_into=Non
         w, b = folded_params.get(name, (None, _KEEP))
         twin = CrossbarLinear if isinstance(m, nn.Linear) else CrossbarConv
         new = twin(m, hw, spec, seed=seed_of(name), name=name, weight=w, bias=b)
+        new.folded_bn = next((bn for bn, ln in folded_into.items() if ln == name), None)
         g = new.tiles.grid
         note = f", {prefix}{next(bn for bn, ln in folded_into.items() if ln == name)} folded in" if name in folded_params else ""
         grp = f", {new.tiles.groups} groups on their own tiles" if new.tiles.groups > 1 else ""

@@ -563,7 +563,7 @@ def _export_sequential(network, body) -> "object":
             w, b = m.weight.detach(), m.bias.detach() if m.bias is not None else None
             nxt = mods[i + 1][1] if i + 1 < len(mods) else None
             if isinstance(nxt, nn.modules.batchnorm._BatchNorm):
-                w, b = fold_batchnorm(w, b, nxt)
+                w, b = (t.detach() for t in fold_batchnorm(w, b, nxt))
                 skip.add(mods[i + 1][0])
             if isinstance(m, nn.Linear):
                 node = nir.Affine(w.numpy(), b.numpy()) if b is not None else nir.Linear(w.numpy())
