@@ -21,7 +21,7 @@ from ._checks import check_choice, check_int, check_real, check_tensor
 __all__ = ["DeviceModel", "column_read_noise"]
 
 VARIATION_KINDS = ("gaussian", "lognormal", "pcm")
-DRIFT_KINDS = ("none", "power", "pcm")
+DRIFT_KINDS = ("none", "power", "pcm", "rram-relaxation")
 COMPENSATIONS = ("none", "global", "column")
 
 
@@ -42,7 +42,9 @@ class DeviceModel:
     p_stuck_on, p_stuck_off: probability that a cell is stuck at g_on / g_off (sum <= 1).
     drift: conductance drift after programming -- ``none``, ``power`` (exponent
     ``|N(nu_mean, nu_std)|`` per device) or ``pcm`` (the PCM model's conductance-dependent
-    exponent, plus its 1/f read noise accumulated up to ``time``).
+    exponent, plus its 1/f read noise accumulated up to ``time``) or ``rram-relaxation`` (the
+    conductance spread of write-verified RRAM growing after programming, Wan et al. 2022 as
+    fitted in aihwkit; acts after 1 s, independent of ``t0``).
     time: seconds since programming at which the chip is read (>= 0); drift acts after
     ``t0`` seconds (``g_prog (time / t0) ** -nu``), nothing has drifted before.
     drift_compensation: ``none``, ``global`` (one gain per layer) or ``column`` (one per
@@ -98,6 +100,8 @@ class DeviceModel:
     @property
     def drifting(self) -> bool:
         """Whether a chip read at ``time`` differs from one read right after programming."""
+        if self.drift == "rram-relaxation":
+            return self.time > D.RRAM_RELAX_FITS[0][0]
         return self.drift != "none" and self.time > 0 and (self.time > self.t0 or self.drift == "pcm")
 
     @property
@@ -179,7 +183,10 @@ class DeviceModel:
 
     def _drift(self, target: torch.Tensor, G_prog: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         G = G_prog
-        if self.time > self.t0:
+        if self.drift == "rram-relaxation":
+            eps = torch.randn(target.shape, generator=generator, dtype=target.dtype, device=target.device)
+            G = (G_prog + D.rram_relaxation_growth(target, self.g_on, self.time) * eps).clamp_min(self._g_floor)
+        elif self.time > self.t0:
             G = G_prog * D.drift_factor(self.drift_exponents(target, generator), self.time, self.t0)
         if self.drift == "pcm":
             eps = torch.randn(target.shape, generator=generator, dtype=target.dtype, device=target.device)

@@ -30,6 +30,7 @@ OVERSIZE = ("refuse", "reprogram")
 WIRE_PRECISIONS = ("float64", "float32")
 WIRE_SOLVES = ("exact", "nominal")
 IDEAL_SUFFIX = "-ideal"
+CORRECTIONS = ("none", "columns", "moments")
 MAX_SEED = 2**32 - 1  # chip seeds; layer seeds derived from them stay far below 2**63
 
 
@@ -46,7 +47,13 @@ class ADCConfig:
     currents of a layer's row tiles are summed before one conversion, as in SpikeSim's
     processing element). sample_and_hold: the column currents are held while the shared ADC
     converts them one after another (the array is read once); without it the array stays
-    biased for every conversion step (as SpikeSim prices it)."""
+    biased for every conversion step (as SpikeSim prices it). correction: ``columns`` fits,
+    after programming, one digital gain and offset per output column (after the shift-add)
+    from reference reads of the calibration data against their exact integer products, and
+    applies them to every later read (costs: one pass over the calibration data, and one
+    multiply and one add per output value); ``moments`` maps each output's mean and spread
+    on the calibration data onto those of the exact products instead (a re-estimated
+    normalisation); ``none`` (default) corrects nothing."""
 
     bits: int | None = 4
     range: str = "calibrated"
@@ -56,6 +63,7 @@ class ADCConfig:
     columns_per_adc: int = 8
     accumulate: str = "digital"
     sample_and_hold: bool = True
+    correction: str = "none"
 
     def __post_init__(self):
         if self.bits is not None:
@@ -71,6 +79,9 @@ class ADCConfig:
         check_choice("adc.accumulate", self.accumulate, ACCUMULATE)
         if not isinstance(self.sample_and_hold, bool):
             raise ConfigError(f"adc.sample_and_hold must be true or false, got {self.sample_and_hold!r}")
+        if self.correction is None:  # (a sweep's 'none' arrives as None)
+            object.__setattr__(self, "correction", "none")
+        check_choice("adc.correction", self.correction, CORRECTIONS)
 
     @property
     def lossless(self) -> bool:
@@ -334,6 +345,8 @@ class HardwareConfig:
         adc = dataclasses.asdict(self.adc)
         if adc["bits"] is None:
             adc["bits"] = "lossless"
+        if adc["correction"] == "none":  # written only when set: records (and study keys) stay as they were
+            del adc["correction"]
         out = {
             "name": self.name,
             "seed": self.seed,

@@ -322,6 +322,21 @@ def test_reprogram_equals_a_fresh_conversion_with_that_seed():
         imcsim.reprogram(net, 1)
 
 
+def test_reprogram_of_a_plain_user_model_runs_its_own_chip():
+    """A converted nn.Sequential (not a Network) wraps its forward; the reprogrammed copy
+    must run the copy's layers, not the original's."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(30, 12), nn.ReLU(), nn.Linear(12, 4))
+    hw = HardwareConfig.preset("rram")
+    x = torch.rand(20, 30, generator=torch.Generator().manual_seed(1))
+    chip0 = imcsim.convert(model, hw, calibration=x, seed=0)
+    chip3 = imcsim.reprogram(chip0, 3, calibration=x)
+    fresh = imcsim.convert(model, hw, calibration=x, seed=3)
+    with torch.no_grad():
+        assert torch.equal(chip3(x), fresh(x))
+        assert not torch.equal(chip3(x), chip0(x))
+
+
 @pytest.mark.parametrize("style, after_add", [("sew", "counts 0..2 (2-bit bit_serial)"), ("spiking", "spikes")])
 @pytest.mark.parametrize("kind", ["snn", "qnn"])
 def test_zoo_resnet_converts_with_the_inputs_of_its_style(style, after_add, kind):

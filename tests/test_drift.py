@@ -135,3 +135,41 @@ def test_pcm_nu_statistics_follow_the_fit():
     assert mu[-1].item() == pytest.approx(0.049) and sd[-1].item() == pytest.approx(0.008)
     assert mu[1].item() == pytest.approx(-0.0155 * math.log(0.1) + 0.0244)
     assert mu[0].item() == pytest.approx(0.1) and sd[0].item() == pytest.approx(0.045)
+
+
+@pytest.mark.parametrize("t", [3600.0, 86400.0, 172800.0, 3.2e7])
+def test_rram_relaxation_spread_matches_the_published_fits(t):
+    """Over 2e5 cells per level: the added deviation is zero-mean with the spread
+    sqrt(sigma(t)^2 - sigma(1 s)^2) of Wan et al.'s polynomial fits (numpy's polyval, log10-t
+    interpolation between the fits, the 2-day fit beyond)."""
+    import numpy as np
+
+    g_on = 1e-5
+    dev = DeviceModel(g_on=g_on, g_off=1e-7, drift="rram-relaxation", time=t)
+    fits = {1.0: [-16.815, 45.393, -43.853, 16.030, 0.348], 86400.0: [-16.458, 47.095, -50.773, 22.086, 0.701],
+            172800.0: [-11.934, 37.062, -43.507, 20.274, 0.782]}  # highest power first (np.polyval)
+
+    def sigma(x, tt):
+        tt = min(max(tt, 1.0), 172800.0)
+        keys = sorted(fits)
+        lo = max(k for k in keys if k <= tt)
+        if lo == keys[-1]:
+            s = np.polyval(fits[lo], x)
+        else:
+            hi = keys[keys.index(lo) + 1]
+            w = (np.log10(tt) - np.log10(lo)) / (np.log10(hi) - np.log10(lo))
+            s = (1 - w) * np.polyval(fits[lo], x) + w * np.polyval(fits[hi], x)
+        return max(s, 0.0) * 1e-6 * g_on / 40e-6
+
+    for x in (0.25, 0.5, 1.0):
+        target = torch.full((200_000,), x * g_on, dtype=torch.float64)
+        d = dev.program(target, torch.Generator().manual_seed(11)) - target
+        want = math.sqrt(max(sigma(x, t) ** 2 - sigma(x, 1.0) ** 2, 0.0))
+        assert want > 0
+        assert abs(d.mean().item()) < 5 * want / math.sqrt(2e5)
+        assert d.std().item() == pytest.approx(want, rel=0.01)
+    # up to 1 s after programming nothing has relaxed: the programmed chip bit for bit
+    g = torch.rand(32, 32, generator=torch.Generator().manual_seed(6), dtype=torch.float64) * g_on
+    plain = DeviceModel(g_on=g_on, g_off=1e-7, variation=0.05)
+    early = DeviceModel(**{**plain.__dict__, "drift": "rram-relaxation", "time": 1.0})
+    assert torch.equal(early.program(g, torch.Generator().manual_seed(3)), plain.program(g, torch.Generator().manual_seed(3)))

@@ -69,14 +69,16 @@ class ConversionReport:
 
 
 def fold_batchnorm(weight: torch.Tensor, bias: torch.Tensor | None, bn) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights and bias of a layer followed by an eval-mode BatchNorm, folded together."""
+    """Weights and bias of a layer followed by an eval-mode BatchNorm, folded together
+    (differentiable in the weights and the BatchNorm's affine parameters; its running
+    statistics are constants)."""
     std = torch.sqrt(bn.running_var + bn.eps)
     gamma = bn.weight if bn.affine else torch.ones_like(std)
     beta = bn.bias if bn.affine else torch.zeros_like(std)
-    k = (gamma / std).detach()
-    w = weight.detach() * k.view(-1, *([1] * (weight.dim() - 1)))
-    b0 = bias.detach() if bias is not None else torch.zeros_like(k)
-    return w, (b0 - bn.running_mean) * k + beta.detach()
+    k = gamma / std
+    w = weight * k.view(-1, *([1] * (weight.dim() - 1)))
+    b0 = bias if bias is not None else torch.zeros_like(std)
+    return w, (b0 - bn.running_mean) * k + beta
 
 
 def _first_batch(data):
@@ -174,7 +176,8 @@ def reprogram(model: nn.Module, seed: int, *, calibration=None, batch_size: int 
         m.reprogram(layer_seed(chip, m.seed - layer_seed(old, 0)))
     layers = [m for _, m in crossbar_layers(out)]
     ranges_known = all(m.input_spec.kind != "analog" or m.input_spec.scale is not None for m in layers)
-    if any(not m.hw.adc.lossless and m.hw.adc.range == "calibrated" for m in layers) or not ranges_known:
+    if any((not m.hw.adc.lossless and m.hw.adc.range == "calibrated") or m.hw.adc.correction != "none"
+           for m in layers) or not ranges_known:
         if calibration is None:
             raise CalibrationError("reprogram: the model has calibrated ranges; pass calibration data")
         calibrate(out, calibration, batch_size=batch_size, inputs=not ranges_known)
@@ -228,8 +231,8 @@ def _convert_module(module: nn.Module, hw, placeholder, exclude, seed_of, prefix
 def _with_default_context(model: nn.Module) -> None:
     """Calls of a converted user model outside imcsim's runners key read noise by batch
     position (each call its own context); runners name samples themselves. The input is
-    counted for the off-chip cost, as a Network counts its input."""
-    fwd = model.forward
+    counted for the off-chip cost, as a Network counts its input. The class's own forward is
+    looked up at each call (not captured), so a deep copy (``reprogram``) runs its own layers."""
     model.input_events = EventCounter(*INPUT_EVENTS)
 
     def forward(self, *args, **kwargs):
@@ -239,7 +242,7 @@ def _with_default_context(model: nn.Module) -> None:
         with default_context(b):
             if isinstance(x, torch.Tensor):  # set_persistent marks a step-by-step run
                 count_run_input(self, x, bd, getattr(self, "_input_stepwise", False))
-            return fwd(*args, **kwargs)
+            return type(self).forward(self, *args, **kwargs)
 
     model.forward = types.MethodType(forward, model)
 
@@ -286,6 +289,8 @@ def _walk(root: nn.Module, hw, exclude, seed_of, placeholder) -> list:
                     spec = G.input_spec(kind_after(prev), hw)
                     twin = CrossbarLinear if isinstance(child, nn.Linear) else CrossbarConv
                     new = twin(child, hw, spec, seed=seed_of(full), name=full, weight=weight, bias=bias)
+                    if note:
+                        new.folded_bn = f"{prefix}{children[idx + 1][0]}"
                     setattr(parent, cname, new)
                     g = new.tiles.grid
                     entries.append(G.Entry(full, tname, "crossbar", f"{g.row_tiles}x{g.col_tiles} tiles, input "
@@ -349,7 +354,9 @@ def calibrate(model: nn.Module, data, *, batch_size: int = 256, inputs: bool = T
     Two passes: first the layers run digitally to see their inputs, then through the
     crossbars (ADC off) to see their column currents (of the reads performed: skipped
     all-zero reads convert nothing). inputs=False keeps the input ranges (they are digital,
-    the same for every chip instance) and runs only the second pass.
+    the same for every chip instance) and runs only the second pass. Layers with
+    an ``adc.correction`` then get a third pass: the calibrated chip reads the data and
+    each output's gain and offset are fitted against the exact integer products.
     """
     layers = [m for _, m in crossbar_layers(model)]
     if not layers:
@@ -402,5 +409,17 @@ def calibrate(model: nn.Module, data, *, batch_size: int = 256, inputs: bool = T
         finally:
             for m in adc_cal:
                 m._observer = None
+    corrected = [m for m in layers if m.hw.adc.correction != "none"]
+    if corrected:  # reference reads on the programmed chip, fitted against the exact integer products
+        for m in corrected:
+            m.start_correction_fit()
+        try:
+            _run(model, data, batch_size)
+        except BaseException:
+            for m in corrected:
+                m._fit = None
+            raise
+        for m in corrected:
+            m.finish_correction_fit()
     reset_events(model)
     return model
