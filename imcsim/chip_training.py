@@ -8,11 +8,12 @@ programmed tiles solved, the ADC range calibrated on the step's batch. The forwa
 is the converted chip's own forward -- read noise, finite on/off ratio, ADC quantisation and
 clipping included -- so the network trains on exactly what it is evaluated on.
 
-The backward pass is a straight-through estimate (the crossbar output is not differentiable:
-rounding, clipping, integer slicing). Each crossbar layer's output takes the gradient of
-``x @ (gain * W_q)``, where ``W_q`` is the quantised weight with an identity gradient
-through the rounding and ``gain`` is each weight's IR-drop attenuation (its cells'
-effective / programmed conductance, weighted by slice significance; 1 without wires). An
+The backward pass is a straight-through estimate (:mod:`imcsim.surrogate`; the crossbar
+output is not differentiable: rounding, clipping, integer slicing). Each crossbar layer's
+output takes the gradient of ``x @ (gain * W_q)``, where ``W_q`` is the quantised weight
+with an identity gradient through the rounding and ``gain`` is each weight's IR-drop
+attenuation (its cells' effective / programmed conductance, weighted by level and slice
+significance; 1 without wires). An
 output's gradient is scaled by the share of its ADC conversions that did not clip
 (:attr:`imcsim.crossbar.TiledMatrix.last_gate`), so a saturated output stops pulling its
 weights. Programming variation, faults and read noise pass straight through, as in noise-

@@ -38,10 +38,12 @@ from crossbar_models import (ADC, InputDriver, RangeObserver, effective_conducta
 from crossbar_models.noise import _to_int32, element_offsets, hash32, keyed_normal
 
 from .context import current_context, vector_keys
+from .correction import CorrectionFit, apply_correction
 from .errors import CalibrationError
 from .events import CROSSBAR_EVENTS, EventCounter, counting_enabled
 from .hardware import HardwareConfig
 from .mapping import TileGrid, level_matrix, quantize_weights, slice_weights, tile
+from .surrogate import straight_through_weight, with_surrogate_gradient
 
 INPUT_KINDS = ("spike", "quantized", "analog")
 PATHS = ("auto", "reads", "linear")
@@ -116,7 +118,7 @@ class TiledMatrix(nn.Module):
         self.groups, self.in_group, self.out_group = groups, in_g, out // groups
         self.register_buffer("col_gain", None)  # adc.correction = 'columns': per-output digital gain and offset (units)
         self.register_buffer("col_offset", None)
-        self._fit: torch.Tensor | None = None  # sums of the correction fit while it runs
+        self._fit: CorrectionFit | None = None  # the correction fit while it runs
         self.out_features, self.in_features = out, groups * in_g
         self.path = "auto"
         pair = hw.adc.per == "pair"
@@ -389,47 +391,30 @@ class TiledMatrix(nn.Module):
 
     # ----------------------------------------------------------------- column correction
     def correct(self, units: torch.Tensor, dim: int = -1) -> torch.Tensor:
-        """Apply the fitted per-output correction ``(units - offset) / gain`` (outputs along
-        ``dim``); unchanged without one."""
+        """Apply the fitted per-output correction (:mod:`imcsim.correction`), outputs along
+        ``dim``; unchanged without one."""
         if self.col_gain is None:
             if self.hw.adc.correction != "none" and self._fit is None and self._observer is None:
                 raise CalibrationError(
-                    f"crossbar layer {self.name!r} has adc.correction = {self.hw.adc.correction!r} but was never fitted; pass "
-                    "calibration data to imcsim.convert(..., calibration=x) or call imcsim.calibrate(model, x)")
+                    f"crossbar layer {self.name!r} has adc.correction = {self.hw.adc.correction!r} but was never "
+                    "fitted; pass calibration data to imcsim.convert(..., calibration=x) or call "
+                    "imcsim.calibrate(model, x)")
             return units
-        shape = [1] * units.dim()
-        shape[dim] = -1
-        return (units - self.col_offset.view(shape).to(units.dtype)) / self.col_gain.view(shape).to(units.dtype)
+        return apply_correction(units, self.col_gain, self.col_offset, dim)
 
     def start_correction_fit(self) -> None:
         self.col_gain = self.col_offset = None
-        self._fit = torch.zeros(6, self.out_features, dtype=torch.float64, device=self.G.device)
+        self._fit = CorrectionFit(self.hw.adc.correction, self.out_features, self.G.device)
 
     def _fit_update(self, x_int: torch.Tensor, units: torch.Tensor, repeat: int) -> None:
-        """Add reads to the fit's sums: measured units against the exact integer product."""
-        ideal = self.digital_product_int(x_int).double()
-        ideal = ideal.repeat(repeat, 1) if repeat > 1 else ideal
-        m = units.double()
-        self._fit += torch.stack([torch.ones_like(m).sum(0), ideal.sum(0), m.sum(0), (ideal * ideal).sum(0),
-                                  (ideal * m).sum(0), (m * m).sum(0)])
+        exact = self.digital_product_int(x_int)
+        self._fit.add(exact.repeat(repeat, 1) if repeat > 1 else exact, units)
 
     def finish_correction_fit(self) -> int:
-        """Set gain and offset per output from the sums: ``columns`` -- least squares
-        m = gain * ideal + offset; ``moments`` -- the measured outputs' mean and spread
-        mapped onto the exact ones' (gain = std_m / std_ideal). An output whose reads did not
-        vary (or with a gain below 0.05) keeps gain 1, offset 0. Returns the number corrected."""
-        n, su, sm, suu, sum_, smm = self._fit
+        """Install the fit's gain and offset; returns the number of outputs corrected."""
+        self.col_gain, self.col_offset, n = self._fit.result()
         self._fit = None
-        var_u = n * suu - su * su
-        if self.hw.adc.correction == "moments":
-            slope = torch.sqrt((n * smm - sm * sm).clamp(min=0) / var_u.clamp(min=1e-300))
-        else:
-            slope = (n * sum_ - su * sm) / var_u.clamp(min=1e-300)
-        ok = (var_u > 1e-9 * n * n) & (slope > 0.05) & (n > 1)
-        gain = torch.where(ok, slope, torch.ones_like(slope))
-        offset = torch.where(ok, (sm - gain * su) / n.clamp(min=1), torch.zeros_like(gain))
-        self.col_gain, self.col_offset = gain.to(torch.float32), offset.to(torch.float32)
-        return int(ok.sum())
+        return n
 
     def digital_product_int(self, x_int: torch.Tensor) -> torch.Tensor:
         """Exact integer product ``x_int @ w_int.T`` (block-diagonal over groups), float64."""
@@ -758,35 +743,6 @@ def _repeated_steps(x: torch.Tensor) -> int:
         return 1
     blocks = x.reshape(n // ctx.batch, ctx.batch, -1)
     return blocks.shape[0] if torch.equal(blocks[1:], blocks[:1].expand_as(blocks[1:])) else 1
-
-
-def straight_through_weight(tiles: TiledMatrix, link) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The weights (out, in_g) a training step differentiates: the programmed integers
-    times the digital scale in value, with gradient ``grad_gain`` (each weight's IR-drop
-    attenuation; 1 without wires) with respect to the float weight that ``link()`` returns
-    -- a straight-through estimate of quantisation, programming and the wires."""
-    w, b = link()
-    w = w.reshape(tiles.out_features, tiles.in_group)
-    scale = tiles.w_scale.to(w.dtype).unsqueeze(1)
-    q = w / scale
-    q = q + (tiles.w_int.to(w.dtype) - q).detach()
-    if tiles.grad_gain is not None:
-        q = q * tiles.grad_gain.to(w.dtype)
-    return q * scale, b
-
-
-def with_surrogate_gradient(y_chip, y_lin, bias, gate, channel_dim: int) -> torch.Tensor:
-    """The chip's output in value; in gradient the linear surrogate ``y_lin`` (+ bias), zeroed
-    in proportion to the share of each output's ADC conversions that clipped (``gate``)."""
-    ds = y_lin - y_lin.detach()
-    if gate is not None:
-        ds = ds * gate.reshape(ds.shape).to(ds.dtype)
-    out = y_chip.detach().to(y_lin.dtype) + ds
-    if bias is not None:
-        shape = [1] * out.dim()
-        shape[channel_dim] = -1
-        out = out + (bias - bias.detach()).view(shape)
-    return out
 
 
 class CrossbarLinear(nn.Module):
