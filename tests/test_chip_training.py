@@ -118,9 +118,13 @@ def test_train_through_a_chip_and_seed_ranges():
     hw = HardwareConfig.preset("rram")
     loop = ChipInTheLoop(net, hw, x[:8])
     before = [p.detach().clone() for p in net.parameters()]
+    stats = [b.detach().clone() for n, b in net.named_buffers() if "running" in n]
+    assert stats
     hist = train(net, x, y, TrainConfig(epochs=1, batch_size=16, lr=1e-2), progress=False, chip=loop)
     assert len(hist) == 1
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    # BatchNorm statistics stay as they are (folded into the chip's weights, as on the chip)
+    assert all(torch.equal(a, b) for a, b in zip(stats, [b for n, b in net.named_buffers() if "running" in n]))
     assert loop.step_seed == TRAIN_SEED_BASE + 2  # three steps: chips base, base+1, base+2
     rec = loop.record(3, "chip")
     assert rec["chip_seeds"] == [TRAIN_SEED_BASE, TRAIN_SEED_BASE + 2]
@@ -145,6 +149,13 @@ def test_finetune_cli_records_the_chip_and_evaluate_refuses_its_seeds(tmp_path, 
     base = tmp_path / "snn"
     assert main(["train", "--model", "mlp", "--hidden", "16", "--epochs", "1", "--train-limit", "200",
                  "--test-limit", "50", "--quiet", "--out", str(base)]) == 0
+    qat = tmp_path / "qat"
+    assert main(["train", "--model", "mlp", "--kind", "qnn", "--hidden", "16", "--epochs", "1", "--train-limit", "100",
+                 "--test-limit", "50", "--hardware", "rram", "--hardware-mode", "weights", "--quiet",
+                 "--out", str(qat)]) == 0
+    rec = json.loads((qat / "train.json").read_text())["hardware_training"]
+    assert rec["mode"] == "weights" and rec["hardware"]["adc"]["bits"] == "lossless"
+    assert rec["hardware"]["weights"]["bits"] == 4
     hat = tmp_path / "hat"
     assert main(["finetune", "--checkpoint", str(base / "model.pt"), "--hardware", "rram", "--epochs", "1",
                  "--quiet", "--out", str(hat)]) == 0
