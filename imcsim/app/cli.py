@@ -233,8 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=_int_in("--seed", 0, MAX_SEED), default=0, help="seed of the data order")
     f.add_argument("--epochs", type=_int_in("--epochs", 1), default=3, help="passes over the training data")
     f.add_argument("--batch-size", type=_int_in("--batch-size", 1), default=64, help="samples per optimiser step")
-    f.add_argument("--lr", type=_float_in("--lr", 1e-8, 10.0), default=2e-4,
-                   help="Adam learning rate (one-cycle schedule; default 2e-4, a tenth of training's)")
+    f.add_argument("--lr", type=_float_in("--lr", 1e-8, 10.0), default=5e-4,
+                   help="Adam learning rate (one-cycle schedule; default 5e-4, a quarter of training's)")
     f.add_argument("--loss", choices=("mean", "per_timestep", "per_timestep_cumulative"), default=None,
                    help="SNN loss (default: the checkpoint's; QNNs always use mean)")
     f.add_argument("--activity-lambda", type=_float_in("--activity-lambda", 0.0, 1e6), default=0.0,

@@ -288,7 +288,7 @@ def cmd_finetune(out: OutputDir, *, checkpoint, data_dir, epochs: int, batch_siz
     ds = checkpoint_data(meta, data_dir, net)
     net = net.to(device)
     prior = meta.get("train") if isinstance(meta.get("train"), dict) else {}
-    loss = loss or ("mean" if getattr(net, "kind", "snn") == "qnn" else prior.get("loss", "per_timestep"))
+    loss = "mean" if getattr(net, "kind", "snn") == "qnn" else (loss or prior.get("loss", "per_timestep"))
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, activity_lambda=activity_lambda,
                       weight_noise=weight_noise, seed=seed)
     keep = {k: meta[k] for k in ("dataset", "data_dir", "n_train", "n_test", "holdout", "split") if k in meta}
