@@ -172,3 +172,30 @@ def test_finetune_cli_records_the_chip_and_evaluate_refuses_its_seeds(tmp_path, 
     assert main(["finetune", "--checkpoint", str(base / "model.pt"), "--hardware", "no-such-chip", "--quiet",
                  "--out", str(tmp_path / "bad")]) != 0
     assert "unknown hardware preset" in capsys.readouterr().err
+
+
+def test_a_converted_user_model_trains_through_the_chip():
+    """A plain nn.Module (Conv -> BatchNorm -> ReLU -> Linear): the folded BatchNorm is
+    linked back to its float parameters, the forward is the converted chip's, and training
+    through the chip moves the float weights."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 8 * 8, 10)).eval()
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-0.1, 0.1)
+        model[1].running_var.uniform_(0.5, 2.0)
+    x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 10, (32,))
+    hw = HardwareConfig.preset("rram")
+    loop = ChipInTheLoop(model, hw, x, seed_base=500)
+    assert loop.layers[0][0].folded_bn == "1"
+    loop.program(0, x)
+    ref = convert(model, hw, seed=500, calibration=x)
+    with torch.no_grad():
+        want = ref(x)
+    got = loop(x)
+    assert torch.equal(got.detach(), want)
+    got.sum().backward()
+    assert model[1].weight.grad is not None and bool(model[1].weight.grad.abs().sum() > 0)
+    w0 = model[0].weight.detach().clone()
+    train(model, x, y, TrainConfig(epochs=1, batch_size=16, lr=1e-2), progress=False, chip=loop)
+    assert not torch.equal(w0, model[0].weight)
