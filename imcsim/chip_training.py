@@ -120,8 +120,9 @@ class ChipInTheLoop:
                     target._parameters[pname] = p
 
     def frozen(self) -> list[nn.Parameter]:
-        """Parameters training through the chip leaves alone: activation clips (the next
-        layer's input step) and BatchNorm statistics' layers in eval mode."""
+        """Parameters training through the chip leaves alone: the activation clips (they set
+        the next crossbar layer's input step). BatchNorm statistics stay fixed because the
+        float model runs in eval mode."""
         return [m.clip for m in self.model.modules() if isinstance(m, QuantAct)]
 
     def program(self, step: int, batch: torch.Tensor) -> None:
