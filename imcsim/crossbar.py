@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from crossbar_models import (ADC, InputDriver, RangeObserver, effective_conductance, nominal_wire_base,
                              perturbed_effective_conductance)
-from crossbar_models.noise import _to_int32, element_offsets, hash32, keyed_normal
+from crossbar_models.noise import _to_int32, element_offsets, hash32, keyed_normal, keyed_stream_normal
 
 from .context import current_context, vector_keys
 from .correction import CorrectionFit, apply_correction
@@ -47,7 +47,8 @@ from .surrogate import straight_through_weight, with_surrogate_gradient
 
 INPUT_KINDS = ("spike", "quantized", "analog")
 PATHS = ("auto", "reads", "linear")
-_CHUNK_ELEMENTS = 1 << 20  # elements of one read-chunk's column-current buffer (4 MB: stays in cache)
+_CHUNK_ELEMENTS = 1 << 22  # elements of one read-chunk's column-current buffer (16 MB; 4 MB starved small products,
+#   64 MB left the cache: scripts/bench_scale.py on VGG9)
 _CONV_CHUNK_ELEMENTS = 1 << 24  # unfolded conv inputs per chunk of images (64 MB)
 
 
@@ -325,18 +326,27 @@ class TiledMatrix(nn.Module):
             m = float(x.detach().max())
             self._input_max = m if self._input_max is None else max(self._input_max, m)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """Integer-valued float32 inputs (same shape) and the value of one integer step."""
-        spec = self.input_spec
-        self.encode_observe(x)
-        if spec.kind == "spike":  # one pass when all is well: x * x == x only for 0 and 1
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a ValueError naming the first value that cannot drive this layer's rows:
+        anything but 0 / 1 for spike inputs; non-finite or negative values otherwise."""
+        if self.input_spec.kind == "spike":  # one pass when all is well: x * x == x only for 0 and 1
             if not torch.equal(x * x, x):
                 self._check_values(x)
                 bad = x[(x != 0) & (x != 1)].reshape(-1)[0].item()
                 raise ValueError(f"crossbar layer {self.name!r} expects binary spikes (0 or 1) from the neuron "
                                  f"before it, got {bad:.4g}")
+        else:
+            self._check_values(x)
+
+    def encode(self, x: torch.Tensor, checked: bool = False) -> tuple[torch.Tensor, float]:
+        """Integer-valued float32 inputs (same shape) and the value of one integer step;
+        ``checked``: the caller has already run :meth:`check_input` on these values."""
+        spec = self.input_spec
+        self.encode_observe(x)
+        if not checked:
+            self.check_input(x)
+        if spec.kind == "spike":
             return x, 1.0
-        self._check_values(x)
         if spec.scale is None:
             raise CalibrationError(
                 f"crossbar layer {self.name!r} takes analog inputs whose range is not calibrated yet; "
@@ -365,9 +375,11 @@ class TiledMatrix(nn.Module):
         return torch.einsum("vgi,goi->vgo", x.view(V, self.groups, self.in_group), w).reshape(V, self.out_features)
 
     @torch.no_grad()
-    def forward(self, x: torch.Tensor, keys: torch.Tensor | None = None, repeat: int = 1) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keys: torch.Tensor | None = None, repeat: int = 1,
+                checked: bool = False) -> torch.Tensor:
         """x (V, in) -> (repeat * V, out); ``repeat`` r: the same inputs read in r consecutive
-        steps (a direct-encoded input), results step-major; keys (r * V,) or None."""
+        steps (a direct-encoded input), results step-major; keys (r * V,) or None;
+        ``checked``: x's values already passed :meth:`check_input` (e.g. before unfolding)."""
         if x.dim() != 2 or x.shape[1] != self.in_features:
             raise ValueError(
                 f"crossbar layer {self.name!r} expects inputs (vectors, {self.in_features}), got {tuple(x.shape)}"
@@ -380,7 +392,7 @@ class TiledMatrix(nn.Module):
             self.encode_observe(xf)
             y = self.digital_product(xf)
             return y.repeat(repeat, 1) if repeat > 1 else y
-        x_int, step = self.encode(xf.to(torch.float32))
+        x_int, step = self.encode(xf.to(torch.float32), checked)
         units = self._compute(x_int, keys, repeat)
         if self._fit is not None:
             self._fit_update(x_int, units, repeat)
@@ -578,8 +590,7 @@ class TiledMatrix(nn.Module):
             return y
         per_vector = self.G.shape[0] * P * mats.shape[-1]
         chunk = max(1, _CHUNK_ELEMENTS // per_vector)
-        offsets = (element_offsets(self.G.shape[0] * P, salt=0x51ED270B, device=x_int.device).to(torch.int64),
-                   element_offsets(self.G.shape[-1], salt=0x2C1B3C6D, device=x_int.device))
+        offsets = element_offsets(self.G.shape[0] * P, salt=0x51ED270B, device=x_int.device).to(torch.int64)
         yv = y.view(repeat, V, -1)
         kv = None if keys is None else keys.view(repeat, V)
         clip = torch.zeros_like(yv) if self.chip_training and adc is not None else None
@@ -636,8 +647,8 @@ class TiledMatrix(nn.Module):
             v_all = torch.arange(Vc, device=X.device).repeat(P)
             for j in range(r):
                 Yj = Y.clone() if j < r - 1 else Y
-                rk = None if keys is None else self._row_keys(keys[j], tiles, p_all, v_all, offsets[0])
-                Yj = self._convert(Yj, KO, rk, offsets[1], adc, mask=mask)
+                rk = None if keys is None else self._row_keys(keys[j], tiles, p_all, v_all, offsets)
+                Yj = self._convert(Yj, KO, rk, adc, mask=mask)
                 z = self._slice_sum(Yj, K, og, cw, dest.dtype).view(G_, P, Vc, og)
                 for p in range(P):
                     acc[j].add_(z[:, p].transpose(0, 1), alpha=float(plane_w[p]))
@@ -661,8 +672,8 @@ class TiledMatrix(nn.Module):
             dest_rows = v_a * G_ + t_a // Tr  # row of acc[j] viewed as (Vc * G, og)
             for j in range(r):
                 Y = Y0.clone() if j < r - 1 else Y0
-                rk = None if keys is None else self._row_keys(keys[j], t_a, p_a, v_a, offsets[0], paired=True)
-                Y = self._convert(Y, KO, rk, offsets[1], adc)
+                rk = None if keys is None else self._row_keys(keys[j], t_a, p_a, v_a, offsets, paired=True)
+                Y = self._convert(Y, KO, rk, adc)
                 z = self._slice_sum(Y, K, og, cw, dest.dtype).mul_(w_row)
                 acc[j].view(Vc * G_, og).index_add_(0, dest_rows, z)
                 if clip is not None:
@@ -676,8 +687,8 @@ class TiledMatrix(nn.Module):
             v_all = torch.arange(Vc, device=X.device).repeat(P)
             for j in range(r):
                 Y = Y0.clone() if j < r - 1 else Y0
-                rk = None if keys is None else self._row_keys(keys[j], tiles, p_all, v_all, offsets[0])
-                Y = self._convert(Y, KO, rk, offsets[1], adc, mask=mask)
+                rk = None if keys is None else self._row_keys(keys[j], tiles, p_all, v_all, offsets)
+                Y = self._convert(Y, KO, rk, adc, mask=mask)
                 z = self._slice_sum(Y, K, og, cw, dest.dtype).view(G_, Tr, P, Vc, og)
                 z = z.sum(1) if Tr > 1 else z[:, 0]  # (G, P, Vc, og): accumulate row tiles
                 for p in range(P):
@@ -710,12 +721,15 @@ class TiledMatrix(nn.Module):
         tile = offs[t][p] if isinstance(t, int) else offs[t, p] if paired else offs[t][:, p]
         return _to_int32(hash32(keys.to(v.device)[v] ^ tile ^ (self.seed & 0xFFFFFFFF)))
 
-    def _convert(self, Y, KO, row_keys, col_offsets, adc, mask=None):
-        """Column currents (..., n, KO[*2]) -> noisy, observed or quantised (..., n, KO)."""
+    def _convert(self, Y, KO, row_keys, adc, mask=None):
+        """Column currents and noise variances (..., n, KO[*2]) -> noisy, observed or
+        quantised currents (..., n, KO); row_keys (..., n): each read's noise key."""
         if row_keys is not None:
-            # sqrt of the strided variance half runs unvectorised and single-threaded in
-            # torch (4-5x slower than on a contiguous copy): copy first, same bits
-            eps = keyed_normal(row_keys, col_offsets).mul_(Y[..., KO:].contiguous().sqrt_())
+            if self.hw.read_noise_draws == "stream":
+                eps = keyed_stream_normal(row_keys, KO)
+            else:  # "element": one hash per (read, column): the draws of imcsim 0.2.0
+                eps = keyed_normal(row_keys, element_offsets(KO, salt=0x2C1B3C6D, device=row_keys.device))
+            eps.mul_(Y[..., KO:].sqrt_())  # in place on the variance half: no copy, same bits
             Y = Y[..., :KO].add_(eps, alpha=self.hw.device.read_noise)
         if self._observer is not None:
             self._observer.update(Y[mask] if mask is not None else Y)
@@ -742,6 +756,9 @@ def _repeated_steps(x: torch.Tensor) -> int:
     if ctx is None or ctx.batch == 0 or n <= ctx.batch or n % ctx.batch:
         return 1
     blocks = x.reshape(n // ctx.batch, ctx.batch, -1)
+    first = blocks[:, :1]  # a cheap first test on one sample per block: most inputs differ there
+    if not torch.equal(first[1:], first[:1].expand_as(first[1:])):
+        return 1
     return blocks.shape[0] if torch.equal(blocks[1:], blocks[:1].expand_as(blocks[1:])) else 1
 
 
@@ -862,11 +879,13 @@ class CrossbarConv(nn.Module):
             return y.squeeze(2) if self.nd == 1 else y
         chunk = max(1, _CONV_CHUNK_ELEMENTS // max(1, K * L))
         yr, kr = y.view(r, N1, L, -1), None if keys is None else keys.view(r, N1 * L)
+        if not self.tiles._digital:  # the values once here, not in every patch that holds them
+            self.tiles.check_input(xf[:N1])
         for a in range(0, N1, chunk):
-            cols = F.unfold(xf[a: min(a + chunk, N1)], k, dilation=d, padding=p, stride=s)  # (n, K, L)
-            n = cols.shape[0]
+            rows = patch_rows(xf[a: min(a + chunk, N1)], k, s, p, d)  # (n * L, K)
+            n = rows.shape[0] // L
             kc = None if kr is None else kr[:, a * L: (a + n) * L].reshape(-1)
-            yr[:, a: a + n] = self.tiles(cols.transpose(1, 2).reshape(n * L, K), kc, repeat=r).view(r, n, L, -1)
+            yr[:, a: a + n] = self.tiles(rows, kc, repeat=r, checked=True).view(r, n, L, -1)
             if self.tiles.last_gate is not None:
                 if self._gate is None:
                     self._gate = torch.ones(N, L, self.out_channels, dtype=y.dtype, device=y.device)
@@ -878,6 +897,19 @@ class CrossbarConv(nn.Module):
 
 
 CrossbarConv2d = CrossbarConv  # one class for Conv1d and Conv2d
+
+
+def patch_rows(x: torch.Tensor, kernel, stride, padding, dilation) -> torch.Tensor:
+    """(n, C, H, W) -> (n * Ho * Wo, C * kh * kw): one row per output position, its patch in
+    ``F.unfold``'s (channel, kernel row, kernel column) order -- the transposed unfold, gathered
+    in one strided copy (unfold then transpose copies twice)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    xp = F.pad(x, (pw, pw, ph, ph)) if ph or pw else x
+    n, C, H, W = xp.shape
+    Ho, Wo = (H - dh * (kh - 1) - 1) // sh + 1, (W - dw * (kw - 1) - 1) // sw + 1
+    sN, sC, sH, sW = xp.stride()
+    view = xp.as_strided((n, Ho, Wo, C, kh, kw), (sN, sh * sH, sw * sW, sC, dh * sH, dw * sW), xp.storage_offset())
+    return view.reshape(n * Ho * Wo, C * kh * kw)
 
 
 def _explicit_padding(conv) -> tuple:

@@ -29,6 +29,7 @@ ACCUMULATE = ("digital", "analog")
 OVERSIZE = ("refuse", "reprogram")
 WIRE_PRECISIONS = ("float64", "float32")
 WIRE_SOLVES = ("exact", "nominal")
+READ_NOISE_DRAWS = ("stream", "element")
 IDEAL_SUFFIX = "-ideal"
 CORRECTIONS = ("none", "columns", "moments")
 MAX_SEED = 2**32 - 1  # chip seeds; layer seeds derived from them stay far below 2**63
@@ -181,6 +182,11 @@ class HardwareConfig:
     ~3e-4 of the largest output of the exact float64 solve on 64x64 tiles at the rram preset's wires
     (7.7e-4 on 128x128 tiles, scripts/bench_programming.py),
     tests/test_wires.py; a new instance programs in O(cells) instead of O(R C^3) per tile).
+    read_noise_draws: how the keyed read noise is drawn -- ``stream`` (one keyed position per
+    read in a fixed stream of Gaussian quantiles; ~10x cheaper) or ``element`` (one keyed hash
+    per read and column, the draws of imcsim 0.2.0, to reproduce results measured with it).
+    Both give the same distribution per column current (crossbar_models.noise states what
+    each keeps); they differ in the individual draws.
     """
 
     name: str = "custom"
@@ -198,6 +204,7 @@ class HardwareConfig:
     seed: int = 0
     wire_precision: str = "float64"
     wire_solve: str = "exact"
+    read_noise_draws: str = "stream"
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip():
@@ -216,6 +223,7 @@ class HardwareConfig:
         object.__setattr__(self, "seed", check_int("seed", self.seed, low=0, high=MAX_SEED))
         check_choice("wire_precision", self.wire_precision, WIRE_PRECISIONS)
         check_choice("wire_solve", self.wire_solve, WIRE_SOLVES)
+        check_choice("read_noise_draws", self.read_noise_draws, READ_NOISE_DRAWS)
         if self.adc.per == "pair" and self.mapping != "differential":
             raise ConfigError("adc.per = 'pair' needs weights.mapping = 'differential', got 'offset'")
         if self.adc.per == "pair" and self.adc.accumulate == "analog":
@@ -311,10 +319,10 @@ class HardwareConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HardwareConfig":
         data = dict(data)
-        top = {"name", "seed", "skip_zero_reads", "wire_precision", "wire_solve", "crossbar", "weights", "device", "wires", "adc", "inputs", "chip"}
+        top = {"name", "seed", "skip_zero_reads", "wire_precision", "wire_solve", "read_noise_draws", "crossbar", "weights", "device", "wires", "adc", "inputs", "chip"}
         _no_unknown("", data, top)
         kw: dict[str, Any] = {}
-        for key in ("name", "seed", "skip_zero_reads", "wire_precision", "wire_solve"):
+        for key in ("name", "seed", "skip_zero_reads", "wire_precision", "wire_solve", "read_noise_draws"):
             if key in data:
                 kw[key] = data[key]
         xb = _section(data, "crossbar", {"rows", "cols"})
@@ -352,6 +360,8 @@ class HardwareConfig:
             "seed": self.seed,
             "skip_zero_reads": self.skip_zero_reads,
             "wire_precision": self.wire_precision,
+            # always written: records (and study keys) made with the 0.2.0 draws never mix with these
+            "read_noise_draws": self.read_noise_draws,
             "crossbar": {"rows": self.rows, "cols": self.cols},
             "weights": {"bits": self.weight_bits, "mapping": self.mapping, "granularity": self.granularity},
             "device": _device_dict(self.device),

@@ -6,7 +6,7 @@ import scipy.stats as st
 import torch
 
 import imcsim
-from crossbar_models.noise import NORMAL_TABLE, element_offsets, fold_key, keyed_normal, keyed_uniform
+from crossbar_models.noise import NORMAL_TABLE, element_offsets, fold_key, hash32, keyed_normal, keyed_uniform
 from imcsim.datasets import load_digits
 from imcsim.dynamic import exit_decisions, run_dynamic
 from imcsim.training import TrainConfig, predict_logits, train
@@ -83,3 +83,91 @@ def test_reading_a_repeated_input_once_per_step_changes_nothing(chip):
     with torch.no_grad(), imcsim.read_context(10):
         slow = first(h2)
     assert torch.equal(fast[:30], slow[:30])
+
+
+# ------------------------------------------------------------------ the read-noise stream
+from crossbar_models.noise import STREAM_BITS, keyed_stream_normal, normal_stream, normal_table  # noqa: E402
+from imcsim.crossbar import InputSpec, TiledMatrix  # noqa: E402
+
+
+def test_the_stream_holds_every_quantile_equally_often():
+    n = 1 << STREAM_BITS
+    s = normal_stream(dtype=torch.float64)
+    assert s.shape == (n + 65536,) and torch.equal(s[n:], s[:65536])
+    assert torch.equal(s[:n].sort().values, normal_table(dtype=torch.float64).repeat_interleave(n // 65536))
+
+
+def test_stream_draws_are_standard_normal_and_uncorrelated():
+    keys = hash32(fold_key(7, torch.arange(4096)))  # 4096 reads x 512 columns: 2.1e6 draws
+    e = keyed_stream_normal(keys, 512).double()
+    assert e.shape == (4096, 512)
+    assert abs(e.mean().item()) < 5 / e.numel() ** 0.5
+    assert e.var().item() == pytest.approx(1.0, abs=5 * (2 / e.numel()) ** 0.5)
+    assert (e**4).mean().item() == pytest.approx(3.0, abs=0.03)
+    assert st.kstest(e.reshape(-1)[::7].numpy(), "norm").pvalue > 1e-3
+    for a, b in ((e[:, :-1], e[:, 1:]), (e[:-1], e[1:]), (e[:, :256], e[:, 256:])):  # neighbours, reads, far columns
+        r = torch.corrcoef(torch.stack([a.reshape(-1), b.reshape(-1)]))[0, 1].item()
+        assert abs(r) < 5 / a.numel() ** 0.5
+    # per column over reads: mean 0, variance 1 for every column
+    col_mean, col_var = e.mean(0), e.var(0)
+    assert col_mean.abs().max().item() < 5.5 / 4096**0.5
+    assert (col_var - 1).abs().max().item() < 5.5 * (2 / 4096) ** 0.5
+    # a pure function of the key: any subset of reads, in any order, gets the same rows
+    idx = torch.tensor([4095, 3, 1000])
+    assert torch.equal(keyed_stream_normal(keys[idx], 512), e[idx].float())
+    # reads longer than one window take further windows from re-hashed positions
+    long = keyed_stream_normal(keys[:64], 70000)
+    assert torch.equal(long[:, :512], e[:64].float())
+    assert abs(long.double().var().item() - 1) < 0.02 and not torch.equal(long[:, 65536:65600], long[:, :64])
+
+
+def _noisy_layer(draws: str) -> TiledMatrix:
+    torch.manual_seed(3)
+    w = torch.randn(48, 100)  # two row tiles of 64 rows, 4-bit weights on 2-bit cells: 4 columns per weight
+    hw = imcsim.HardwareConfig.preset("ideal").replace(
+        **{"rows": 64, "cols": 64, "device.read_noise": 0.05, "device.bits_per_cell": 2, "read_noise_draws": draws})
+    return TiledMatrix(w, hw, InputSpec(), seed=11, name="probe")
+
+
+@pytest.mark.parametrize("draws", ["stream", "element"])
+def test_read_noise_per_output_matches_its_definition(draws):
+    """Each output of a noisy lossless read is the exact integer product plus zero-mean noise
+    of variance sigma^2 * sum_k cw_k^2 * sum_i x_i G_ik^2 (column currents, shift-added):
+    checked per output over 24,576 reads x 48 outputs = 1.2e6 draws, against the matrices of
+    the layer itself."""
+    layer = _noisy_layer(draws)
+    g = torch.Generator().manual_seed(5)
+    x = (torch.rand(1, 100, generator=g) < 0.5).float()
+    V = 24576
+    keys = torch.arange(V, dtype=torch.int64) * 7919
+    y = layer.integer_product(x.expand(V, 100), keys)
+    exact = layer.digital_product_int(x)[0]
+    # the definition, from the programmed matrices: per column tile-read variance, shift-added
+    Xt = layer._tile_view(x)[0, 0]  # (Tr, R)
+    var_cols = torch.einsum("tr,trk->k", Xt.double(), layer.G_sq.double())  # summed over row tiles
+    cw2 = layer._col_weights**2
+    K = cw2.numel()
+    var = (var_cols.view(K, -1) * cw2.view(K, 1)).sum(0) * 0.05**2
+    n = V
+    assert ((y.mean(0) - exact).abs() / (var / n).sqrt()).max().item() < 5.0
+    rel = y.var(0) / var - 1
+    assert rel.abs().max().item() < 5.5 * (2 / n) ** 0.5
+    # batch size and chunking do not change a single bit
+    assert torch.equal(layer.integer_product(x.expand(1000, 100), keys[5000:6000]), y[5000:6000])
+    import imcsim.crossbar as cb
+    old = cb._CHUNK_ELEMENTS
+    try:
+        cb._CHUNK_ELEMENTS = 4096
+        assert torch.equal(layer.integer_product(x.expand(300, 100), keys[:300]), y[:300])
+    finally:
+        cb._CHUNK_ELEMENTS = old
+
+
+def test_the_two_draw_modes_differ_only_in_the_draws():
+    a, b = _noisy_layer("stream"), _noisy_layer("element")
+    assert torch.equal(a.G, b.G)
+    x = torch.ones(2000, 100)
+    keys = torch.arange(2000)
+    ya, yb = a.integer_product(x, keys), b.integer_product(x, keys)
+    assert not torch.equal(ya, yb)
+    assert ya.mean(0).sub(yb.mean(0)).abs().max().item() < 5 * (2 * ya.var(0).max().item() / 2000) ** 0.5
