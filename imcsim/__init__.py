@@ -12,7 +12,7 @@ from .hardware import ADCConfig, HardwareConfig, InputConfig, available_presets
 from .models import Network, Stepwise, build, convnet, mlp, qnn_bits_for, resnet
 from .neurons import IF, LIF, QuantAct, SpikingNeuron, reset_states
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "ADCConfig", "ConversionReport", "CrossbarConv", "CrossbarConv2d", "CrossbarLinear", "HardwareConfig", "IF",

@@ -33,17 +33,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from crossbar_models import (ADC, InputDriver, RangeObserver, effective_conductance, nominal_wire_base,
-                             perturbed_effective_conductance)
-from crossbar_models.noise import _to_int32, element_offsets, hash32, keyed_normal, keyed_stream_normal
+from crossbar_models import ADC, InputDriver, RangeObserver
 
 from .context import current_context, vector_keys
 from .correction import CorrectionFit, apply_correction
 from .errors import CalibrationError
 from .events import CROSSBAR_EVENTS, EventCounter, counting_enabled
 from .hardware import HardwareConfig
-from .mapping import TileGrid, level_matrix, quantize_weights, slice_weights, tile
+from .mapping import TileGrid, quantize_weights
 from .surrogate import straight_through_weight, with_surrogate_gradient
+from .tiles.counting import count_reads, new_tally, tally_events
+from .tiles.programming import ProgrammedArray, programmed_conductances, read_matrices
+from .tiles.readout import add_read_noise, quantize, read_keys, read_offsets, shift_add
+from .tiles.timing import stage
 
 INPUT_KINDS = ("spike", "quantized", "analog")
 PATHS = ("auto", "reads", "linear")
@@ -158,27 +160,14 @@ class TiledMatrix(nn.Module):
 
     def _program(self, w_int: torch.Tensor, scale: torch.Tensor) -> None:
         """Draw this instance's programmed conductances (variation, faults) from ``self.seed``
-        and install their effective (wire-loaded) values."""
-        hw, dev, og = self.hw, self.hw.device, self.out_group
-        levels = torch.stack([level_matrix(w_int[g * og:(g + 1) * og], hw) for g in range(self.groups)])
-        lv_tiles = tile(levels, self.grid)  # (G, Tr, Tc, rows, cols)
-        g_prog = torch.Generator().manual_seed(self.seed)
-        G0 = dev.level_conductance(lv_tiles.to(torch.float64))
-        G = dev.program(G0, g_prog)
-        if hw.wires.is_ideal:
-            M = G
-        elif hw.wire_solve == "nominal":  # the nominal array solved once; each instance a first-order update
-            if getattr(self, "_wire_base", None) is None:
-                self._wire_base = nominal_wire_base(G0, hw.wires, precision=hw.wire_precision).to(torch.float32)
-            M = perturbed_effective_conductance(G, self._wire_base, hw.wires)
-        else:
-            M = effective_conductance(G, hw.wires, precision=hw.wire_precision)
-        # each cell's IR-drop attenuation (effective / programmed conductance): the gain the
-        # training gradient sees (imcsim.chip_training); 1 without wire resistance
-        att = None
-        if not hw.wires.is_ideal and getattr(self, "chip_training", False):
-            att = (torch.where(G > 0, M / G.clamp(min=1e-30), torch.ones_like(M)), lv_tiles.to(M.dtype))
-        self._install(M, w_int, scale, att)
+        and install the matrices of the read (:mod:`imcsim.tiles.programming`)."""
+        with stage("program"):
+            M, self._wire_base, att = programmed_conductances(
+                w_int, self.hw, self.grid, self.groups, self.seed, getattr(self, "_wire_base", None),
+                want_attenuation=getattr(self, "chip_training", False))
+            spec = self.input_spec
+            max_in = spec.max_int if spec.kind != "analog" else 2**spec.bits - 1
+            self._install(read_matrices(M, self.hw, self.grid, self.groups, self.in_group, max_in, att), w_int, scale)
 
     def reprogram(self, seed: int) -> None:
         """Program the same integer weights as another chip instance: new variation, faults
@@ -191,69 +180,19 @@ class TiledMatrix(nn.Module):
         if self.hw.adc.range == "calibrated":
             self.adc_full_scale = None
 
-    def _install(self, M: torch.Tensor, w_int: torch.Tensor, scale: torch.Tensor, att=None) -> None:
-        """Set the compute-order matrices from programmed effective conductances M
-        (G, Tr, Tc, rows, cols) in siemens; att: (per-cell wire attenuation, cell levels),
-        both shaped like M, or None."""
-        hw, dev, grid = self.hw, self.hw.device, self.grid
-        pair = hw.adc.per == "pair"
-        G_, Tr = self.groups, grid.row_tiles
-        og, S = self.out_group, hw.slices
-        pols = 2 if hw.mapping == "differential" else 1
-
-        def weight_order(t):  # (G, Tr, Tc, rows, cols) -> (G, Tr, R, og, polarities, slices)
-            t = t.movedim(-2, -3)[..., : grid.used_cols]
-            return t.reshape(G_, Tr, hw.rows, -1)[..., : grid.columns].reshape(G_, Tr, hw.rows, og, pols, S)
-
-        Mn = weight_order(M / dev.delta_g)
-        cw = slice_weights(hw)
-        # gradient gain of each weight: the attenuation of the cells that hold it (level- and
-        # significance-weighted; a zero weight: the mean over its output's weights)
-        gain = None
-        if att is not None:
-            cwa = cw.abs().view(pols, S)
-            a_cell, lv = weight_order(att[0]), weight_order(att[1])
-            num = torch.einsum("gtrops,ps->gtro", a_cell * lv, cwa)
-            den = torch.einsum("gtrops,ps->gtro", lv, cwa)
-            a = (num / den.clamp(min=1e-30)).reshape(G_, Tr * hw.rows, og)[:, : self.in_group].permute(0, 2, 1)
-            held = (den > 0).reshape(G_, Tr * hw.rows, og)[:, : self.in_group].permute(0, 2, 1)
-            # a zero weight has no cell carrying current: it takes its output's mean gain
-            mean = (a * held).sum(-1, keepdim=True) / held.sum(-1, keepdim=True).clamp(min=1)
-            mean = torch.where(held.any(-1, keepdim=True), mean, torch.ones_like(mean))
-            gain = torch.where(held, a, mean).reshape(G_ * og, self.in_group).to(torch.float32)
-        self.register_buffer("grad_gain", gain, persistent=False)
-        if pair:  # the ADC sees the difference current of each (G+, G-) column pair
-            Mn_sq = Mn[..., 0, :] ** 2 + Mn[..., 1, :] ** 2
-            Mn = Mn[..., 0, :] - Mn[..., 1, :]
-            cw = cw[:S]
-        else:
-            Mn = Mn.reshape(G_, Tr, hw.rows, og, pols * S)
-            Mn_sq = Mn**2
-        rows = self.in_group if Tr == 1 else hw.rows  # a single row tile: undriven rows dropped
-
-        def compute_order(t):  # (G, Tr, R, og, K) -> (G*Tr, rows, K*og)
-            return t[:, :, :rows].permute(0, 1, 2, 4, 3).reshape(G_ * Tr, rows, -1).to(torch.float32).contiguous()
-
+    def _install(self, p: ProgrammedArray, w_int: torch.Tensor, scale: torch.Tensor) -> None:
+        """Hold a programmed array's matrices as buffers (they move with ``.to(device)``)."""
         self._adc_cache = None
         self._conv_w = None
         self.col_gain = self.col_offset = None  # a new programming: any column correction is fitted again
-        self.register_buffer("G", compute_order(Mn))
-        self.register_buffer("G_sq", compute_order(Mn_sq) if dev.read_noise > 0 else None)
-        self._col_weights = cw.to(torch.float64)
+        self.register_buffer("grad_gain", p.grad_gain, persistent=False)
+        self.register_buffer("G", p.G)
+        self.register_buffer("G_sq", p.G_sq)
+        self.register_buffer("W_lin", p.W_lin)
         self.register_buffer("w_scale", scale.to(torch.float32))
         self.register_buffer("w_int", w_int.to(torch.int32))
-        self.g_off_units = dev.g_off / dev.delta_g
-        # Digital removal of input-proportional terms: the offset of offset mapping, and the
-        # nominal g_off leakage of every column (cancels in differential pairs and pair ADCs).
-        leak = 0.0 if pair else self.g_off_units * float(cw.sum())
-        self.input_offset = leak + (hw.weight_qmax if hw.mapping == "offset" else 0)
-        # Effective weights for the linear read-out: sum_k cw_k Mn_k - offset, (G, in_g, og).
-        Wl = torch.einsum("gtrok,k->gtro", Mn, cw).reshape(G_, Tr * hw.rows, og)[:, : self.in_group] - self.input_offset
-        max_in = self.input_spec.max_int if self.input_spec.kind != "analog" else 2**self.input_spec.bits - 1
-        self._lin_exact32 = float(Wl.abs().sum(1).max()) * max_in < 2**24
-        self.register_buffer("W_lin", Wl.to(torch.float32 if self._lin_exact32 else torch.float64).contiguous())
-        L = 2**dev.bits_per_cell - 1
-        self._code_bound = Tr * (L * rows + self.g_off_units * rows) * float(cw.abs().sum())
+        self._col_weights, self.g_off_units, self.input_offset = p.col_weights, p.g_off_units, p.input_offset
+        self._lin_exact32, self._code_bound = p.lin_exact32, p.code_bound
 
     # ----------------------------------------------------------------- geometry and units
     @property
@@ -392,7 +331,8 @@ class TiledMatrix(nn.Module):
             self.encode_observe(xf)
             y = self.digital_product(xf)
             return y.repeat(repeat, 1) if repeat > 1 else y
-        x_int, step = self.encode(xf.to(torch.float32), checked)
+        with stage("encode", xf):
+            x_int, step = self.encode(xf.to(torch.float32), checked)
         units = self._compute(x_int, keys, repeat)
         if self._fit is not None:
             self._fit_update(x_int, units, repeat)
@@ -444,7 +384,7 @@ class TiledMatrix(nn.Module):
     def _compute(self, x_int: torch.Tensor, keys: torch.Tensor | None, repeat: int = 1) -> torch.Tensor:
         V = x_int.shape[0]
         drv = self.driver()
-        tally = torch.zeros(5, dtype=torch.float64, device=x_int.device) if counting_enabled() else None
+        tally = new_tally(x_int.device) if counting_enabled() else None
         if self.read_path == "linear":
             y = self._linear(x_int, drv, tally)
             y = y.repeat(repeat, 1) if repeat > 1 else y
@@ -457,18 +397,12 @@ class TiledMatrix(nn.Module):
         return y
 
     def _add_events(self, tally: torch.Tensor, V: int, repeat: int, drv: InputDriver) -> None:
-        """Events of V vectors read in ``repeat`` steps, from their tally (see _count)."""
-        V *= repeat
-        t = (tally * repeat).tolist()
-        conv = 4 if self.analog_sum else 1  # analog: one conversion per group read, not per row tile
-        Tc = self.grid.col_tiles
-        self.events.add(
-            vectors=V, vector_reads=t[3], tile_reads=t[1] * Tc,
-            active_rows=t[0] * Tc,  # every column tile drives its own copy of a row
-            adc_conversions=t[conv] * self.conversion_columns, shift_adds=t[conv] * self.conversion_columns,
-            accumulations=0.0 if self.analog_sum else t[2] * self.out_group, outputs=V * self.out_features,
-            input_bits=V * self.in_features * drv.bits,
-        )
+        """Events of V vectors read in ``repeat`` steps, from their tally (:mod:`imcsim.tiles.counting`)."""
+        with stage("events"):
+            self.events.add(**tally_events(
+                tally, V, repeat, col_tiles=self.grid.col_tiles, conversion_columns=self.conversion_columns,
+                out_group=self.out_group, out_features=self.out_features, in_features=self.in_features,
+                input_bits=drv.bits, analog_sum=self.analog_sum))
 
     # ---------------------------------------------------------------- counting
     def _tile_view(self, X: torch.Tensor) -> torch.Tensor:
@@ -481,18 +415,9 @@ class TiledMatrix(nn.Module):
         return Xg.reshape(*X.shape[:-1], self.groups, Tr, R)
 
     def _count(self, any_read: torch.Tensor, active: torch.Tensor, tally: torch.Tensor) -> None:
-        """Add to ``tally`` (no sync): active rows, row-tile reads performed, partial-sum
-        accumulations, reads in time, group reads (a group with any row tile read). any_read:
-        (P, V, G, Tr) bool, a row tile has input."""
-        P, V, G, Tr = any_read.shape
-        if self.hw.skip_zero_reads:
-            per = any_read.sum(-1)  # (P, V, G) row tiles read per group
-            tally += torch.stack([active.double(), per.sum().double(), (per - 1).clamp(min=0).sum().double(),
-                                  (per.sum(-1) > 0).sum().double(), (per > 0).sum().double()])
-        else:
-            tally += torch.tensor([0.0, P * V * G * Tr, P * V * G * (Tr - 1), P * V, P * V * G], dtype=torch.float64,
-                                  device=tally.device)
-            tally[0] += active.double()
+        """Add reads to ``tally`` (no sync; :func:`imcsim.tiles.counting.count_reads`)."""
+        with stage("events"):
+            count_reads(any_read, active, tally, self.hw.skip_zero_reads)
 
     def _planes(self, x_int: torch.Tensor, drv: InputDriver) -> tuple[torch.Tensor, list[float]]:
         """(P, V, in) float32 plane values and the digital weight of each plane."""
@@ -543,7 +468,7 @@ class TiledMatrix(nn.Module):
         units = F.conv2d(x_int, self._conv_w, None, **conv)
         if counting_enabled():
             drv = self.driver()
-            tally = torch.zeros(5, dtype=torch.float64, device=x_int.device)
+            tally = new_tally(x_int.device)
             Tr, rows = self.grid.row_tiles, self.hw.rows
             # one 0/1 kernel per row tile: the patch elements (c, kh, kw) that tile holds
             tile_of_row = torch.arange(self.in_group, device=x_int.device) // rows
@@ -590,7 +515,7 @@ class TiledMatrix(nn.Module):
             return y
         per_vector = self.G.shape[0] * P * mats.shape[-1]
         chunk = max(1, _CHUNK_ELEMENTS // per_vector)
-        offsets = element_offsets(self.G.shape[0] * P, salt=0x51ED270B, device=x_int.device).to(torch.int64)
+        offsets = read_offsets(self.G.shape[0] * P, device=x_int.device)
         yv = y.view(repeat, V, -1)
         kv = None if keys is None else keys.view(repeat, V)
         clip = torch.zeros_like(yv) if self.chip_training and adc is not None else None
@@ -610,16 +535,16 @@ class TiledMatrix(nn.Module):
         """One chunk of vectors: (Vc, in) integer inputs read in r steps -> ``dest``
         (r, Vc, out) in units; keys (r, Vc) or None. ``clip`` (r, Vc, out) or None: adds
         the digital weight (|slice| x |plane|) of each output's conversions that clipped."""
-        X, pw = self._planes(x_int, drv)  # (P, Vc, in)
-        P, Vc = X.shape[0], X.shape[1]
-        r = dest.shape[0]
-        Xt = self._tile_view(X)  # (P, Vc, G, Tr, R)
-        G_, Tr, R = Xt.shape[2], Xt.shape[3], Xt.shape[4]
-        GT = G_ * Tr
-        Xt = Xt.permute(2, 3, 0, 1, 4).reshape(GT, P * Vc, R)  # row tiles are the batch
-        if GT > 1 or P > 1:
-            Xt = Xt.contiguous()
-        rowany = Xt.amax(-1) > 0  # (GT, P*Vc)
+        with stage("encode", x_int):
+            X, pw = self._planes(x_int, drv)  # (P, Vc, in)
+            P, Vc = X.shape[0], X.shape[1]
+            r = dest.shape[0]
+            Xt = self._tile_view(X)  # (P, Vc, G, Tr, R)
+            G_, Tr, R = Xt.shape[2], Xt.shape[3], Xt.shape[4]
+            GT = G_ * Tr
+            # row tiles are the batch: a strided view, read by the batched product as fast as a copy
+            Xt = Xt.permute(2, 3, 0, 1, 4).reshape(GT, P * Vc, R)
+            rowany = Xt.amax(-1) > 0  # (GT, P*Vc)
         if tally is not None:
             active = torch.count_nonzero(Xt) if drv.mode == "dac" else Xt.sum()
             self._count(rowany.view(G_, Tr, P, Vc).permute(2, 3, 0, 1), active, tally)
@@ -701,42 +626,39 @@ class TiledMatrix(nn.Module):
     @staticmethod
     def _slice_sum(Y, K, og, cw, dtype):
         """Shift-add of the (polarity, slice) column blocks: (..., K*og) -> (..., og)."""
-        z = Y[..., :og].to(dtype) * cw[0]
-        for k in range(1, K):
-            z.add_(Y[..., k * og:(k + 1) * og], alpha=cw[k])
-        return z
+        with stage("shift_add"):
+            return shift_add(Y, K, og, cw, dtype)
 
     def _matmul(self, X, mats, drv, KO):
         """Column currents (and, with read noise, their variance) of reads X: one fused
         product with [G | G_sq] for 0/1 planes (x**2 == x); DAC levels need x**2 apart."""
-        if self.G_sq is None or drv.mode != "dac":
-            return X @ mats
-        return torch.cat([X @ mats[..., :KO], (X * X) @ mats[..., KO:]], dim=-1)
+        with stage("matmul", X):
+            if self.G_sq is None or drv.mode != "dac":
+                return X @ mats
+            return torch.cat([X @ mats[..., :KO], (X * X) @ mats[..., KO:]], dim=-1)
 
     def _row_keys(self, keys, t, p, v, row_offsets, paired: bool = False) -> torch.Tensor:
-        """int32 keys of the reads (plane p, vector v) of row tile t, of every tile in the
-        1-d tensor t at once ((len(t), len(v)) keys), or (``paired``) of the reads
+        """int32 noise keys of the reads (plane p, vector v) of row tile t, of every tile in
+        the 1-d tensor t at once ((len(t), len(v)) keys), or (``paired``) of the reads
         (t[k], p[k], v[k])."""
-        offs = row_offsets.view(self.G.shape[0], -1)  # one offset per (tile, plane)
-        tile = offs[t][p] if isinstance(t, int) else offs[t, p] if paired else offs[t][:, p]
-        return _to_int32(hash32(keys.to(v.device)[v] ^ tile ^ (self.seed & 0xFFFFFFFF)))
+        with stage("noise"):
+            offs = row_offsets.view(self.G.shape[0], -1)  # one offset per (tile, plane)
+            tile = offs[t][p] if isinstance(t, int) else offs[t, p] if paired else offs[t][:, p]
+            return read_keys(keys.to(v.device)[v], tile, self.seed)
 
     def _convert(self, Y, KO, row_keys, adc, mask=None):
         """Column currents and noise variances (..., n, KO[*2]) -> noisy, observed or
         quantised currents (..., n, KO); row_keys (..., n): each read's noise key."""
         if row_keys is not None:
-            if self.hw.read_noise_draws == "stream":
-                eps = keyed_stream_normal(row_keys, KO)
-            else:  # "element": one hash per (read, column): the draws of imcsim 0.2.0
-                eps = keyed_normal(row_keys, element_offsets(KO, salt=0x2C1B3C6D, device=row_keys.device))
-            eps.mul_(Y[..., KO:].sqrt_())  # in place on the variance half: no copy, same bits
-            Y = Y[..., :KO].add_(eps, alpha=self.hw.device.read_noise)
-        if self._observer is not None:
-            self._observer.update(Y[mask] if mask is not None else Y)
-        elif adc is not None:
-            if self.chip_training:
-                self._clipped = ((Y < adc.code_min - 0.5) | (Y > adc.code_max + 0.5)).to(Y.dtype)
-            Y = Y.round_().clamp_(adc.code_min, adc.code_max)
+            with stage("noise", Y):
+                Y = add_read_noise(Y, KO, row_keys, self.hw.device.read_noise, self.hw.read_noise_draws)
+        with stage("adc", Y):
+            if self._observer is not None:
+                self._observer.update(Y[mask] if mask is not None else Y)
+            elif adc is not None:
+                Y, clipped = quantize(Y, adc, keep_clipped=self.chip_training)
+                if clipped is not None:
+                    self._clipped = clipped
         return Y
 
     def extra_repr(self) -> str:

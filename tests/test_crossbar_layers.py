@@ -407,3 +407,48 @@ def test_calibration_on_silent_layers_falls_back_with_a_warning():
     assert layer.tiles.adc_full_scale == hw.adc.full_scale_fraction * layer.tiles.max_column_current()
     with torch.no_grad():
         assert torch.isfinite(layer(torch.rand(3, 6))).all()
+
+
+@pytest.mark.parametrize("k,s,p,d", [((3, 3), (1, 1), (1, 1), (1, 1)), ((3, 2), (2, 1), (0, 2), (1, 2)),
+                                     ((1, 1), (2, 2), (0, 0), (1, 1)), ((5, 5), (3, 2), (2, 1), (2, 1))])
+def test_patch_rows_are_the_transposed_unfold(k, s, p, d):
+    from imcsim.crossbar import patch_rows
+
+    x = torch.randn(3, 4, 11, 9)
+    ref = F.unfold(x, k, dilation=d, padding=p, stride=s).transpose(1, 2).reshape(-1, 4 * k[0] * k[1])
+    assert torch.equal(patch_rows(x, k, s, p, d), ref)
+
+
+def test_a_bad_spike_is_caught_before_unfolding_with_the_same_message():
+    hw = HardwareConfig.preset("rram")
+    conv = CrossbarConv2d(nn.Conv2d(2, 3, 3, padding=1), hw, InputSpec("spike"), name="c")
+    x = (torch.rand(2, 2, 5, 5) < 0.5).float()
+    x[1, 1, 4, 4] = 0.5
+    with pytest.raises(ValueError, match="binary spikes .* got 0.5"):
+        conv(x)
+
+
+def test_stage_times_split_a_noisy_read_and_stay_off_by_default():
+    from imcsim.tiles import stage_times
+    from imcsim.tiles import timing
+
+    torch.manual_seed(0)
+    lin = nn.Linear(200, 40)
+    hw = HardwareConfig.preset("rram").replace(**{"wires.r_row": 0.0, "wires.r_col": 0.0, "wires.r_src": 0.0,
+                                                  "wires.r_sink": 0.0})
+    layer = CrossbarLinear(lin, hw, InputSpec("spike"), name="l")
+    x = (torch.rand(64, 200) < 0.3).float()
+    calibrate(layer, x)
+    assert timing._totals is None
+    with stage_times() as t:
+        import time
+        t0 = time.perf_counter()
+        layer(x)
+        total = time.perf_counter() - t0
+    for name in ("encode", "matmul", "noise", "adc", "shift_add"):
+        assert t[name] > 0, name
+    assert sum(t.values()) <= total
+    assert timing._totals is None  # off again after the block
+    with pytest.raises(RuntimeError, match="already collecting"):
+        with stage_times(), stage_times():
+            pass

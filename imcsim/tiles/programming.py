@@ -1,0 +1,132 @@
+"""Programming stage: integer weights -> one chip instance's effective conductances -> the
+matrices a read multiplies with, in compute order.
+
+Units: conductances in siemens until :func:`read_matrices`, which divides by ``delta_g`` (one
+cell level step), so an ideal cell of level k holds k normalised units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from crossbar_models import effective_conductance, nominal_wire_base, perturbed_effective_conductance
+
+from ..hardware import HardwareConfig
+from ..mapping import TileGrid, level_matrix, slice_weights, tile
+
+
+@dataclass
+class ProgrammedArray:
+    """One programmed weight matrix, ready to read (normalised units, float32 unless noted).
+
+    G: (groups * row tiles, rows, K * out_group) effective conductance of every cell, the
+    K (polarity, slice) columns of an output next to each other (K = 1 per slice for column
+    pairs read by one ADC: their difference). G_sq: the same for G**2 (the read-noise
+    variance of a driven cell is read_noise**2 * G**2), None without read noise.
+    W_lin: (groups, in_group, out_group) effective integer weights of the linear read-out
+    (float64 where float32 sums could be inexact; ``lin_exact32`` says which).
+    col_weights: (K,) float64 digital weight of each column (slice significance x polarity).
+    input_offset: digital offset per unit of input (offset mapping, g_off leakage).
+    code_bound: the largest |shift-added code| one plane can produce (float32 exactness).
+    grad_gain: (out, in_group) IR-drop attenuation of each weight for chip-in-the-loop
+    training, or None.
+    """
+
+    G: torch.Tensor
+    G_sq: torch.Tensor | None
+    W_lin: torch.Tensor
+    lin_exact32: bool
+    col_weights: torch.Tensor
+    g_off_units: float
+    input_offset: float
+    code_bound: float
+    grad_gain: torch.Tensor | None
+
+
+def programmed_conductances(w_int: torch.Tensor, hw: HardwareConfig, grid: TileGrid, groups: int, seed: int,
+                            wire_base: torch.Tensor | None = None, want_attenuation: bool = False):
+    """Draw chip ``seed``'s programmed conductances of integer weights w_int (out, in_group)
+    and load them with the wires. Returns (M, wire_base, att): M (groups, Tr, Tc, rows, cols)
+    effective conductances in siemens; wire_base the nominal array's solution for
+    ``wire_solve = "nominal"`` (computed when None is given, else reused), or None;
+    att = (per-cell IR-drop attenuation M / G, cell levels) when asked for, else None."""
+    dev, og = hw.device, w_int.shape[0] // groups
+    levels = torch.stack([level_matrix(w_int[g * og:(g + 1) * og], hw) for g in range(groups)])
+    lv_tiles = tile(levels, grid)  # (G, Tr, Tc, rows, cols)
+    G0 = dev.level_conductance(lv_tiles.to(torch.float64))
+    G = dev.program(G0, torch.Generator().manual_seed(seed))
+    if hw.wires.is_ideal:
+        M, wire_base = G, None
+    elif hw.wire_solve == "nominal":  # the nominal array solved once; each instance a first-order update
+        if wire_base is None:
+            wire_base = nominal_wire_base(G0, hw.wires, precision=hw.wire_precision).to(torch.float32)
+        M = perturbed_effective_conductance(G, wire_base, hw.wires)
+    else:
+        M, wire_base = effective_conductance(G, hw.wires, precision=hw.wire_precision), None
+    att = None
+    if want_attenuation and not hw.wires.is_ideal:
+        att = (torch.where(G > 0, M / G.clamp(min=1e-30), torch.ones_like(M)), lv_tiles.to(M.dtype))
+    return M, wire_base, att
+
+
+def read_matrices(M: torch.Tensor, hw: HardwareConfig, grid: TileGrid, groups: int, in_group: int, max_input: int,
+                  att=None) -> ProgrammedArray:
+    """The compute-order matrices of effective conductances M (groups, Tr, Tc, rows, cols)
+    in siemens; ``max_input``: the largest integer input (float32 exactness of the linear
+    read-out); att: (per-cell attenuation, cell levels) shaped like M, or None."""
+    dev = hw.device
+    pair = hw.adc.per == "pair"
+    Tr, S = grid.row_tiles, hw.slices
+    pols = 2 if hw.mapping == "differential" else 1
+    og = grid.columns // (pols * S)
+
+    def weight_order(t):  # (G, Tr, Tc, rows, cols) -> (G, Tr, R, og, polarities, slices)
+        t = t.movedim(-2, -3)[..., : grid.used_cols]
+        return t.reshape(groups, Tr, hw.rows, -1)[..., : grid.columns].reshape(groups, Tr, hw.rows, og, pols, S)
+
+    Mn = weight_order(M / dev.delta_g)
+    cw = slice_weights(hw)
+    gain = None if att is None else _gradient_gain(weight_order(att[0]), weight_order(att[1]), cw.abs().view(pols, S),
+                                                   in_group)
+    if pair:  # the ADC sees the difference current of each (G+, G-) column pair
+        Mn_sq = Mn[..., 0, :] ** 2 + Mn[..., 1, :] ** 2
+        Mn = Mn[..., 0, :] - Mn[..., 1, :]
+        cw = cw[:S]
+    else:
+        Mn = Mn.reshape(groups, Tr, hw.rows, og, pols * S)
+        Mn_sq = Mn**2
+    rows = in_group if Tr == 1 else hw.rows  # a single row tile: undriven rows dropped
+
+    def compute_order(t):  # (G, Tr, R, og, K) -> (G*Tr, rows, K*og)
+        return t[:, :, :rows].permute(0, 1, 2, 4, 3).reshape(groups * Tr, rows, -1).to(torch.float32).contiguous()
+
+    g_off_units = dev.g_off / dev.delta_g
+    # Digital removal of input-proportional terms: the offset of offset mapping, and the
+    # nominal g_off leakage of every column (cancels in differential pairs and pair ADCs).
+    leak = 0.0 if pair else g_off_units * float(cw.sum())
+    input_offset = leak + (hw.weight_qmax if hw.mapping == "offset" else 0)
+    # Effective weights for the linear read-out: sum_k cw_k Mn_k - offset, (G, in_g, og).
+    Wl = torch.einsum("gtrok,k->gtro", Mn, cw).reshape(groups, Tr * hw.rows, og)[:, :in_group] - input_offset
+    exact32 = float(Wl.abs().sum(1).max()) * max_input < 2**24
+    L = 2**dev.bits_per_cell - 1
+    return ProgrammedArray(
+        G=compute_order(Mn), G_sq=compute_order(Mn_sq) if dev.read_noise > 0 else None,
+        W_lin=Wl.to(torch.float32 if exact32 else torch.float64).contiguous(), lin_exact32=exact32,
+        col_weights=cw.to(torch.float64), g_off_units=g_off_units, input_offset=input_offset,
+        code_bound=Tr * (L * rows + g_off_units * rows) * float(cw.abs().sum()), grad_gain=gain)
+
+
+def _gradient_gain(a_cell, lv, cwa, in_group: int) -> torch.Tensor:
+    """(out, in_group) gradient gain of each weight: the attenuation of the cells that hold
+    it, weighted by level and slice significance; a zero weight (no cell carries current)
+    takes its output's mean gain. Inputs in weight order (G, Tr, R, og, polarities, slices)."""
+    G_, Tr, R, og = a_cell.shape[:4]
+    num = torch.einsum("gtrops,ps->gtro", a_cell * lv, cwa)
+    den = torch.einsum("gtrops,ps->gtro", lv, cwa)
+    a = (num / den.clamp(min=1e-30)).reshape(G_, Tr * R, og)[:, :in_group].permute(0, 2, 1)
+    held = (den > 0).reshape(G_, Tr * R, og)[:, :in_group].permute(0, 2, 1)
+    mean = (a * held).sum(-1, keepdim=True) / held.sum(-1, keepdim=True).clamp(min=1)
+    mean = torch.where(held.any(-1, keepdim=True), mean, torch.ones_like(mean))
+    return torch.where(held, a, mean).reshape(G_ * og, in_group).to(torch.float32)

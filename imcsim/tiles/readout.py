@@ -1,0 +1,56 @@
+"""Read-out stages of one batch of tile reads: keyed read noise on the column currents, the
+ADC, and the digital shift-add of a weight's columns.
+
+Currents are in ADC steps here (normalised units / lsb); a read's noise is a pure function
+of its key (:mod:`crossbar_models.noise`), so results do not depend on batching.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from crossbar_models import ADC
+from crossbar_models.noise import _to_int32, element_offsets, hash32, keyed_normal, keyed_stream_normal
+
+COLUMN_SALT = 0x2C1B3C6D  # element offsets of the "element" draws (imcsim 0.2.0)
+READ_SALT = 0x51ED270B  # offsets of the (tile, plane) reads
+
+
+def read_offsets(n_reads: int, device=None) -> torch.Tensor:
+    """(n_reads,) int64 offsets telling apart the (row tile, plane) reads of one vector."""
+    return element_offsets(n_reads, salt=READ_SALT, device=device).to(torch.int64)
+
+
+def read_keys(vector_keys: torch.Tensor, offsets: torch.Tensor, seed: int) -> torch.Tensor:
+    """int32 noise keys of reads: ``vector_keys`` (the vectors' keys, any shape) mixed with the
+    reads' (tile, plane) ``offsets`` (broadcasting) and the chip ``seed``."""
+    return _to_int32(hash32(vector_keys ^ offsets ^ (seed & 0xFFFFFFFF)))
+
+
+def add_read_noise(Y: torch.Tensor, KO: int, keys: torch.Tensor, sigma: float, draws: str) -> torch.Tensor:
+    """Y (..., n, 2*KO): column currents then their noise variance per unit sigma**2 ->
+    (..., n, KO) currents + sigma * sqrt(variance) * eps, eps ~ N(0, 1) keyed by the reads'
+    ``keys`` (..., n). Works in place on Y (the variance half is overwritten)."""
+    if draws == "stream":
+        eps = keyed_stream_normal(keys, KO)
+    else:  # "element": one hash per (read, column): the draws of imcsim 0.2.0
+        eps = keyed_normal(keys, element_offsets(KO, salt=COLUMN_SALT, device=keys.device))
+    eps.mul_(Y[..., KO:].sqrt_())  # in place on the variance half: no copy, same bits
+    return Y[..., :KO].add_(eps, alpha=sigma)
+
+
+def quantize(Y: torch.Tensor, adc: ADC, keep_clipped: bool = False):
+    """ADC codes of currents Y in ADC steps, in place: round, then clip to the code range.
+    Returns (codes, clipped): clipped is 1.0 where a current fell outside the range
+    (kept for chip-in-the-loop training's gradient gate), else None."""
+    clipped = ((Y < adc.code_min - 0.5) | (Y > adc.code_max + 0.5)).to(Y.dtype) if keep_clipped else None
+    return Y.round_().clamp_(adc.code_min, adc.code_max), clipped
+
+
+def shift_add(Y: torch.Tensor, K: int, og: int, cw: list[float], dtype) -> torch.Tensor:
+    """Shift-add of the (polarity, slice) column blocks with digital weights cw:
+    (..., K*og) -> (..., og)."""
+    z = Y[..., :og].to(dtype) * cw[0]
+    for k in range(1, K):
+        z.add_(Y[..., k * og:(k + 1) * og], alpha=cw[k])
+    return z
