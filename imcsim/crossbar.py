@@ -51,7 +51,8 @@ INPUT_KINDS = ("spike", "quantized", "analog")
 PATHS = ("auto", "reads", "linear")
 _CHUNK_ELEMENTS = 1 << 22  # elements of one read-chunk's column-current buffer (16 MB; 4 MB starved small products,
 #   64 MB left the cache: scripts/bench_scale.py on VGG9)
-_CONV_CHUNK_ELEMENTS = 1 << 24  # unfolded conv inputs per chunk of images (64 MB)
+_CONV_CHUNK_ELEMENTS = 1 << 20  # patch-row elements per chunk of images (4 MB: read again while still cached;
+#   64 MB chunks were 1.3x slower on VGG9 rram-ideal)
 
 
 @dataclass(frozen=True)
@@ -490,15 +491,14 @@ class TiledMatrix(nn.Module):
 
     # ---------------------------------------------------------------- simulated reads
     def _adc_setup(self):
-        """(adc or None, lsb, matrices [G | G_sq] pre-divided by the ADC step)."""
+        """(adc or None, lsb, matrices (1 or 2, G*Tr, rows, KO): G / lsb and, with read noise,
+        G_sq / lsb**2 -- currents and noise variances come out in ADC steps, each half contiguous)."""
         adc = None if self._observer is not None else self.adc()
         lsb = adc.lsb if adc is not None else 1.0
         key = (lsb, self.G.device, self.G.dtype)
         if self._adc_cache is None or self._adc_cache[0] != key:
-            mats = self.G / lsb
-            if self.G_sq is not None:
-                mats = torch.cat([mats, self.G_sq / lsb**2], dim=-1)
-            self._adc_cache = (key, mats.contiguous())
+            mats = [self.G / lsb] + ([] if self.G_sq is None else [self.G_sq / lsb**2])
+            self._adc_cache = (key, torch.stack(mats))
         return adc, lsb, self._adc_cache[1]
 
     def _reads_all(self, x_int: torch.Tensor, keys, drv: InputDriver, tally, repeat: int = 1) -> torch.Tensor:
@@ -513,7 +513,7 @@ class TiledMatrix(nn.Module):
         y = torch.empty(repeat * V, self.out_features, dtype=dtype, device=x_int.device)
         if V == 0:
             return y
-        per_vector = self.G.shape[0] * P * mats.shape[-1]
+        per_vector = self.G.shape[0] * P * mats.shape[0] * mats.shape[-1]
         chunk = max(1, _CHUNK_ELEMENTS // per_vector)
         offsets = read_offsets(self.G.shape[0] * P, device=x_int.device)
         yv = y.view(repeat, V, -1)
@@ -564,7 +564,7 @@ class TiledMatrix(nn.Module):
             clip.zero_()
             cacc, cw_abs, pw_abs = clip.view(r, Vc, G_, og), [abs(w) for w in cw], plane_w.abs() / lsb
         if self.analog_sum:  # the row tiles' currents add on the column lines: convert the sums
-            Y = self._matmul(Xt, mats, drv, KO).view(G_, Tr, P * Vc, -1).sum(1)  # (G, P*Vc, KO[*2])
+            Y = self._matmul(Xt, mats, drv).view(-1, G_, Tr, P * Vc, KO).sum(2)  # (1|2, G, P*Vc, KO)
             gany = rowany.view(G_, Tr, P * Vc).any(1)
             tiles = torch.arange(G_, device=X.device) * Tr  # the noise of a summed read: keyed by its first tile
             mask = gany if self.hw.skip_zero_reads else None
@@ -575,22 +575,21 @@ class TiledMatrix(nn.Module):
                 rk = None if keys is None else self._row_keys(keys[j], tiles, p_all, v_all, offsets)
                 Yj = self._convert(Yj, KO, rk, adc, mask=mask)
                 z = self._slice_sum(Yj, K, og, cw, dest.dtype).view(G_, P, Vc, og)
-                for p in range(P):
-                    acc[j].add_(z[:, p].transpose(0, 1), alpha=float(plane_w[p]))
+                self._accumulate(acc[j], z, plane_w)
                 if clip is not None:
                     c = self._slice_sum(self._clipped, K, og, cw_abs, dest.dtype).view(G_, P, Vc, og)
-                    for p in range(P):
-                        cacc[j].add_(c[:, p].transpose(0, 1), alpha=float(pw_abs[p]))
+                    self._accumulate(cacc[j], c, pw_abs)
         elif n_active < 0.5 * GT * P * Vc:  # simulate only the reads with some input (the others give exactly 0)
             # The active reads of all tiles at once, ordered by tile then read: one product per
             # tile (the rows it reads), then noise, conversion and shift-add in a few whole-layer ops.
-            t_a, i_a = rowany.nonzero(as_tuple=True)
-            Xa = Xt[t_a, i_a]  # (n, R)
-            Y0 = Xa.new_empty(n_active, mats.shape[-1])
+            with stage("encode", Xt):
+                t_a, i_a = rowany.nonzero(as_tuple=True)
+                Xa = Xt[t_a, i_a]  # (n, R)
+                Y0 = Xa.new_empty(mats.shape[0], n_active, KO)
             start = 0
             for t, c in enumerate(torch.bincount(t_a, minlength=GT).tolist()):
                 if c:
-                    Y0[start:start + c] = self._matmul(Xa[start:start + c], mats[t], drv, KO)
+                    Y0[:, start:start + c] = self._matmul(Xa[start:start + c], mats[:, t], drv)
                     start += c
             p_a, v_a = i_a // Vc, i_a % Vc
             w_row = plane_w[p_a].unsqueeze(1)
@@ -599,13 +598,14 @@ class TiledMatrix(nn.Module):
                 Y = Y0.clone() if j < r - 1 else Y0
                 rk = None if keys is None else self._row_keys(keys[j], t_a, p_a, v_a, offsets, paired=True)
                 Y = self._convert(Y, KO, rk, adc)
-                z = self._slice_sum(Y, K, og, cw, dest.dtype).mul_(w_row)
-                acc[j].view(Vc * G_, og).index_add_(0, dest_rows, z)
+                z = self._slice_sum(Y, K, og, cw, dest.dtype)
+                with stage("shift_add", z):
+                    acc[j].view(Vc * G_, og).index_add_(0, dest_rows, z.mul_(w_row))
                 if clip is not None:
                     c = self._slice_sum(self._clipped, K, og, cw_abs, dest.dtype).mul_(pw_abs[p_a].unsqueeze(1))
                     cacc[j].view(Vc * G_, og).index_add_(0, dest_rows, c)
         else:
-            Y0 = self._matmul(Xt, mats, drv, KO)  # (GT, P*Vc, KO[*2])
+            Y0 = self._matmul(Xt, mats, drv)  # (1|2, GT, P*Vc, KO)
             mask = rowany if self.hw.skip_zero_reads else None
             tiles = torch.arange(GT, device=X.device)
             p_all = torch.arange(P, device=X.device).repeat_interleave(Vc)
@@ -616,12 +616,17 @@ class TiledMatrix(nn.Module):
                 Y = self._convert(Y, KO, rk, adc, mask=mask)
                 z = self._slice_sum(Y, K, og, cw, dest.dtype).view(G_, Tr, P, Vc, og)
                 z = z.sum(1) if Tr > 1 else z[:, 0]  # (G, P, Vc, og): accumulate row tiles
-                for p in range(P):
-                    acc[j].add_(z[:, p].transpose(0, 1), alpha=float(plane_w[p]))
+                self._accumulate(acc[j], z, plane_w)
                 if clip is not None:
                     c = self._slice_sum(self._clipped, K, og, cw_abs, dest.dtype).view(G_, Tr, P, Vc, og).sum(1)
-                    for p in range(P):
-                        cacc[j].add_(c[:, p].transpose(0, 1), alpha=float(pw_abs[p]))
+                    self._accumulate(cacc[j], c, pw_abs)
+
+    @staticmethod
+    def _accumulate(acc, z, plane_w) -> None:
+        """acc (V, G, og) += the plane-weighted sum of z (G, P, V, og) (digital accumulation)."""
+        with stage("shift_add", z):
+            for p in range(z.shape[1]):
+                acc.add_(z[:, p].transpose(0, 1), alpha=float(plane_w[p]))
 
     @staticmethod
     def _slice_sum(Y, K, og, cw, dtype):
@@ -629,13 +634,14 @@ class TiledMatrix(nn.Module):
         with stage("shift_add"):
             return shift_add(Y, K, og, cw, dtype)
 
-    def _matmul(self, X, mats, drv, KO):
-        """Column currents (and, with read noise, their variance) of reads X: one fused
-        product with [G | G_sq] for 0/1 planes (x**2 == x); DAC levels need x**2 apart."""
+    def _matmul(self, X, mats, drv):
+        """Column currents (and, with read noise, their variances) of reads X (..., n, rows):
+        (1|2, ..., n, KO) = X @ mats, one batched product for 0/1 planes (x**2 == x); DAC
+        levels multiply x**2 with the squared conductances."""
         with stage("matmul", X):
-            if self.G_sq is None or drv.mode != "dac":
+            if mats.shape[0] == 1 or drv.mode != "dac":
                 return X @ mats
-            return torch.cat([X @ mats[..., :KO], (X * X) @ mats[..., KO:]], dim=-1)
+            return torch.stack([X @ mats[0], (X * X) @ mats[1]])
 
     def _row_keys(self, keys, t, p, v, row_offsets, paired: bool = False) -> torch.Tensor:
         """int32 noise keys of the reads (plane p, vector v) of row tile t, of every tile in
@@ -647,11 +653,13 @@ class TiledMatrix(nn.Module):
             return read_keys(keys.to(v.device)[v], tile, self.seed)
 
     def _convert(self, Y, KO, row_keys, adc, mask=None):
-        """Column currents and noise variances (..., n, KO[*2]) -> noisy, observed or
+        """Column currents (and noise variances) (1|2, ..., n, KO) -> noisy, observed or
         quantised currents (..., n, KO); row_keys (..., n): each read's noise key."""
         if row_keys is not None:
             with stage("noise", Y):
-                Y = add_read_noise(Y, KO, row_keys, self.hw.device.read_noise, self.hw.read_noise_draws)
+                Y = add_read_noise(Y[0], Y[1], row_keys, self.hw.device.read_noise, self.hw.read_noise_draws)
+        else:
+            Y = Y[0]
         with stage("adc", Y):
             if self._observer is not None:
                 self._observer.update(Y[mask] if mask is not None else Y)
@@ -804,7 +812,8 @@ class CrossbarConv(nn.Module):
         if not self.tiles._digital:  # the values once here, not in every patch that holds them
             self.tiles.check_input(xf[:N1])
         for a in range(0, N1, chunk):
-            rows = patch_rows(xf[a: min(a + chunk, N1)], k, s, p, d)  # (n * L, K)
+            with stage("encode", xf):
+                rows = patch_rows(xf[a: min(a + chunk, N1)], k, s, p, d)  # (n * L, K)
             n = rows.shape[0] // L
             kc = None if kr is None else kr[:, a * L: (a + n) * L].reshape(-1)
             yr[:, a: a + n] = self.tiles(rows, kc, repeat=r, checked=True).view(r, n, L, -1)
@@ -823,15 +832,18 @@ CrossbarConv2d = CrossbarConv  # one class for Conv1d and Conv2d
 
 def patch_rows(x: torch.Tensor, kernel, stride, padding, dilation) -> torch.Tensor:
     """(n, C, H, W) -> (n * Ho * Wo, C * kh * kw): one row per output position, its patch in
-    ``F.unfold``'s (channel, kernel row, kernel column) order -- the transposed unfold, gathered
-    in one strided copy (unfold then transpose copies twice)."""
+    ``F.unfold``'s (channel, kernel row, kernel column) order -- the transposed unfold, written
+    as one strided copy per kernel offset (unfold then transpose is 1.5-2x slower)."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     xp = F.pad(x, (pw, pw, ph, ph)) if ph or pw else x
     n, C, H, W = xp.shape
     Ho, Wo = (H - dh * (kh - 1) - 1) // sh + 1, (W - dw * (kw - 1) - 1) // sw + 1
-    sN, sC, sH, sW = xp.stride()
-    view = xp.as_strided((n, Ho, Wo, C, kh, kw), (sN, sh * sH, sw * sW, sC, dh * sH, dw * sW), xp.storage_offset())
-    return view.reshape(n * Ho * Wo, C * kh * kw)
+    out = torch.empty(n, Ho, Wo, C, kh, kw, dtype=x.dtype, device=x.device)
+    for i in range(kh):
+        for j in range(kw):
+            src = xp[:, :, i * dh: i * dh + sh * (Ho - 1) + 1: sh, j * dw: j * dw + sw * (Wo - 1) + 1: sw]
+            out[..., i, j].copy_(src.permute(0, 2, 3, 1))
+    return out.view(n * Ho * Wo, C * kh * kw)
 
 
 def _explicit_padding(conv) -> tuple:

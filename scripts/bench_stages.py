@@ -96,9 +96,9 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 run(chip, x, args.batch)
                 total = time.perf_counter() - t0
-            runs.append({**{k: v for k, v in st.items() if k != "program"}, "total": total})
+            run_st = {k: v for k, v in st.items() if k != "program"}
+            runs.append({**run_st, "other": total - sum(run_st.values()), "total": total})
         best = min(runs, key=lambda r: r["total"])
-        best["other"] = best["total"] - sum(best[k] for k in STAGES if k != "program")
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         row = {"s_per_image_min": {k: v / n for k, v in best.items()},
                "s_per_image_median": {k: v / n for k, v in med.items()},

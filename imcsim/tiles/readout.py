@@ -27,16 +27,17 @@ def read_keys(vector_keys: torch.Tensor, offsets: torch.Tensor, seed: int) -> to
     return _to_int32(hash32(vector_keys ^ offsets ^ (seed & 0xFFFFFFFF)))
 
 
-def add_read_noise(Y: torch.Tensor, KO: int, keys: torch.Tensor, sigma: float, draws: str) -> torch.Tensor:
-    """Y (..., n, 2*KO): column currents then their noise variance per unit sigma**2 ->
-    (..., n, KO) currents + sigma * sqrt(variance) * eps, eps ~ N(0, 1) keyed by the reads'
-    ``keys`` (..., n). Works in place on Y (the variance half is overwritten)."""
+def add_read_noise(Y: torch.Tensor, var: torch.Tensor, keys: torch.Tensor, sigma: float, draws: str) -> torch.Tensor:
+    """Column currents Y (..., n, KO) + sigma * sqrt(var) * eps, eps ~ N(0, 1) keyed by the
+    reads' ``keys`` (..., n); var: the currents' noise variance per unit sigma**2. In place
+    on Y (returned) and var (overwritten by its square root)."""
+    KO = Y.shape[-1]
     if draws == "stream":
         eps = keyed_stream_normal(keys, KO)
     else:  # "element": one hash per (read, column): the draws of imcsim 0.2.0
         eps = keyed_normal(keys, element_offsets(KO, salt=COLUMN_SALT, device=keys.device))
-    eps.mul_(Y[..., KO:].sqrt_())  # in place on the variance half: no copy, same bits
-    return Y[..., :KO].add_(eps, alpha=sigma)
+    eps.mul_(var.sqrt_())
+    return Y.add_(eps, alpha=sigma)
 
 
 def quantize(Y: torch.Tensor, adc: ADC, keep_clipped: bool = False):
