@@ -445,9 +445,10 @@ class TiledMatrix(nn.Module):
             else:
                 active = x_int.sum() if drv.mode == "binary" else torch.count_nonzero(x_int)
                 self._count((self._tile_view(x_int).amax(-1) > 0).unsqueeze(0), active, tally)
-        if self.groups == 1:
-            return xs @ W[0]
-        return torch.einsum("vgi,gio->vgo", xs.view(V, self.groups, self.in_group), W).reshape(V, self.out_features)
+        with stage("matmul", xs):
+            if self.groups == 1:
+                return xs @ W[0]
+            return torch.einsum("vgi,gio->vgo", xs.view(V, self.groups, self.in_group), W).reshape(V, self.out_features)
 
     # ---------------------------------------------------------------- whole convolutions
     def exact_conv_ready(self, x: torch.Tensor) -> bool:
@@ -466,7 +467,8 @@ class TiledMatrix(nn.Module):
         if self._conv_w is None or self._conv_w.device != self.W_lin.device:
             W = self.W_lin.permute(0, 2, 1).reshape(self.out_features, self.in_group)
             self._conv_w = W.reshape(self.out_features, -1, *kernel).contiguous()
-        units = F.conv2d(x_int, self._conv_w, None, **conv)
+        with stage("matmul", x_int):
+            units = F.conv2d(x_int, self._conv_w, None, **conv)
         if counting_enabled():
             drv = self.driver()
             tally = new_tally(x_int.device)
