@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import interleaved, pin_threads  # noqa: E402
+from benchlib import interleaved, pin_threads, run_batches  # noqa: E402
 
 import imcsim  # noqa: E402
 from imcsim.models import vgg9  # noqa: E402
@@ -62,12 +62,6 @@ def describe_config(cfg) -> dict:
             "out_res": f.out_res, "out_noise": f.out_noise, "w_noise": f.w_noise,
             "w_noise_type": str(f.w_noise_type), "bound_management": str(f.bound_management),
             "noise_model": type(cfg.noise_model).__name__}
-
-
-def run_all(model, x, batch):
-    with torch.no_grad():
-        for s in range(0, x.shape[0], batch):
-            model(x[s:s + batch])
 
 
 def main(argv=None) -> int:
@@ -115,9 +109,9 @@ def main(argv=None) -> int:
         conversion[name] = time.perf_counter() - t0
     print(f"{threads} thread(s); conversion: " + "; ".join(f"{k} {v:.1f} s" for k, v in conversion.items()), flush=True)
 
-    fns = {"float_snn": lambda: run_all(snn, x, args.batch), "float_qnn": lambda: run_all(qnn, x, args.batch),
-           "aihwkit_torch_tile": lambda: run_all(analog, x, args.batch)}
-    fns.update({k: (lambda c=c: run_all(c, x, args.batch)) for k, c in chips.items()})
+    fns = {"float_snn": lambda: run_batches(snn, x, args.batch), "float_qnn": lambda: run_batches(qnn, x, args.batch),
+           "aihwkit_torch_tile": lambda: run_batches(analog, x, args.batch)}
+    fns.update({k: (lambda c=c: run_batches(c, x, args.batch)) for k, c in chips.items()})
     t = interleaved(fns, args.repeat)
     n = x.shape[0]
     per = {k: {"s_per_image_min": v["min"] / n, "s_per_image_median": v["median"] / n} for k, v in t.items()}

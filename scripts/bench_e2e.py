@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import child_peak, floor_fn, interleaved, peak_rss_mb, pin_threads  # noqa: E402
+from benchlib import child_peak, floor_fn, interleaved, peak_rss_mb, pin_threads, run_batches  # noqa: E402
 
 import imcsim  # noqa: E402
 from crossbar_models import WireModel  # noqa: E402
@@ -63,14 +63,6 @@ def load(args):
         train(net, ds.x_train, ds.y_train, TrainConfig(epochs=1, batch_size=64, loss="per_timestep", seed=0))
         how = "convnet 16-32 T=4 trained here for 1 epoch on the first 8,000 images"
     return net.eval(), ds, how
-
-
-def run_all(model, x, batch):
-    with torch.no_grad():
-        for s in range(0, x.shape[0], batch):
-            model(x[s:s + batch])
-    if x.is_cuda:
-        torch.cuda.synchronize()
 
 
 def child(args):
@@ -113,8 +105,8 @@ def main(argv=None):
         t0 = time.perf_counter()
         chips[name] = imcsim.convert(net, hardware(name), calibration=cal).to(dev)
         programming[name] = time.perf_counter() - t0
-    fns = {"float": lambda: run_all(net, x, args.batch)}
-    fns.update({name: (lambda c=c: run_all(c, x, args.batch)) for name, c in chips.items()})
+    fns = {"float": lambda: run_batches(net, x, args.batch)}
+    fns.update({name: (lambda c=c: run_batches(c, x, args.batch)) for name, c in chips.items()})
     fns.update({f"floor_{name}": floor_fn(c, x, args.batch) for name, c in chips.items()})
     t = interleaved(fns, args.repeat)
     n = x.shape[0]

@@ -38,11 +38,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import child_peak, floor_fn, interleaved, peak_rss_mb, pin_threads  # noqa: E402
+from benchlib import (child_peak, floor_fn, interleaved, peak_rss_mb, pin_threads, run_batches,  # noqa: E402
+                      zoo_or_checkpoint)
 
 import imcsim  # noqa: E402
 from imcsim.io import machine_info, write_json  # noqa: E402
-from imcsim.models import ZOO  # noqa: E402
 
 TARGETS = {"ideal": 2.0, "rram-ideal": 6.0, "rram": 10.0, "rram@nominal": 10.0}
 
@@ -60,25 +60,8 @@ def _list(kind):
 
 def load(args, name: str, kind: str):
     """(float model in eval mode, calibration images, test images, what it is)."""
-    if args.checkpoint:
-        from imcsim.app.workflows import checkpoint_data
-        from imcsim.checkpoints import load_checkpoint
-
-        net, meta = load_checkpoint(args.checkpoint)
-        ds = checkpoint_data(meta, args.data_dir, net)
-        return net.eval(), ds.x_train[: args.calibration], ds.x_test, f"checkpoint {args.checkpoint}"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        net = ZOO[name](kind=kind, timesteps=4, width=args.width)
-    g = torch.Generator().manual_seed(1)
-    x = torch.rand(args.calibration + max(args.batches) * 2, 3, 32, 32, generator=g)
-    return net.eval(), x[: args.calibration], x[args.calibration:], f"untrained {name} (seed 0), random images"
-
-
-def run_all(model, x, batch):
-    with torch.no_grad():
-        for s in range(0, x.shape[0], batch):
-            model(x[s:s + batch])
+    return zoo_or_checkpoint(args.checkpoint, args.data_dir, name, kind, args.width, args.calibration,
+                             max(args.batches) * 2)
 
 
 def child(args):
@@ -119,8 +102,8 @@ def measure(args, name, kind):
     for batch in args.batches:
         x = x_all[: max(batch, args.images)]
         n = int(x.shape[0])
-        fns = {"float": lambda: run_all(net, x, batch)}
-        fns.update({p: (lambda c=c: run_all(c, x, batch)) for p, c in chips.items()})
+        fns = {"float": lambda: run_batches(net, x, batch)}
+        fns.update({p: (lambda c=c: run_batches(c, x, batch)) for p, c in chips.items()})
         fns.update({f"floor_{p}": floor_fn(c, x, batch) for p, c in chips.items()})
         t = interleaved(fns, args.repeat)
         row = {"images": n, "float_s_per_image": {k: v / n for k, v in t["float"].items() if k != "all"}}

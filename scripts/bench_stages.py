@@ -19,36 +19,13 @@ import time
 import warnings
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import pin_threads  # noqa: E402
+from benchlib import pin_threads, run_batches, zoo_or_checkpoint  # noqa: E402
 
 import imcsim  # noqa: E402
 from imcsim.io import machine_info, write_json  # noqa: E402
 from imcsim.models import ZOO  # noqa: E402
 from imcsim.tiles.timing import STAGES, stage_times  # noqa: E402
-
-
-def load(args):
-    if args.checkpoint:
-        from imcsim.app.workflows import checkpoint_data
-        from imcsim.checkpoints import load_checkpoint
-
-        net, meta = load_checkpoint(args.checkpoint)
-        ds = checkpoint_data(meta, args.data_dir, net)
-        return net.eval(), ds.x_train[: args.calibration], ds.x_test[: args.images]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        net = ZOO[args.model](kind=args.kind, timesteps=4, width=args.width)
-    x = torch.rand(args.calibration + args.images, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    return net.eval(), x[: args.calibration], x[args.calibration:]
-
-
-def run(model, x, batch):
-    with torch.no_grad():
-        for s in range(0, x.shape[0], batch):
-            model(x[s:s + batch])
 
 
 def main(argv=None) -> int:
@@ -70,7 +47,9 @@ def main(argv=None) -> int:
         ap.error("--images, --batch and --repeat must be >= 1")
     warnings.filterwarnings("ignore", category=UserWarning)
     threads = pin_threads(args.threads)
-    net, cal, x = load(args)
+    net, cal, x, _ = zoo_or_checkpoint(args.checkpoint, args.data_dir, args.model, args.kind, args.width,
+                                       args.calibration, args.images)
+    x = x[: args.images]
     n = x.shape[0]
     res = {"script": "bench_stages", **machine_info(), "threads": threads, "repeat": args.repeat,
            "model": args.checkpoint or f"{args.model} {args.kind} width {args.width} (untrained, seed 0)",
@@ -78,7 +57,7 @@ def main(argv=None) -> int:
     floats = []
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        run(net, x, args.batch)
+        run_batches(net, x, args.batch)
         floats.append(time.perf_counter() - t0)
     res["float_s_per_image"] = {"min": min(floats) / n, "median": statistics.median(floats) / n}
     print(f"{threads} thread(s); float {min(floats) / n * 1e3:.2f} ms/image", flush=True)
@@ -89,12 +68,12 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             imcsim.reprogram(chip, 1, calibration=cal)
             new_chip = time.perf_counter() - t0
-        run(chip, x[: args.batch], args.batch)  # warm-up
+        run_batches(chip, x[: args.batch], args.batch)  # warm-up
         runs = []
         for _ in range(args.repeat):
             with stage_times() as st:
                 t0 = time.perf_counter()
-                run(chip, x, args.batch)
+                run_batches(chip, x, args.batch)
                 total = time.perf_counter() - t0
             run_st = {k: v for k, v in st.items() if k != "program"}
             runs.append({**run_st, "other": total - sum(run_st.values()), "total": total})

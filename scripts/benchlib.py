@@ -87,9 +87,39 @@ def floor_fn(chip, x, batch):
     n_batches = x.shape[0] / batch
 
     def run():
-        for _ in range(int(round(n_batches))):
+        for _ in range(max(1, int(round(n_batches)))):
             for G, inp in per_batch:
                 torch.bmm(inp, G)
-        if G.is_cuda:
+        if x.is_cuda:
             torch.cuda.synchronize()
     return run
+
+
+def run_batches(model, x, batch: int) -> None:
+    """Forward all of ``x`` through ``model`` in batches, without gradients (waiting for
+    a GPU to finish, so that the time is the work's)."""
+    with torch.no_grad():
+        for s in range(0, x.shape[0], batch):
+            model(x[s:s + batch])
+    if x.is_cuda:
+        torch.cuda.synchronize()
+
+
+def zoo_or_checkpoint(checkpoint, data_dir, name: str, kind: str, width: float, calibration: int, n_images: int):
+    """(float model in eval mode, calibration images, test images, what it is): a trained
+    checkpoint with its recorded dataset, or the untrained zoo model ``name`` (seed 0) on
+    ``n_images`` uniform random CIFAR-shaped images (generator seed 1)."""
+    if checkpoint:
+        from imcsim.app.workflows import checkpoint_data
+        from imcsim.checkpoints import load_checkpoint
+
+        net, meta = load_checkpoint(checkpoint)
+        ds = checkpoint_data(meta, data_dir, net)
+        return net.eval(), ds.x_train[:calibration], ds.x_test, f"checkpoint {checkpoint}"
+    from imcsim.models import ZOO
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = ZOO[name](kind=kind, timesteps=4, width=width)
+    x = torch.rand(calibration + n_images, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    return net.eval(), x[:calibration], x[calibration:], f"untrained {name} (seed 0), random images"
