@@ -230,7 +230,7 @@ def main() -> None:
     c.add_argument("--out", required=True)
     k = sub.add_parser("compare", help="imcsim's sata_estimate against the stored SATA_Sim numbers")
     k.add_argument("--reference", default=str(HERE.parent / "tests" / "data" / "sata_sim_reference.json"))
-    k.add_argument("--out", default="sata_compare.json")
+    k.add_argument("--out", default="results/sata_compare.json")
     a = ap.parse_args()
     {"workloads": cmd_workloads, "cacti": cmd_cacti, "compare": cmd_compare}[a.cmd](a)
 
