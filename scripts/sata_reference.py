@@ -209,8 +209,10 @@ def cmd_compare(a) -> None:
           "without that run (see the reference file's notes)")
     worst = max(abs(r["energy_rel_err"]) for r in rows), max(abs(r["cycles_rel_err"]) for r in rows)
     print(f"largest relative error: energy {worst[0]:.2e}, cycles {worst[1]:.2e} (bounds: 2e-2 energy, 1e-2 cycles)")
-    Path(a.out).write_text(json.dumps({"commit": data["commit"], "rows": rows, "max_energy_rel_err": worst[0],
-                                       "max_cycles_rel_err": worst[1]}, indent=1))
+    from imcsim.io import write_text  # atomic, and makes the folder
+
+    write_text(a.out, json.dumps({"commit": data["commit"], "rows": rows, "max_energy_rel_err": worst[0],
+                                  "max_cycles_rel_err": worst[1]}, indent=1))
     print(f"written {a.out}")
 
 
