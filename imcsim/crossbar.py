@@ -153,7 +153,7 @@ class TiledMatrix(nn.Module):
         if seed is not None:
             self.seed = int(seed)
         device = self.G.device
-        self._wire_base = None  # the nominal array changed with the weights
+        self._nominal = None  # the nominal array changed with the weights
         self._program(*quantize_weights(weight.detach().cpu(), self.hw.weight_bits, self.hw.granularity))
         self.to(device)
         if self.hw.adc.range == "calibrated":
@@ -163,8 +163,8 @@ class TiledMatrix(nn.Module):
         """Draw this instance's programmed conductances (variation, faults) from ``self.seed``
         and install the matrices of the read (:mod:`imcsim.tiles.programming`)."""
         with stage("program"):
-            M, self._wire_base, att = programmed_conductances(
-                w_int, self.hw, self.grid, self.groups, self.seed, getattr(self, "_wire_base", None),
+            M, self._nominal, att = programmed_conductances(
+                w_int, self.hw, self.grid, self.groups, self.seed, getattr(self, "_nominal", None),
                 want_attenuation=getattr(self, "chip_training", False))
             spec = self.input_spec
             max_in = spec.max_int if spec.kind != "analog" else 2**spec.bits - 1

@@ -45,30 +45,51 @@ class ProgrammedArray:
     grad_gain: torch.Tensor | None
 
 
+@dataclass
+class NominalArray:
+    """What every chip instance of one weight matrix shares (``wire_solve = "nominal"``):
+    the cell levels of its tiles (uint8, (groups, Tr, Tc, rows, cols)) and the nominal
+    array's exact IR-drop solution in the form :func:`perturbed_effective_conductance` takes
+    (float32, same shape). Computed once per weight matrix; a new instance then only draws
+    its deviations and applies the first-order update."""
+
+    levels: torch.Tensor
+    wire_base: torch.Tensor
+
+
 def programmed_conductances(w_int: torch.Tensor, hw: HardwareConfig, grid: TileGrid, groups: int, seed: int,
-                            wire_base: torch.Tensor | None = None, want_attenuation: bool = False):
+                            nominal: NominalArray | None = None, want_attenuation: bool = False):
     """Draw chip ``seed``'s programmed conductances of integer weights w_int (out, in_group)
-    and load them with the wires. Returns (M, wire_base, att): M (groups, Tr, Tc, rows, cols)
-    effective conductances in siemens; wire_base the nominal array's solution for
-    ``wire_solve = "nominal"`` (computed when None is given, else reused), or None;
-    att = (per-cell IR-drop attenuation M / G, cell levels) when asked for, else None."""
-    dev, og = hw.device, w_int.shape[0] // groups
-    levels = torch.stack([level_matrix(w_int[g * og:(g + 1) * og], hw) for g in range(groups)])
-    lv_tiles = tile(levels, grid)  # (G, Tr, Tc, rows, cols)
+    and load them with the wires. Returns (M, nominal, att): M (groups, Tr, Tc, rows, cols)
+    effective conductances in siemens; nominal the :class:`NominalArray` for
+    ``wire_solve = "nominal"`` (computed when None is given, else reused; it must belong to
+    these weights), or None; att = (per-cell IR-drop attenuation M / G, cell levels) when
+    asked for, else None."""
+    dev = hw.device
+    reuse = nominal is not None and hw.wire_solve == "nominal" and not hw.wires.is_ideal
+    if reuse:
+        lv_tiles = nominal.levels
+    else:
+        og = w_int.shape[0] // groups
+        levels = torch.stack([level_matrix(w_int[g * og:(g + 1) * og], hw) for g in range(groups)])
+        lv_tiles = tile(levels, grid).to(torch.uint8)  # (G, Tr, Tc, rows, cols); levels < 256
+        del levels
     G0 = dev.level_conductance(lv_tiles.to(torch.float64))
     G = dev.program(G0, torch.Generator().manual_seed(seed))
     if hw.wires.is_ideal:
-        M, wire_base = G, None
+        M, nominal = G, None
     elif hw.wire_solve == "nominal":  # the nominal array solved once; each instance a first-order update
-        if wire_base is None:
-            wire_base = nominal_wire_base(G0, hw.wires, precision=hw.wire_precision).to(torch.float32)
-        M = perturbed_effective_conductance(G, wire_base, hw.wires)
+        if not reuse:
+            base = nominal_wire_base(G0, hw.wires, precision=hw.wire_precision).to(torch.float32)
+            nominal = NominalArray(lv_tiles, base)
+        del G0
+        M = perturbed_effective_conductance(G, nominal.wire_base, hw.wires)
     else:
-        M, wire_base = effective_conductance(G, hw.wires, precision=hw.wire_precision), None
+        M, nominal = effective_conductance(G, hw.wires, precision=hw.wire_precision), None
     att = None
     if want_attenuation and not hw.wires.is_ideal:
         att = (torch.where(G > 0, M / G.clamp(min=1e-30), torch.ones_like(M)), lv_tiles.to(M.dtype))
-    return M, wire_base, att
+    return M, nominal, att
 
 
 def read_matrices(M: torch.Tensor, hw: HardwareConfig, grid: TileGrid, groups: int, in_group: int, max_input: int,
