@@ -139,7 +139,6 @@ class TiledMatrix(nn.Module):
         self._input_max: float | None = None
         self._observe_inputs = False
         self._digital = False
-        self._adc_cache: tuple | None = None
         self.chip_training = False  # chip-in-the-loop training: keep clipped shares (last_gate) and grad_gain
         self.last_gate: torch.Tensor | None = None
 
@@ -183,17 +182,27 @@ class TiledMatrix(nn.Module):
 
     def _install(self, p: ProgrammedArray, w_int: torch.Tensor, scale: torch.Tensor) -> None:
         """Hold a programmed array's matrices as buffers (they move with ``.to(device)``)."""
-        self._adc_cache = None
         self._conv_w = None
         self.col_gain = self.col_offset = None  # a new programming: any column correction is fitted again
         self.register_buffer("grad_gain", p.grad_gain, persistent=False)
-        self.register_buffer("G", p.G)
-        self.register_buffer("G_sq", p.G_sq)
-        self.register_buffer("W_lin", p.W_lin)
+        self.register_buffer("mats", p.mats)
+        # the linear read-out's weights, kept only where that read-out can run (lossless, noise-free)
+        self.register_buffer("W_lin", p.W_lin if self.hw.adc.lossless and p.G_sq is None else None)
         self.register_buffer("w_scale", scale.to(torch.float32))
-        self.register_buffer("w_int", w_int.to(torch.int32))
+        small = torch.int8 if self.hw.weight_qmax <= 127 else torch.int16  # weights.bits <= 16
+        self.register_buffer("w_int", w_int.to(small))
         self._col_weights, self.g_off_units, self.input_offset = p.col_weights, p.g_off_units, p.input_offset
         self._lin_exact32, self._code_bound = p.lin_exact32, p.code_bound
+
+    @property
+    def G(self) -> torch.Tensor:
+        """(G*Tr, rows, KO) effective conductances in compute order (normalised units)."""
+        return self.mats[0]
+
+    @property
+    def G_sq(self) -> torch.Tensor | None:
+        """Their squares (read-noise variances per unit sigma**2), or None without read noise."""
+        return self.mats[1] if self.mats.shape[0] > 1 else None
 
     # ----------------------------------------------------------------- geometry and units
     @property
@@ -209,6 +218,9 @@ class TiledMatrix(nn.Module):
     @property
     def read_path(self) -> str:
         """``linear`` (lossless read-out, no read noise) or ``reads``; see the module doc."""
+        if self.path == "linear" and self.W_lin is None:
+            raise ValueError(f"crossbar layer {self.name!r}: path 'linear' needs a lossless ADC and no read noise "
+                             f"(adc.bits = {self.hw.adc.bits}, device.read_noise = {self.hw.device.read_noise:g})")
         if self.path != "auto":
             return self.path
         lossless = self.hw.adc.lossless and self._observer is None
@@ -492,24 +504,14 @@ class TiledMatrix(nn.Module):
         return units
 
     # ---------------------------------------------------------------- simulated reads
-    def _adc_setup(self):
-        """(adc or None, lsb, matrices (1 or 2, G*Tr, rows, KO): G / lsb and, with read noise,
-        G_sq / lsb**2 -- currents and noise variances come out in ADC steps, each half contiguous)."""
-        adc = None if self._observer is not None else self.adc()
-        lsb = adc.lsb if adc is not None else 1.0
-        key = (lsb, self.G.device, self.G.dtype)
-        if self._adc_cache is None or self._adc_cache[0] != key:
-            mats = [self.G / lsb] + ([] if self.G_sq is None else [self.G_sq / lsb**2])
-            self._adc_cache = (key, torch.stack(mats))
-        return adc, lsb, self._adc_cache[1]
-
     def _reads_all(self, x_int: torch.Tensor, keys, drv: InputDriver, tally, repeat: int = 1) -> torch.Tensor:
         """Simulated reads of x_int (V, in); with ``repeat`` r the same inputs are read in r
         consecutive steps (keys and results for r*V vectors, step-major): the currents are
         computed once, the noise, conversions and events r times."""
         V = x_int.shape[0]
         P = drv.n_planes
-        adc, lsb, mats = self._adc_setup()
+        adc = None if self._observer is not None else self.adc()
+        mats = self.mats  # (1|2, G*Tr, rows, KO): conductances and their squares, normalised units
         exact32 = adc is not None or self._code_bound * sum(2.0**b for b in range(P)) < 2**24
         dtype = torch.float32 if exact32 else torch.float64
         y = torch.empty(repeat * V, self.out_features, dtype=dtype, device=x_int.device)
@@ -522,7 +524,7 @@ class TiledMatrix(nn.Module):
         kv = None if keys is None else keys.view(repeat, V)
         clip = torch.zeros_like(yv) if self.chip_training and adc is not None else None
         for s in range(0, V, chunk):
-            self._reads(x_int[s: s + chunk], None if kv is None else kv[:, s: s + chunk], drv, adc, lsb, mats,
+            self._reads(x_int[s: s + chunk], None if kv is None else kv[:, s: s + chunk], drv, adc, mats,
                         yv[:, s: s + chunk], tally, offsets, None if clip is None else clip[:, s: s + chunk])
         if clip is not None:  # clipped share of each output's conversions, weighted by their digital weight
             full = float(sum(abs(w) for w in drv.plane_weights(dtype=torch.float64)) * self._col_weights.abs().sum())
@@ -533,7 +535,7 @@ class TiledMatrix(nn.Module):
             yv -= off.repeat_interleave(self.out_group, dim=1).to(dtype)
         return y
 
-    def _reads(self, x_int, keys, drv, adc, lsb, mats, dest, tally, offsets, clip=None) -> None:
+    def _reads(self, x_int, keys, drv, adc, mats, dest, tally, offsets, clip=None) -> None:
         """One chunk of vectors: (Vc, in) integer inputs read in r steps -> ``dest``
         (r, Vc, out) in units; keys (r, Vc) or None. ``clip`` (r, Vc, out) or None: adds
         the digital weight (|slice| x |plane|) of each output's conversions that clipped."""
@@ -560,11 +562,11 @@ class TiledMatrix(nn.Module):
         if n_active == 0:
             return
         acc = dest.view(r, Vc, G_, og)
-        plane_w = torch.tensor(pw, dtype=dest.dtype, device=X.device) * lsb
+        plane_w = torch.tensor(pw, dtype=dest.dtype, device=X.device)
         cw = [float(w) for w in self._col_weights]
         if clip is not None:
             clip.zero_()
-            cacc, cw_abs, pw_abs = clip.view(r, Vc, G_, og), [abs(w) for w in cw], plane_w.abs() / lsb
+            cacc, cw_abs, pw_abs = clip.view(r, Vc, G_, og), [abs(w) for w in cw], plane_w.abs()
         if self.analog_sum:  # the row tiles' currents add on the column lines: convert the sums
             Y = self._matmul(Xt, mats, drv).view(-1, G_, Tr, P * Vc, KO).sum(2)  # (1|2, G, P*Vc, KO)
             gany = rowany.view(G_, Tr, P * Vc).any(1)

@@ -21,10 +21,11 @@ from ..mapping import TileGrid, level_matrix, slice_weights, tile
 class ProgrammedArray:
     """One programmed weight matrix, ready to read (normalised units, float32 unless noted).
 
-    G: (groups * row tiles, rows, K * out_group) effective conductance of every cell, the
-    K (polarity, slice) columns of an output next to each other (K = 1 per slice for column
-    pairs read by one ADC: their difference). G_sq: the same for G**2 (the read-noise
-    variance of a driven cell is read_noise**2 * G**2), None without read noise.
+    mats: (1 or 2, groups * row tiles, rows, K * out_group) float32: the effective
+    conductance G of every cell, the K (polarity, slice) columns of an output next to each
+    other (K = 1 per slice for column pairs read by one ADC: their difference), and with
+    read noise G**2 (the read-noise variance of a driven cell is read_noise**2 * G**2) --
+    one contiguous tensor, so a read gets currents and variances from one batched product.
     W_lin: (groups, in_group, out_group) effective integer weights of the linear read-out
     (float64 where float32 sums could be inexact; ``lin_exact32`` says which).
     col_weights: (K,) float64 digital weight of each column (slice significance x polarity).
@@ -34,8 +35,7 @@ class ProgrammedArray:
     training, or None.
     """
 
-    G: torch.Tensor
-    G_sq: torch.Tensor | None
+    mats: torch.Tensor
     W_lin: torch.Tensor
     lin_exact32: bool
     col_weights: torch.Tensor
@@ -43,6 +43,14 @@ class ProgrammedArray:
     input_offset: float
     code_bound: float
     grad_gain: torch.Tensor | None
+
+    @property
+    def G(self) -> torch.Tensor:
+        return self.mats[0]
+
+    @property
+    def G_sq(self) -> torch.Tensor | None:
+        return self.mats[1] if self.mats.shape[0] > 1 else None
 
 
 @dataclass
@@ -120,8 +128,14 @@ def read_matrices(M: torch.Tensor, hw: HardwareConfig, grid: TileGrid, groups: i
         Mn_sq = Mn**2
     rows = in_group if Tr == 1 else hw.rows  # a single row tile: undriven rows dropped
 
-    def compute_order(t):  # (G, Tr, R, og, K) -> (G*Tr, rows, K*og)
-        return t[:, :, :rows].permute(0, 1, 2, 4, 3).reshape(groups * Tr, rows, -1).to(torch.float32).contiguous()
+    def compute_order(t, dest):  # (G, Tr, R, og, K) -> dest (G*Tr, rows, K*og)
+        dest.view(groups, Tr, rows, -1, og).copy_(t[:, :, :rows].permute(0, 1, 2, 4, 3))
+
+    mats = torch.empty(2 if dev.read_noise > 0 else 1, groups * Tr, rows, Mn.shape[-1] * og, dtype=torch.float32)
+    compute_order(Mn, mats[0])
+    if dev.read_noise > 0:
+        compute_order(Mn_sq, mats[1])
+    del Mn_sq
 
     g_off_units = dev.g_off / dev.delta_g
     # Digital removal of input-proportional terms: the offset of offset mapping, and the
@@ -133,7 +147,7 @@ def read_matrices(M: torch.Tensor, hw: HardwareConfig, grid: TileGrid, groups: i
     exact32 = float(Wl.abs().sum(1).max()) * max_input < 2**24
     L = 2**dev.bits_per_cell - 1
     return ProgrammedArray(
-        G=compute_order(Mn), G_sq=compute_order(Mn_sq) if dev.read_noise > 0 else None,
+        mats=mats,
         W_lin=Wl.to(torch.float32 if exact32 else torch.float64).contiguous(), lin_exact32=exact32,
         col_weights=cw.to(torch.float64), g_off_units=g_off_units, input_offset=input_offset,
         code_bound=Tr * (L * rows + g_off_units * rows) * float(cw.abs().sum()), grad_gain=gain)

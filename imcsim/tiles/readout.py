@@ -1,8 +1,9 @@
 """Read-out stages of one batch of tile reads: keyed read noise on the column currents, the
 ADC, and the digital shift-add of a weight's columns.
 
-Currents are in ADC steps here (normalised units / lsb); a read's noise is a pure function
-of its key (:mod:`crossbar_models.noise`), so results do not depend on batching.
+Currents are in normalised units here (one cell level step x v_read); the ADC returns code
+x lsb in the same units. A read's noise is a pure function of its key
+(:mod:`crossbar_models.noise`), so results do not depend on batching.
 """
 
 from __future__ import annotations
@@ -36,16 +37,22 @@ def add_read_noise(Y: torch.Tensor, var: torch.Tensor, keys: torch.Tensor, sigma
         eps = keyed_stream_normal(keys, KO)
     else:  # "element": one hash per (read, column): the draws of imcsim 0.2.0
         eps = keyed_normal(keys, element_offsets(KO, salt=COLUMN_SALT, device=keys.device))
-    eps.mul_(var.sqrt_())
-    return Y.add_(eps, alpha=sigma)
+    return Y.addcmul_(eps, var.sqrt_(), value=sigma)
 
 
 def quantize(Y: torch.Tensor, adc: ADC, keep_clipped: bool = False):
-    """ADC codes of currents Y in ADC steps, in place: round, then clip to the code range.
-    Returns (codes, clipped): clipped is 1.0 where a current fell outside the range
-    (kept for chip-in-the-loop training's gradient gate), else None."""
-    clipped = ((Y < adc.code_min - 0.5) | (Y > adc.code_max + 0.5)).to(Y.dtype) if keep_clipped else None
-    return Y.round_().clamp_(adc.code_min, adc.code_max), clipped
+    """The ADC's output for currents Y (normalised units): code x lsb, the code
+    round(Y / lsb) clipped to the code range -- one fused pass, the same arithmetic as
+    :class:`crossbar_models.ADC` on float32. Returns (output, clipped): clipped is 1.0
+    where a current fell outside the range (kept for chip-in-the-loop training's gradient
+    gate), else None."""
+    lsb = adc.lsb
+    clipped = None
+    if keep_clipped:
+        clipped = ((Y < (adc.code_min - 0.5) * lsb) | (Y > (adc.code_max + 0.5) * lsb)).to(Y.dtype)
+    if Y.dtype == torch.float64:
+        return torch.round(Y / lsb).clamp_(adc.code_min, adc.code_max).mul_(lsb), clipped
+    return torch.fake_quantize_per_tensor_affine(Y, lsb, 0, adc.code_min, adc.code_max), clipped
 
 
 def shift_add(Y: torch.Tensor, K: int, og: int, cw: list[float], dtype) -> torch.Tensor:
