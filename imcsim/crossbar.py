@@ -43,7 +43,7 @@ from .hardware import HardwareConfig
 from .mapping import TileGrid, quantize_weights
 from .surrogate import straight_through_weight, with_surrogate_gradient
 from .tiles.counting import count_reads, new_tally, tally_events
-from .tiles.programming import ProgrammedArray, programmed_conductances, read_matrices
+from .tiles.programming import ProgrammedArray, programmed_conductances, read_matrices, split_mats
 from .tiles.readout import add_read_noise, quantize, read_keys, read_offsets, shift_add
 from .tiles.timing import stage
 
@@ -197,12 +197,12 @@ class TiledMatrix(nn.Module):
     @property
     def G(self) -> torch.Tensor:
         """(G*Tr, rows, KO) effective conductances in compute order (normalised units)."""
-        return self.mats[0]
+        return split_mats(self.mats)[0]
 
     @property
     def G_sq(self) -> torch.Tensor | None:
-        """Their squares (read-noise variances per unit sigma**2), or None without read noise."""
-        return self.mats[1] if self.mats.shape[0] > 1 else None
+        """Their squares, or None without read noise (:func:`split_mats`)."""
+        return split_mats(self.mats)[1]
 
     # ----------------------------------------------------------------- geometry and units
     @property

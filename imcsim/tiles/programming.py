@@ -46,11 +46,18 @@ class ProgrammedArray:
 
     @property
     def G(self) -> torch.Tensor:
-        return self.mats[0]
+        return split_mats(self.mats)[0]
 
     @property
     def G_sq(self) -> torch.Tensor | None:
-        return self.mats[1] if self.mats.shape[0] > 1 else None
+        return split_mats(self.mats)[1]
+
+
+def split_mats(mats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(1|2, G*Tr, rows, KO) read matrices -> the effective conductances in compute order
+    (normalised units) and their squares (read-noise variances per unit sigma**2; None
+    without read noise)."""
+    return mats[0], (mats[1] if mats.shape[0] > 1 else None)
 
 
 @dataclass
@@ -119,21 +126,22 @@ def read_matrices(M: torch.Tensor, hw: HardwareConfig, grid: TileGrid, groups: i
     cw = slice_weights(hw)
     gain = None if att is None else _gradient_gain(weight_order(att[0]), weight_order(att[1]), cw.abs().view(pols, S),
                                                    in_group)
+    noisy = dev.read_noise > 0  # squares needed for the read-noise variances
     if pair:  # the ADC sees the difference current of each (G+, G-) column pair
-        Mn_sq = Mn[..., 0, :] ** 2 + Mn[..., 1, :] ** 2
+        Mn_sq = Mn[..., 0, :] ** 2 + Mn[..., 1, :] ** 2 if noisy else None
         Mn = Mn[..., 0, :] - Mn[..., 1, :]
         cw = cw[:S]
     else:
         Mn = Mn.reshape(groups, Tr, hw.rows, og, pols * S)
-        Mn_sq = Mn**2
+        Mn_sq = Mn**2 if noisy else None
     rows = in_group if Tr == 1 else hw.rows  # a single row tile: undriven rows dropped
 
     def compute_order(t, dest):  # (G, Tr, R, og, K) -> dest (G*Tr, rows, K*og)
         dest.view(groups, Tr, rows, -1, og).copy_(t[:, :, :rows].permute(0, 1, 2, 4, 3))
 
-    mats = torch.empty(2 if dev.read_noise > 0 else 1, groups * Tr, rows, Mn.shape[-1] * og, dtype=torch.float32)
+    mats = torch.empty(2 if noisy else 1, groups * Tr, rows, Mn.shape[-1] * og, dtype=torch.float32)
     compute_order(Mn, mats[0])
-    if dev.read_noise > 0:
+    if noisy:
         compute_order(Mn_sq, mats[1])
     del Mn_sq
 

@@ -42,8 +42,8 @@ def add_read_noise(Y: torch.Tensor, var: torch.Tensor, keys: torch.Tensor, sigma
 
 def quantize(Y: torch.Tensor, adc: ADC, keep_clipped: bool = False):
     """The ADC's output for currents Y (normalised units): code x lsb, the code
-    round(Y / lsb) clipped to the code range -- one fused pass, the same arithmetic as
-    :class:`crossbar_models.ADC` on float32. Returns (output, clipped): clipped is 1.0
+    round(Y / lsb) clipped to the code range -- one fused pass (float32: torch's fake-quantize,
+    equal to :class:`crossbar_models.ADC` up to float rounding at code boundaries). Returns (output, clipped): clipped is 1.0
     where a current fell outside the range (kept for chip-in-the-loop training's gradient
     gate), else None."""
     lsb = adc.lsb
