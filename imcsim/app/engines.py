@@ -269,10 +269,13 @@ class RayEngine:
         try:
             return self._run(ray, context, tasks, done, futures)
         except BaseException:  # Ctrl-C, SIGTERM, a journal that cannot be written: no task goes on
-            for f in futures:
-                ray.cancel(f, force=True)
-            if local:
-                ray.shutdown()  # the local instance this run started, with its processes
+            if local:  # the local instance this run started ends with its processes. No ray.cancel
+                # first: a reply that crosses a forced cancel aborts the driver inside Ray's core
+                # worker ("Tried to complete task that was not pending", exit 1, seen in CI).
+                ray.shutdown()
+            else:
+                for f in futures:
+                    ray.cancel(f, force=True)
             raise
 
     def _run(self, ray, context, tasks, done, futures: dict) -> dict:
@@ -339,6 +342,10 @@ def _start_ray_reaper(ray) -> None:
 
 
 def _ray_task(context, fn: str, params: dict, threads: int) -> dict:
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C reaches the whole process group, local Ray workers included: the main process
+        # decides (as for the process engine), so no task ends half-way with a reply that races it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     T.set_context(context, progress=False)
     return _worker_run(fn, params)
