@@ -139,3 +139,18 @@ def test_range_observer_is_independent_of_order_and_chunking_and_bounded():
     assert c.full_scale(99.0) < a.full_scale(99.0)
     with pytest.raises(ValueError, match="bins must be a power of two"):
         RangeObserver(bins=1000)
+
+
+@pytest.mark.parametrize("fs", [1e-30, 5.0 / 7, 17.3, 1e30])
+@pytest.mark.parametrize("signed", [False, True])
+def test_the_read_paths_in_place_quantiser_equals_the_adc_bit_for_bit(fs, signed):
+    from imcsim.tiles.readout import quantize
+
+    adc = ADC(4, fs, signed=signed)
+    g = torch.Generator().manual_seed(2)
+    ties = ((torch.arange(-40, 40, dtype=torch.float64) + 0.5) * adc.lsb).to(torch.float32)  # round half to even
+    for x in ((torch.rand(50_000, generator=g) * 2.4 - 1.2) * fs, ties, torch.nextafter(ties, ties + 1),
+              ((torch.rand(50_000, generator=g, dtype=torch.float64) * 2.4 - 1.2) * fs)):
+        out, clipped = quantize(x.clone(), adc, keep_clipped=True)
+        assert torch.equal(out, adc(x))
+        assert torch.equal(clipped.bool(), (x < (adc.code_min - 0.5) * adc.lsb) | (x > (adc.code_max + 0.5) * adc.lsb))

@@ -42,17 +42,22 @@ def add_read_noise(Y: torch.Tensor, var: torch.Tensor, keys: torch.Tensor, sigma
 
 def quantize(Y: torch.Tensor, adc: ADC, keep_clipped: bool = False):
     """The ADC's output for currents Y (normalised units): code x lsb, the code
-    round(Y / lsb) clipped to the code range -- one fused pass (float32: torch's fake-quantize,
-    equal to :class:`crossbar_models.ADC` up to float rounding at code boundaries). Returns (output, clipped): clipped is 1.0
-    where a current fell outside the range (kept for chip-in-the-loop training's gradient
-    gate), else None."""
+    round(Y / lsb) clipped to the code range; in place on Y. Equal to
+    :class:`crossbar_models.ADC` bit for bit: float32 multiplies by the float32 reciprocal
+    of the step as torch's fake-quantize kernel does (that kernel itself ran 5x slower
+    here). Returns (output, clipped): clipped is 1.0 where a current fell outside the range
+    (kept for chip-in-the-loop training's gradient gate), else None."""
     lsb = adc.lsb
     clipped = None
     if keep_clipped:
         clipped = ((Y < (adc.code_min - 0.5) * lsb) | (Y > (adc.code_max + 0.5) * lsb)).to(Y.dtype)
     if Y.dtype == torch.float64:
-        return torch.round(Y / lsb).clamp_(adc.code_min, adc.code_max).mul_(lsb), clipped
-    return torch.fake_quantize_per_tensor_affine(Y, lsb, 0, adc.code_min, adc.code_max), clipped
+        Y.div_(lsb)
+    else:
+        step = torch.tensor(lsb, dtype=torch.float32)
+        Y.mul_(float(step.reciprocal()))
+        lsb = float(step)
+    return Y.round_().clamp_(adc.code_min, adc.code_max).mul_(lsb), clipped
 
 
 def shift_add(Y: torch.Tensor, K: int, og: int, cw: list[float], dtype) -> torch.Tensor:
