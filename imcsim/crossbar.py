@@ -158,27 +158,43 @@ class TiledMatrix(nn.Module):
         if self.hw.adc.range == "calibrated":
             self.adc_full_scale = None
 
-    def _program(self, w_int: torch.Tensor, scale: torch.Tensor) -> None:
+    def _program(self, w_int: torch.Tensor, scale: torch.Tensor, time: float | None = None) -> None:
         """Draw this instance's programmed conductances (variation, faults) from ``self.seed``
-        and install the matrices of the read (:mod:`imcsim.tiles.programming`)."""
+        and install the matrices of the read (:mod:`imcsim.tiles.programming`), as read
+        ``time`` seconds after programming (default: ``hw.device.time``)."""
+        hw = self.hw if time is None else self.hw.replace(**{"device.time": float(time)})
+        self.read_time = hw.device.time  # seconds since programming of the installed matrices
         with stage("program"):
             M, self._nominal, att = programmed_conductances(
-                w_int, self.hw, self.grid, self.groups, self.seed, getattr(self, "_nominal", None),
+                w_int, hw, self.grid, self.groups, self.seed, getattr(self, "_nominal", None),
                 want_attenuation=getattr(self, "chip_training", False))
             spec = self.input_spec
             max_in = spec.max_int if spec.kind != "analog" else 2**spec.bits - 1
             self._install(read_matrices(M, self.hw, self.grid, self.groups, self.in_group, max_in, att), w_int, scale)
 
-    def reprogram(self, seed: int) -> None:
+    def reprogram(self, seed: int, time: float | None = None) -> None:
         """Program the same integer weights as another chip instance: new variation, faults
         and read-noise key from ``seed``; the ADC range must be calibrated again (a fixed
-        range stays). Equals building the layer with that seed."""
+        range stays). Equals building the layer with that seed. time: read the instance this
+        many seconds after programming instead of at ``hw.device.time`` (see :meth:`read_at`)."""
         self.seed = int(seed)
-        device = self.G.device
-        self._program(self.w_int.to(torch.float64).cpu(), self.w_scale.to(torch.float64).cpu())
-        self.to(device)
+        self._reprogram_same(time)
         if self.hw.adc.range == "calibrated":
             self.adc_full_scale = None
+
+    def read_at(self, time: float | None = None) -> None:
+        """Read this same chip instance ``time`` seconds after programming (default:
+        ``hw.device.time``): the same programming draws, then the drift draws of that time.
+        The ADC range, input range and column correction are kept -- they were set on the
+        chip as it was then (``adc.calibrated_at = "programming"``)."""
+        keep = self.adc_full_scale, self.col_gain, self.col_offset
+        self._reprogram_same(time)
+        self.adc_full_scale, self.col_gain, self.col_offset = keep
+
+    def _reprogram_same(self, time: float | None) -> None:
+        device = self.G.device
+        self._program(self.w_int.to(torch.float64).cpu(), self.w_scale.to(torch.float64).cpu(), time)
+        self.to(device)
 
     def _install(self, p: ProgrammedArray, w_int: torch.Tensor, scale: torch.Tensor) -> None:
         """Hold a programmed array's matrices as buffers (they move with ``.to(device)``)."""

@@ -32,6 +32,7 @@ WIRE_SOLVES = ("exact", "nominal")
 READ_NOISE_DRAWS = ("stream", "element")
 IDEAL_SUFFIX = "-ideal"
 CORRECTIONS = ("none", "columns", "moments")
+CALIBRATED_AT = ("read", "programming")
 MAX_SEED = 2**32 - 1  # chip seeds; layer seeds derived from them stay far below 2**63
 
 
@@ -54,7 +55,12 @@ class ADCConfig:
     applies them to every later read (costs: one pass over the calibration data, and one
     multiply and one add per output value); ``moments`` maps each output's mean and spread
     on the calibration data onto those of the exact products instead (a re-estimated
-    normalisation); ``none`` (default) corrects nothing."""
+    normalisation); ``none`` (default) corrects nothing. calibrated_at: when a chip read
+    ``device.time`` seconds after programming has its ADC ranges (and any correction) set:
+    ``read`` (default) on the chip as read then, as if recalibrated just before use;
+    ``programming`` on the chip right after programming (time 0, nothing drifted), the
+    ranges then kept while the conductances drift -- a chip calibrated once, in the factory
+    (costs one more programming pass per chip instance when the chip drifts)."""
 
     bits: int | None = 4
     range: str = "calibrated"
@@ -65,6 +71,7 @@ class ADCConfig:
     accumulate: str = "digital"
     sample_and_hold: bool = True
     correction: str = "none"
+    calibrated_at: str = "read"
 
     def __post_init__(self):
         if self.bits is not None:
@@ -83,6 +90,7 @@ class ADCConfig:
         if self.correction is None:  # (a sweep's 'none' arrives as None)
             object.__setattr__(self, "correction", "none")
         check_choice("adc.correction", self.correction, CORRECTIONS)
+        check_choice("adc.calibrated_at", self.calibrated_at, CALIBRATED_AT)
 
     @property
     def lossless(self) -> bool:
@@ -355,6 +363,8 @@ class HardwareConfig:
             adc["bits"] = "lossless"
         if adc["correction"] == "none":  # written only when set: records (and study keys) stay as they were
             del adc["correction"]
+        if adc["calibrated_at"] == "read":
+            del adc["calibrated_at"]
         out = {
             "name": self.name,
             "seed": self.seed,
@@ -420,6 +430,8 @@ class HardwareConfig:
     def describe(self) -> str:
         d = self.device
         adc = "lossless" if self.adc.lossless else f"{self.adc.bits}-bit {self.adc.range}"
+        if self.adc.calibrated_at == "programming" and not self.adc.lossless:
+            adc += " (calibrated right after programming)"
         return (
             f"{self.name}: {self.rows}x{self.cols} tiles, {self.weight_bits}-bit weights ({self.mapping}, "
             f"{d.bits_per_cell} bit/cell), g_on/g_off {d.g_on:.3g}/{d.g_off:.3g} S, variation {d.variation:g}, "

@@ -173,3 +173,48 @@ def test_rram_relaxation_spread_matches_the_published_fits(t):
     plain = DeviceModel(g_on=g_on, g_off=1e-7, variation=0.05)
     early = DeviceModel(**{**plain.__dict__, "drift": "rram-relaxation", "time": 1.0})
     assert torch.equal(early.program(g, torch.Generator().manual_seed(3)), plain.program(g, torch.Generator().manual_seed(3)))
+
+
+@pytest.mark.filterwarnings("ignore::imcsim.errors.CalibrationWarning")
+def test_a_chip_calibrated_at_programming_keeps_those_ranges_as_it_drifts():
+    from imcsim import convert, reprogram
+    from imcsim.convert import crossbar_layers
+    from imcsim import models
+
+    net = models.mlp(in_shape=(16,), hidden=(24,), num_classes=4, kind="snn", timesteps=3).eval()
+    x = torch.rand(6, 16, generator=torch.Generator().manual_seed(8))
+    drift = HardwareConfig.preset("rram").replace(**{"device.drift": "power", "device.nu_mean": 0.1})
+    year = drift.replace(**{"device.time": 3.2e7})
+    factory = year.replace(**{"adc.calibrated_at": "programming"})
+
+    def layers(m):
+        return [layer for _, layer in crossbar_layers(m)]
+
+    fresh = convert(net, drift, calibration=x, seed=3)  # read right after programming (time 0)
+    recal = convert(net, year, calibration=x, seed=3)  # drifted a year, ADC ranges set on the drifted currents
+    kept = convert(net, factory, calibration=x, seed=3)  # drifted a year, ADC ranges from the day it was programmed
+    for f, r, k in zip(layers(fresh), layers(recal), layers(kept)):
+        assert k.adc_full_scale == f.adc_full_scale != r.adc_full_scale  # drift shrank the currents recal saw
+        assert torch.equal(k.mats, r.mats) and k.read_time == 3.2e7  # the same drifted chip is read
+        r.adc_full_scale = f.adc_full_scale  # by hand: the drifted chip with the fresh chip's ranges
+    assert torch.equal(kept(x), recal(x))
+    # another instance by reprogram equals converting it directly
+    again, direct = reprogram(kept, 5, calibration=x), convert(net, factory, calibration=x, seed=5)
+    assert [m.adc_full_scale for m in layers(again)] == [m.adc_full_scale for m in layers(direct)]
+    assert all(torch.equal(a.mats, b.mats) for a, b in zip(layers(again), layers(direct)))
+    assert torch.equal(again(x), direct(x))
+    # a column correction is fitted on the fresh chip too
+    cols = {"adc.correction": "columns"}
+    f2, k2 = convert(net, drift.replace(**cols), calibration=x), convert(net, factory.replace(**cols), calibration=x)
+    assert all(torch.equal(a.col_gain, b.col_gain) for a, b in zip(layers(f2), layers(k2)))
+    # nothing drifted: the option changes nothing
+    assert torch.equal(convert(net, drift.replace(**{"adc.calibrated_at": "programming"}), calibration=x, seed=3)(x),
+                       fresh(x))
+
+
+def test_calibrated_at_round_trips_and_is_checked():
+    hw = HardwareConfig.preset("pcm").replace(**{"adc.calibrated_at": "programming"})
+    assert HardwareConfig.from_dict(hw.to_dict()) == hw
+    assert "calibrated_at" not in HardwareConfig.preset("pcm").to_dict()["adc"]  # old records unchanged
+    with pytest.raises(ConfigError, match="adc.calibrated_at.*'later'"):
+        hw.replace(**{"adc.calibrated_at": "later"})

@@ -172,8 +172,8 @@ def reprogram(model: nn.Module, seed: int, *, calibration=None, batch_size: int 
         raise ValueError("reprogram needs a model made by imcsim.convert")
     out = G.detached_deepcopy(model)
     out.chip_seed = chip
-    for _, m in crossbar_layers(out):
-        m.reprogram(layer_seed(chip, m.seed - layer_seed(old, 0)))
+    for _, m in crossbar_layers(out):  # a chip calibrated before it drifts: programmed as then (calibrate reads it later)
+        m.reprogram(layer_seed(chip, m.seed - layer_seed(old, 0)), time=0.0 if _calibrated_before_drift(m) else None)
     layers = [m for _, m in crossbar_layers(out)]
     ranges_known = all(m.input_spec.kind != "analog" or m.input_spec.scale is not None for m in layers)
     if any((not m.hw.adc.lossless and m.hw.adc.range == "calibrated") or m.hw.adc.correction != "none"
@@ -357,10 +357,32 @@ def calibrate(model: nn.Module, data, *, batch_size: int = 256, inputs: bool = T
     the same for every chip instance) and runs only the second pass. Layers with
     an ``adc.correction`` then get a third pass: the calibrated chip reads the data and
     each output's gain and offset are fitted against the exact integer products.
+    Layers with ``adc.calibrated_at = "programming"`` on a drifting chip are calibrated on
+    the chip as programmed (time 0) and then read at ``device.time`` with those ranges.
     """
     layers = [m for _, m in crossbar_layers(model)]
     if not layers:
         raise ValueError("calibrate: the model has no crossbar layers (did you call imcsim.convert?)")
+    early = [m for m in layers if _calibrated_before_drift(m)]
+    for m in early:
+        if m.read_time != 0.0:
+            m.read_at(0.0)
+    try:
+        _calibrate(model, layers, data, batch_size, inputs)
+    finally:
+        for m in early:
+            m.read_at()  # the same chip, drifted to device.time; calibration kept
+    return model
+
+
+def _calibrated_before_drift(m: TiledMatrix) -> bool:
+    """Whether layer m has ADC ranges or a correction set right after programming and is read later, drifted."""
+    adc = m.hw.adc
+    calibrated = (not adc.lossless and adc.range == "calibrated") or adc.correction != "none"
+    return calibrated and adc.calibrated_at == "programming" and m.hw.device.drifting
+
+
+def _calibrate(model, layers, data, batch_size, inputs) -> None:
     analog = [m for m in layers if m.input_spec.kind == "analog"] if inputs else []
     if not inputs and any(m.input_spec.kind == "analog" and m.input_spec.scale is None for m in layers):
         raise CalibrationError("calibrate(inputs=False): the analog input ranges were never calibrated")
@@ -422,4 +444,3 @@ def calibrate(model: nn.Module, data, *, batch_size: int = 256, inputs: bool = T
         for m in corrected:
             m.finish_correction_fit()
     reset_events(model)
-    return model
