@@ -128,12 +128,14 @@ class DeviceModel:
         """Target conductance (siemens) of integer levels 0..levels-1."""
         level = check_tensor("level", level)
         lo, hi = level.min().item() if level.numel() else 0, level.max().item() if level.numel() else 0
-        if lo < 0 or hi > self.levels - 1 or not bool((level == level.round()).all()):
+        flat = level.reshape(-1)
+        whole = all(torch.equal(c, c.round()) for c in flat.split(1 << 22))  # (in pieces: a layer can be GBs)
+        if lo < 0 or hi > self.levels - 1 or not whole:
             raise ValueError(
                 f"level must hold integers in [0, {self.levels - 1}] for bits_per_cell="
                 f"{self.bits_per_cell}, got values in [{lo}, {hi}]"
             )
-        return self.g_off + level * self.delta_g
+        return (level * self.delta_g).add_(self.g_off)  # = g_off + level * delta_g, one float64 copy
 
     def program(self, target: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Conductances of one programmed chip instance for ``target`` conductances (siemens),

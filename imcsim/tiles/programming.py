@@ -91,13 +91,13 @@ def programmed_conductances(w_int: torch.Tensor, hw: HardwareConfig, grid: TileG
         del levels
     G0 = dev.level_conductance(lv_tiles.to(torch.float64))
     G = dev.program(G0, torch.Generator().manual_seed(seed))
+    if hw.wire_solve == "nominal" and not hw.wires.is_ideal and not reuse:
+        base = nominal_wire_base(G0, hw.wires, precision=hw.wire_precision).to(torch.float32)
+        nominal = NominalArray(lv_tiles, base)
+    del G0  # (a whole layer's float64 cells: freed before the wire solve)
     if hw.wires.is_ideal:
         M, nominal = G, None
     elif hw.wire_solve == "nominal":  # the nominal array solved once; each instance a first-order update
-        if not reuse:
-            base = nominal_wire_base(G0, hw.wires, precision=hw.wire_precision).to(torch.float32)
-            nominal = NominalArray(lv_tiles, base)
-        del G0
         M = perturbed_effective_conductance(G, nominal.wire_base, hw.wires)
     else:
         M, nominal = effective_conductance(G, hw.wires, precision=hw.wire_precision), None
@@ -118,32 +118,39 @@ def read_matrices(M: torch.Tensor, hw: HardwareConfig, grid: TileGrid, groups: i
     pols = 2 if hw.mapping == "differential" else 1
     og = grid.columns // (pols * S)
 
-    def weight_order(t):  # (G, Tr, Tc, rows, cols) -> (G, Tr, R, og, polarities, slices)
+    def weight_order(t):  # (G, Tr', rows, cols) -> (G, Tr', R, og, polarities, slices)
         t = t.movedim(-2, -3)[..., : grid.used_cols]
-        return t.reshape(groups, Tr, hw.rows, -1)[..., : grid.columns].reshape(groups, Tr, hw.rows, og, pols, S)
+        n = t.shape[1]
+        return t.reshape(groups, n, hw.rows, -1)[..., : grid.columns].reshape(groups, n, hw.rows, og, pols, S)
 
-    Mn = weight_order(M / dev.delta_g)
     cw = slice_weights(hw)
     gain = None if att is None else _gradient_gain(weight_order(att[0]), weight_order(att[1]), cw.abs().view(pols, S),
                                                    in_group)
     noisy = dev.read_noise > 0  # squares needed for the read-noise variances
-    if pair:  # the ADC sees the difference current of each (G+, G-) column pair
-        Mn_sq = Mn[..., 0, :] ** 2 + Mn[..., 1, :] ** 2 if noisy else None
-        Mn = Mn[..., 0, :] - Mn[..., 1, :]
-        cw = cw[:S]
-    else:
-        Mn = Mn.reshape(groups, Tr, hw.rows, og, pols * S)
-        Mn_sq = Mn**2 if noisy else None
+    K = S if pair else pols * S
     rows = in_group if Tr == 1 else hw.rows  # a single row tile: undriven rows dropped
-
-    def compute_order(t, dest):  # (G, Tr, R, og, K) -> dest (G*Tr, rows, K*og)
-        dest.view(groups, Tr, rows, -1, og).copy_(t[:, :, :rows].permute(0, 1, 2, 4, 3))
-
-    mats = torch.empty(2 if noisy else 1, groups * Tr, rows, Mn.shape[-1] * og, dtype=torch.float32)
-    compute_order(Mn, mats[0])
-    if noisy:
-        compute_order(Mn_sq, mats[1])
-    del Mn_sq
+    mats = torch.empty(2 if noisy else 1, groups * Tr, rows, K * og, dtype=torch.float32)
+    dest = mats.view(mats.shape[0], groups, Tr, rows, K, og)
+    Wl = torch.empty(groups, Tr, hw.rows, og, dtype=torch.float64)
+    cw_k = cw[:S] if pair else cw
+    # Row tiles a few at a time (about 2**22 cells): the float64 intermediates stay small
+    # beside M and mats, and every value is computed as it would be in one pass.
+    step = max(1, (1 << 22) // max(1, M[:, :1].numel()))
+    for t0 in range(0, Tr, step):
+        blk = weight_order(M[:, t0:t0 + step]) / dev.delta_g  # normalised units (weight_order may be a view of M)
+        if pair:  # the ADC sees the difference current of each (G+, G-) column pair
+            sq = blk[..., 0, :] ** 2 + blk[..., 1, :] ** 2 if noisy else None
+            blk = blk[..., 0, :] - blk[..., 1, :]
+        else:
+            blk = blk.reshape(*blk.shape[:4], pols * S)
+            sq = blk**2 if noisy else None
+        n = blk.shape[1]
+        dest[0, :, t0:t0 + n].copy_(blk[:, :, :rows].permute(0, 1, 2, 4, 3))
+        if noisy:
+            dest[1, :, t0:t0 + n].copy_(sq[:, :, :rows].permute(0, 1, 2, 4, 3))
+        del sq
+        Wl[:, t0:t0 + n] = torch.einsum("gtrok,k->gtro", blk, cw_k)
+    cw = cw_k
 
     g_off_units = dev.g_off / dev.delta_g
     # Digital removal of input-proportional terms: the offset of offset mapping, and the
@@ -151,7 +158,7 @@ def read_matrices(M: torch.Tensor, hw: HardwareConfig, grid: TileGrid, groups: i
     leak = 0.0 if pair else g_off_units * float(cw.sum())
     input_offset = leak + (hw.weight_qmax if hw.mapping == "offset" else 0)
     # Effective weights for the linear read-out: sum_k cw_k Mn_k - offset, (G, in_g, og).
-    Wl = torch.einsum("gtrok,k->gtro", Mn, cw).reshape(groups, Tr * hw.rows, og)[:, :in_group] - input_offset
+    Wl = Wl.reshape(groups, Tr * hw.rows, og)[:, :in_group] - input_offset
     exact32 = float(Wl.abs().sum(1).max()) * max_input < 2**24
     L = 2**dev.bits_per_cell - 1
     return ProgrammedArray(
