@@ -98,6 +98,11 @@ class DeviceModel:
         return 1e-3 * self.g_off if self.g_off > 0 else 1e-3 * self.g_on * 1e-6
 
     @property
+    def programs_exactly(self) -> bool:
+        """Whether :meth:`program` returns its targets unchanged (no variation, faults or drift)."""
+        return self.variation == 0 and self.p_stuck_on == 0 and self.p_stuck_off == 0 and not self.drifting
+
+    @property
     def drifting(self) -> bool:
         """Whether a chip read at ``time`` differs from one read right after programming."""
         if self.drift == "rram-relaxation":
@@ -124,8 +129,9 @@ class DeviceModel:
         return (self.variation == 0 and self.read_noise == 0 and self.p_stuck_on == 0 and self.p_stuck_off == 0
                 and not self.drifting)
 
-    def level_conductance(self, level: torch.Tensor) -> torch.Tensor:
-        """Target conductance (siemens) of integer levels 0..levels-1."""
+    def level_conductance(self, level: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+        """Target conductance (siemens) of integer levels 0..levels-1 (in_place: written over
+        a floating-point ``level``, which a whole layer's cells make worth it)."""
         level = check_tensor("level", level)
         lo, hi = level.min().item() if level.numel() else 0, level.max().item() if level.numel() else 0
         flat = level.reshape(-1)
@@ -135,7 +141,8 @@ class DeviceModel:
                 f"level must hold integers in [0, {self.levels - 1}] for bits_per_cell="
                 f"{self.bits_per_cell}, got values in [{lo}, {hi}]"
             )
-        return (level * self.delta_g).add_(self.g_off)  # = g_off + level * delta_g, one float64 copy
+        out = level.mul_(self.delta_g) if in_place and level.is_floating_point() else level * self.delta_g
+        return out.add_(self.g_off)  # = g_off + level * delta_g
 
     def program(self, target: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Conductances of one programmed chip instance for ``target`` conductances (siemens),
@@ -149,7 +156,7 @@ class DeviceModel:
         """
         target = check_tensor("target", target)
         drifting = self.drifting
-        if self.variation == 0 and self.p_stuck_on == 0 and self.p_stuck_off == 0 and not drifting:
+        if self.programs_exactly:
             return target.clone()
         if generator is None:
             raise ValueError("program() needs a torch.Generator when variation, faults or drift are on")

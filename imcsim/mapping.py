@@ -53,20 +53,21 @@ def slice_weights(hw: HardwareConfig) -> torch.Tensor:
 
 
 def weight_levels(w_int: torch.Tensor, hw: HardwareConfig) -> torch.Tensor:
-    """(out, in, polarities, slices) int64 cell levels in [0, 2**bits_per_cell - 1]."""
-    w = w_int.to(torch.int64)
+    """(out, in, polarities, slices) int32 cell levels in [0, 2**bits_per_cell - 1] (int32:
+    weights have at most 16 bits, and a large layer's copies stay half the size)."""
+    w = w_int.to(torch.int32)
     q = hw.weight_qmax
     if hw.mapping == "differential":
         mags = torch.stack([w.clamp(min=0), (-w).clamp(min=0)], dim=-1)
     else:
         mags = (w + q).unsqueeze(-1)
     bpc = hw.device.bits_per_cell
-    shifts = bpc * torch.arange(hw.slices, dtype=torch.int64)
+    shifts = bpc * torch.arange(hw.slices, dtype=torch.int32)
     return (mags.unsqueeze(-1) >> shifts) & (2**bpc - 1)
 
 
 def level_matrix(w_int: torch.Tensor, hw: HardwareConfig) -> torch.Tensor:
-    """(in, out * columns_per_weight) int64 levels; column index = (o * P + p) * S + s."""
+    """(in, out * columns_per_weight) int32 levels; column index = (o * P + p) * S + s."""
     lv = weight_levels(w_int, hw)  # (out, in, P, S)
     out, inp = lv.shape[:2]
     return lv.permute(1, 0, 2, 3).reshape(inp, out * hw.columns_per_weight)

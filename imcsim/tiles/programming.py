@@ -86,11 +86,13 @@ def programmed_conductances(w_int: torch.Tensor, hw: HardwareConfig, grid: TileG
         lv_tiles = nominal.levels
     else:
         og = w_int.shape[0] // groups
-        levels = torch.stack([level_matrix(w_int[g * og:(g + 1) * og], hw) for g in range(groups)])
-        lv_tiles = tile(levels, grid).to(torch.uint8)  # (G, Tr, Tc, rows, cols); levels < 256
+        # levels < 256: uint8 before stacking and tiling (int64 copies of a large layer cost GBs)
+        levels = torch.stack([level_matrix(w_int[g * og:(g + 1) * og], hw).to(torch.uint8) for g in range(groups)])
+        lv_tiles = tile(levels, grid)  # (G, Tr, Tc, rows, cols)
         del levels
-    G0 = dev.level_conductance(lv_tiles.to(torch.float64))
-    G = dev.program(G0, torch.Generator().manual_seed(seed))
+    G0 = dev.level_conductance(lv_tiles.to(torch.float64), in_place=True)
+    # (an exactly programmed chip needs no copy of its targets)
+    G = G0 if dev.programs_exactly else dev.program(G0, torch.Generator().manual_seed(seed))
     if hw.wire_solve == "nominal" and not hw.wires.is_ideal and not reuse:
         base = nominal_wire_base(G0, hw.wires, precision=hw.wire_precision).to(torch.float32)
         nominal = NominalArray(lv_tiles, base)
