@@ -131,7 +131,7 @@ class DeviceModel:
 
     def level_conductance(self, level: torch.Tensor, in_place: bool = False) -> torch.Tensor:
         """Target conductance (siemens) of integer levels 0..levels-1 (in_place: written over
-        a floating-point ``level``, which a whole layer's cells make worth it)."""
+        ``level`` when it is floating point -- a whole layer's cells make that worth it)."""
         level = check_tensor("level", level)
         lo, hi = level.min().item() if level.numel() else 0, level.max().item() if level.numel() else 0
         flat = level.reshape(-1)
@@ -141,7 +141,7 @@ class DeviceModel:
                 f"level must hold integers in [0, {self.levels - 1}] for bits_per_cell="
                 f"{self.bits_per_cell}, got values in [{lo}, {hi}]"
             )
-        out = level.mul_(self.delta_g) if in_place and level.is_floating_point() else level * self.delta_g
+        out = level.mul_(self.delta_g) if in_place else level * self.delta_g
         return out.add_(self.g_off)  # = g_off + level * delta_g
 
     def program(self, target: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

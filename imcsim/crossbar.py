@@ -170,7 +170,7 @@ class TiledMatrix(nn.Module):
                 want_attenuation=getattr(self, "chip_training", False))
             spec = self.input_spec
             max_in = spec.max_int if spec.kind != "analog" else 2**spec.bits - 1
-            self._install(read_matrices(M, self.hw, self.grid, self.groups, self.in_group, max_in, att), w_int, scale)
+            self._install(read_matrices(M, hw, self.grid, self.groups, self.in_group, max_in, att), w_int, scale)
 
     def reprogram(self, seed: int, time: float | None = None) -> None:
         """Program the same integer weights as another chip instance: new variation, faults

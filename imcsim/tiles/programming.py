@@ -120,7 +120,7 @@ def read_matrices(M: torch.Tensor, hw: HardwareConfig, grid: TileGrid, groups: i
     pols = 2 if hw.mapping == "differential" else 1
     og = grid.columns // (pols * S)
 
-    def weight_order(t):  # (G, Tr', rows, cols) -> (G, Tr', R, og, polarities, slices)
+    def weight_order(t):  # (G, Tr', Tc, rows, cols) -> (G, Tr', R, og, polarities, slices)
         t = t.movedim(-2, -3)[..., : grid.used_cols]
         n = t.shape[1]
         return t.reshape(groups, n, hw.rows, -1)[..., : grid.columns].reshape(groups, n, hw.rows, og, pols, S)
