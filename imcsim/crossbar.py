@@ -42,9 +42,9 @@ from .events import CROSSBAR_EVENTS, EventCounter, counting_enabled
 from .hardware import HardwareConfig
 from .mapping import TileGrid, quantize_weights
 from .surrogate import straight_through_weight, with_surrogate_gradient
-from .tiles.counting import count_reads, new_tally, tally_events
+from .tiles.counting import conv_tile_counts, count_reads, new_tally, tally_events
 from .tiles.programming import ProgrammedArray, programmed_conductances, read_matrices, split_mats
-from .tiles.readout import add_read_noise, quantize, read_keys, read_offsets, shift_add
+from .tiles.readout import add_read_noise, code_unit, combine_reads, quantize, read_keys, read_offsets, shift_add
 from .tiles.timing import stage
 
 INPUT_KINDS = ("spike", "quantized", "analog")
@@ -362,13 +362,21 @@ class TiledMatrix(nn.Module):
             return y.repeat(repeat, 1) if repeat > 1 else y
         with stage("encode", xf):
             x_int, step = self.encode(xf.to(torch.float32), checked)
+        return self.forward_int(x_int, step, keys, repeat).to(out_dtype)
+
+    @torch.no_grad()
+    def forward_int(self, x_int: torch.Tensor, step: float, keys: torch.Tensor | None = None,
+                    repeat: int = 1) -> torch.Tensor:
+        """The read of already encoded inputs x_int (V, in), integer-valued float32 from
+        :meth:`encode` with one integer step = ``step`` (a convolution encodes its feature
+        map once, before unfolding it into patches). Returns (repeat * V, out) float32 or
+        float64."""
         units = self._compute(x_int, keys, repeat)
         if self._fit is not None:
             self._fit_update(x_int, units, repeat)
         units = self.correct(units)
         scale = self.w_scale * step
-        y = units * (scale.double() if units.dtype == torch.float64 else scale)
-        return y.to(out_dtype)
+        return units * (scale.double() if units.dtype == torch.float64 else scale)
 
     # ----------------------------------------------------------------- column correction
     def correct(self, units: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -451,13 +459,20 @@ class TiledMatrix(nn.Module):
     def _planes(self, x_int: torch.Tensor, drv: InputDriver) -> tuple[torch.Tensor, list[float]]:
         """(P, V, in) float32 plane values and the digital weight of each plane."""
         pw = [float(w) for w in drv.plane_weights(dtype=torch.float64)]
+        return self.driver_planes(x_int, drv), pw
+
+    def driver_planes(self, x_int: torch.Tensor, drv: InputDriver | None = None) -> torch.Tensor:
+        """Integer inputs of any shape -> (P, *shape) float32 values the driver puts on the rows
+        in each of its P reads: the inputs (binary), one bit each (bit-serial), or the level
+        as a fraction of the largest (DAC)."""
+        drv = drv or self.driver()
         if drv.mode == "binary":
-            return x_int.unsqueeze(0), pw
+            return x_int.unsqueeze(0)
         if drv.mode == "dac":
-            return (x_int / drv.max_input).unsqueeze(0), pw
+            return (x_int / drv.max_input).unsqueeze(0)
         xi = x_int.to(torch.int32)
-        shifts = torch.arange(drv.bits, dtype=torch.int32, device=x_int.device).view(-1, 1, 1)
-        return ((xi.unsqueeze(0) >> shifts) & 1).to(torch.float32), pw
+        shifts = torch.arange(drv.bits, dtype=torch.int32, device=x_int.device).view(-1, *([1] * x_int.dim()))
+        return ((xi.unsqueeze(0) >> shifts) & 1).to(torch.float32)
 
     # ---------------------------------------------------------------- linear read-out
     def _linear(self, x_int: torch.Tensor, drv: InputDriver, tally) -> torch.Tensor:
@@ -500,22 +515,14 @@ class TiledMatrix(nn.Module):
         if counting_enabled():
             drv = self.driver()
             tally = new_tally(x_int.device)
-            Tr, rows = self.grid.row_tiles, self.hw.rows
-            # one 0/1 kernel per row tile: the patch elements (c, kh, kw) that tile holds
-            tile_of_row = torch.arange(self.in_group, device=x_int.device) // rows
-            masks = (tile_of_row == torch.arange(Tr, device=x_int.device).unsqueeze(1)).to(x_int.dtype)
-            masks = masks.view(Tr, *self._conv_w.shape[1:])
-            ones = torch.ones(1, *self._conv_w.shape[1:], dtype=x_int.dtype, device=x_int.device)
-            planes = ([(x_int.to(torch.int32) >> b) & 1 for b in range(drv.bits)] if drv.mode == "bit_serial"
-                      else [x_int])
-            for plane in planes:
-                plane = plane.to(x_int.dtype)
-                nz = (plane != 0).to(x_int.dtype)
-                any_read = F.conv2d(nz, masks, None, **conv) > 0  # (N, Tr, Ho, Wo)
-                any_read = any_read.permute(0, 2, 3, 1).reshape(1, -1, 1, Tr)  # (P=1, V, G=1, Tr), V = (n, l)
-                src = plane if drv.mode == "binary" or drv.mode == "bit_serial" else nz
-                active = F.conv2d(src, ones, None, **conv).sum(dtype=torch.float64)
-                self._count(any_read, active, tally)
+            # every plane is 0/1 where it is driven (spikes, bits) or counted by its nonzero
+            # entries (DAC levels): all planes' per-tile counts in one pass over the batch
+            nz = self.driver_planes(x_int, drv).flatten(0, 1) if drv.mode == "bit_serial" \
+                else (x_int != 0).to(x_int.dtype)
+            counts = conv_tile_counts(nz, self.hw.rows, kernel, stride, padding, dilation)  # (P*N, Tr, Ho, Wo)
+            P, Tr = nz.shape[0] // x_int.shape[0], counts.shape[1]
+            any_read = (counts > 0).view(P, x_int.shape[0], Tr, -1).permute(0, 1, 3, 2).reshape(P, -1, 1, Tr)
+            self._count(any_read, counts.sum(dtype=torch.float64), tally)
             self._add_events(tally, int(units.shape[0] * units.shape[2] * units.shape[3]), repeat, drv)
         return units
 
@@ -524,24 +531,26 @@ class TiledMatrix(nn.Module):
         """Simulated reads of x_int (V, in); with ``repeat`` r the same inputs are read in r
         consecutive steps (keys and results for r*V vectors, step-major): the currents are
         computed once, the noise, conversions and events r times."""
-        V = x_int.shape[0]
+        V, dev = x_int.shape[0], x_int.device
         P = drv.n_planes
         adc = None if self._observer is not None else self.adc()
         mats = self.mats  # (1|2, G*Tr, rows, KO): conductances and their squares, normalised units
         exact32 = adc is not None or self._code_bound * sum(2.0**b for b in range(P)) < 2**24
         dtype = torch.float32 if exact32 else torch.float64
-        y = torch.empty(repeat * V, self.out_features, dtype=dtype, device=x_int.device)
+        y = torch.empty(repeat * V, self.out_features, dtype=dtype, device=dev)
         if V == 0:
             return y
         per_vector = self.G.shape[0] * P * mats.shape[0] * mats.shape[-1]
         chunk = max(1, _CHUNK_ELEMENTS // per_vector)
-        offsets = read_offsets(self.G.shape[0] * P, device=x_int.device)
+        offsets = read_offsets(self.G.shape[0] * P, device=dev)
         yv = y.view(repeat, V, -1)
         kv = None if keys is None else keys.view(repeat, V)
         clip = torch.zeros_like(yv) if self.chip_training and adc is not None else None
         for s in range(0, V, chunk):
             self._reads(x_int[s: s + chunk], None if kv is None else kv[:, s: s + chunk], drv, adc, mats,
                         yv[:, s: s + chunk], tally, offsets, None if clip is None else clip[:, s: s + chunk])
+        if adc is not None:  # the digital shift-add and accumulation summed integer codes: now their value
+            y.mul_(code_unit(adc, y.dtype))
         if clip is not None:  # clipped share of each output's conversions, weighted by their digital weight
             full = float(sum(abs(w) for w in drv.plane_weights(dtype=torch.float64)) * self._col_weights.abs().sum())
             full *= 1 if self.analog_sum else self.grid.row_tiles
@@ -594,8 +603,8 @@ class TiledMatrix(nn.Module):
                 Yj = Y.clone() if j < r - 1 else Y
                 rk = None if keys is None else self._row_keys(keys[j], tiles, p_all, v_all, offsets)
                 Yj = self._convert(Yj, KO, rk, adc, mask=mask)
-                z = self._slice_sum(Yj, K, og, cw, dest.dtype).view(G_, P, Vc, og)
-                self._accumulate(acc[j], z, plane_w)
+                with stage("shift_add", Yj):
+                    acc[j] += combine_reads(Yj.view(G_, P, Vc, KO), plane_w, cw, og)
                 if clip is not None:
                     c = self._slice_sum(self._clipped, K, og, cw_abs, dest.dtype).view(G_, P, Vc, og)
                     self._accumulate(cacc[j], c, pw_abs)
@@ -607,12 +616,15 @@ class TiledMatrix(nn.Module):
                 Xa = Xt[t_a, i_a]  # (n, R)
                 Y0 = Xa.new_empty(mats.shape[0], n_active, KO)
             start = 0
-            for t, c in enumerate(torch.bincount(t_a, minlength=GT).tolist()):
-                if c:
-                    Y0[:, start:start + c] = self._matmul(Xa[start:start + c], mats[:, t], drv)
-                    start += c
+            with stage("matmul", Xa):  # each tile's products written in place (mats[m, t] and Y0[m, rows] are contiguous)
+                for t, c in enumerate(torch.bincount(t_a, minlength=GT).tolist()):
+                    if c:
+                        Xc = Xa[start:start + c]
+                        for m in range(mats.shape[0]):
+                            torch.mm(Xc * Xc if m and drv.mode == "dac" else Xc, mats[m, t], out=Y0[m, start:start + c])
+                        start += c
             p_a, v_a = i_a // Vc, i_a % Vc
-            w_row = plane_w[p_a].unsqueeze(1)
+            w_row = None if all(w == 1.0 for w in pw) else plane_w[p_a].unsqueeze(1)  # spikes: one plane of weight 1
             dest_rows = v_a * G_ + t_a // Tr  # row of acc[j] viewed as (Vc * G, og)
             for j in range(r):
                 Y = Y0.clone() if j < r - 1 else Y0
@@ -620,7 +632,7 @@ class TiledMatrix(nn.Module):
                 Y = self._convert(Y, KO, rk, adc)
                 z = self._slice_sum(Y, K, og, cw, dest.dtype)
                 with stage("shift_add", z):
-                    acc[j].view(Vc * G_, og).index_add_(0, dest_rows, z.mul_(w_row))
+                    acc[j].view(Vc * G_, og).index_add_(0, dest_rows, z if w_row is None else z.mul_(w_row))
                 if clip is not None:
                     c = self._slice_sum(self._clipped, K, og, cw_abs, dest.dtype).mul_(pw_abs[p_a].unsqueeze(1))
                     cacc[j].view(Vc * G_, og).index_add_(0, dest_rows, c)
@@ -634,9 +646,8 @@ class TiledMatrix(nn.Module):
                 Y = Y0.clone() if j < r - 1 else Y0
                 rk = None if keys is None else self._row_keys(keys[j], tiles, p_all, v_all, offsets)
                 Y = self._convert(Y, KO, rk, adc, mask=mask)
-                z = self._slice_sum(Y, K, og, cw, dest.dtype).view(G_, Tr, P, Vc, og)
-                z = z.sum(1) if Tr > 1 else z[:, 0]  # (G, P, Vc, og): accumulate row tiles
-                self._accumulate(acc[j], z, plane_w)
+                with stage("shift_add", Y):  # row tiles and planes accumulated, slices shifted and added
+                    acc[j] += combine_reads(Y.view(G_, Tr * P, Vc, KO), plane_w.repeat(Tr), cw, og)
                 if clip is not None:
                     c = self._slice_sum(self._clipped, K, og, cw_abs, dest.dtype).view(G_, Tr, P, Vc, og).sum(1)
                     self._accumulate(cacc[j], c, pw_abs)
@@ -659,9 +670,15 @@ class TiledMatrix(nn.Module):
         (1|2, ..., n, KO) = X @ mats, one batched product for 0/1 planes (x**2 == x); DAC
         levels multiply x**2 with the squared conductances."""
         with stage("matmul", X):
-            if mats.shape[0] == 1 or drv.mode != "dac":
-                return X @ mats
-            return torch.stack([X @ mats[0], (X * X) @ mats[1]])
+            if X.dim() != 3:
+                if mats.shape[0] == 1 or drv.mode != "dac":
+                    return X @ mats
+                return torch.stack([X @ mats[0], (X * X) @ mats[1]])
+            # one product per matrix straight into its slot: a broadcast X @ mats would first copy X twice
+            out = X.new_empty(mats.shape[0], X.shape[0], X.shape[1], mats.shape[-1])
+            for m in range(mats.shape[0]):
+                torch.bmm(X * X if m and drv.mode == "dac" else X, mats[m], out=out[m])
+            return out
 
     def _row_keys(self, keys, t, p, v, row_offsets, paired: bool = False) -> torch.Tensor:
         """int32 noise keys of the reads (plane p, vector v) of row tile t, of every tile in
@@ -674,7 +691,8 @@ class TiledMatrix(nn.Module):
 
     def _convert(self, Y, KO, row_keys, adc, mask=None):
         """Column currents (and noise variances) (1|2, ..., n, KO) -> noisy, observed or
-        quantised currents (..., n, KO); row_keys (..., n): each read's noise key."""
+        quantised currents (..., n, KO) -- with an ADC its integer codes (:func:`quantize`), valued
+        once per layer call in :meth:`_reads_all`; row_keys (..., n): each read's noise key."""
         if row_keys is not None:
             with stage("noise", Y):
                 Y = add_read_noise(Y[0], Y[1], row_keys, self.hw.device.read_noise, self.hw.read_noise_draws)
@@ -684,7 +702,7 @@ class TiledMatrix(nn.Module):
             if self._observer is not None:
                 self._observer.update(Y[mask] if mask is not None else Y)
             elif adc is not None:
-                Y, clipped = quantize(Y, adc, keep_clipped=self.chip_training)
+                Y, clipped = quantize(Y, adc, keep_clipped=self.chip_training, codes=True)
                 if clipped is not None:
                     self._clipped = clipped
         return Y
@@ -831,12 +849,21 @@ class CrossbarConv(nn.Module):
         yr, kr = y.view(r, N1, L, -1), None if keys is None else keys.view(r, N1 * L)
         if not self.tiles._digital:  # the values once here, not in every patch that holds them
             self.tiles.check_input(xf[:N1])
+        encoded = not self.tiles._digital
         for a in range(0, N1, chunk):
-            with stage("encode", xf):
-                rows = patch_rows(xf[a: min(a + chunk, N1)], k, s, p, d)  # (n * L, K)
-            n = rows.shape[0] // L
+            xc = xf[a: min(a + chunk, N1)]
+            n = xc.shape[0]
             kc = None if kr is None else kr[:, a * L: (a + n) * L].reshape(-1)
-            yr[:, a: a + n] = self.tiles(rows, kc, repeat=r, checked=True).view(r, n, L, -1)
+            if encoded:  # encode once per feature map, not once per patch that holds a value
+                with stage("encode", xc):
+                    x_int, step = self.tiles.encode(xc.to(torch.float32), checked=True)
+                    x_int = patch_rows(x_int, k, s, p, d)
+                out = self.tiles.forward_int(x_int, step, kc, repeat=r)
+            else:
+                with stage("encode", xc):
+                    rows = patch_rows(xc, k, s, p, d)  # (n * L, K)
+                out = self.tiles(rows, kc, repeat=r, checked=True)
+            yr[:, a: a + n] = out.view(r, n, L, -1)
             if self.tiles.last_gate is not None:
                 if self._gate is None:
                     self._gate = torch.ones(N, L, self.out_channels, dtype=y.dtype, device=y.device)

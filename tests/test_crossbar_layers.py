@@ -387,6 +387,26 @@ def test_whole_convolution_fast_path_equals_the_tile_reads_bits_and_events(mode,
     assert ev_fast == ev_slow and ev_fast["tile_reads"] > 0
 
 
+@pytest.mark.parametrize("C,rows,geom", [(12, 16, dict(kernel=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1))),
+                                         (5, 7, dict(kernel=(3, 2), stride=(2, 1), padding=(2, 0), dilation=(2, 1))),
+                                         (3, 64, dict(kernel=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1))),
+                                         (9, 9, dict(kernel=(1, 3), stride=(1, 2), padding=(0, 1), dilation=(1, 1)))])
+def test_conv_tile_counts_equal_the_unfolded_patches_summed_per_row_tile(C, rows, geom):
+    """The counting stage's per-tile nonzero counts of a convolution, built from channel
+    sums without unfolding, equal the unfolded patches (F.unfold's (c, i, j) row order)
+    cut into tiles of ``rows`` rows and summed."""
+    from imcsim.tiles.counting import conv_tile_counts
+
+    g = torch.Generator().manual_seed(C + rows)
+    nz = (torch.rand(3, C, 7, 9, generator=g) < 0.3).float()
+    counts = conv_tile_counts(nz, rows, geom["kernel"], geom["stride"], geom["padding"], geom["dilation"])
+    patches = F.unfold(nz, geom["kernel"], dilation=geom["dilation"], padding=geom["padding"], stride=geom["stride"])
+    K, L = patches.shape[1], patches.shape[2]
+    Tr = -(-K // rows)
+    ref = F.pad(patches, (0, 0, 0, Tr * rows - K)).view(3, Tr, rows, L).sum(2)
+    assert torch.equal(counts.reshape(3, Tr, L), ref)
+
+
 def test_calibration_on_silent_layers_falls_back_with_a_warning():
     """An untrained network whose later layers never see input: calibration warns and uses
     the fixed ADC range / an input range of [0, 1] instead of failing the study."""

@@ -40,13 +40,16 @@ def add_read_noise(Y: torch.Tensor, var: torch.Tensor, keys: torch.Tensor, sigma
     return Y.addcmul_(eps, var.sqrt_(), value=sigma)
 
 
-def quantize(Y: torch.Tensor, adc: ADC, keep_clipped: bool = False):
+def quantize(Y: torch.Tensor, adc: ADC, keep_clipped: bool = False, codes: bool = False):
     """The ADC's output for currents Y (normalised units): code x lsb, the code
     round(Y / lsb) clipped to the code range; in place on Y. Equal to
     :class:`crossbar_models.ADC` bit for bit: float32 multiplies by the float32 reciprocal
     of the step as torch's fake-quantize kernel does (that kernel itself ran 5x slower
-    here). Returns (output, clipped): clipped is 1.0 where a current fell outside the range
-    (kept for chip-in-the-loop training's gradient gate), else None."""
+    here). codes: return the integer codes themselves (times :func:`code_unit` they are the
+    output); the digital shift-add and accumulation then work on integers, as the chip's
+    do, and scale once at the end. Returns (output, clipped): clipped is 1.0 where a
+    current fell outside the range (kept for chip-in-the-loop training's gradient gate),
+    else None."""
     lsb = adc.lsb
     clipped = None
     if keep_clipped:
@@ -54,10 +57,14 @@ def quantize(Y: torch.Tensor, adc: ADC, keep_clipped: bool = False):
     if Y.dtype == torch.float64:
         Y.div_(lsb)
     else:
-        step = torch.tensor(lsb, dtype=torch.float32)
-        Y.mul_(float(step.reciprocal()))
-        lsb = float(step)
-    return Y.round_().clamp_(adc.code_min, adc.code_max).mul_(lsb), clipped
+        Y.mul_(float(torch.tensor(lsb, dtype=torch.float32).reciprocal()))
+    Y.round_().clamp_(adc.code_min, adc.code_max)
+    return (Y if codes else Y.mul_(code_unit(adc, Y.dtype))), clipped
+
+
+def code_unit(adc: ADC, dtype) -> float:
+    """The value of one ADC code in normalised units, as :func:`quantize` scales codes in ``dtype``."""
+    return adc.lsb if dtype == torch.float64 else float(torch.tensor(adc.lsb, dtype=torch.float32))
 
 
 def shift_add(Y: torch.Tensor, K: int, og: int, cw: list[float], dtype) -> torch.Tensor:
@@ -67,3 +74,19 @@ def shift_add(Y: torch.Tensor, K: int, og: int, cw: list[float], dtype) -> torch
     for k in range(1, K):
         z.add_(Y[..., k * og:(k + 1) * og], alpha=cw[k])
     return z
+
+
+def combine_reads(Y: torch.Tensor, block_w: torch.Tensor, cw: list[float], og: int) -> torch.Tensor:
+    """The digital side of a layer's dense reads in one pass over them: Y (G, B, V, K*og)
+    read results of G groups, B read blocks (row tile x plane) with digital weights
+    ``block_w`` (B,), each read's K column blocks with weights ``cw`` -> (V, G, og) =
+    sum_b block_w[b] sum_k cw[k] Y[g, b, v, k*og:(k+1)*og]. One batched matrix-vector
+    product over the blocks (a single read of Y), then the shift-add of the K slices on
+    the B-times smaller result. Exact on integer ADC codes while sums stay below 2**24."""
+    G, B, V, KO = Y.shape
+    Z = torch.matmul(block_w.to(Y.dtype).view(1, 1, B).expand(G, 1, B), Y.reshape(G, B, V * KO))
+    Z = Z.view(G, V, KO // og, og)
+    out = Z[:, :, 0] * cw[0]
+    for k in range(1, len(cw)):
+        out.add_(Z[:, :, k], alpha=cw[k])
+    return out.transpose(0, 1)
