@@ -144,7 +144,7 @@ def test_range_observer_is_independent_of_order_and_chunking_and_bounded():
 @pytest.mark.parametrize("fs", [1e-30, 5.0 / 7, 17.3, 1e30])
 @pytest.mark.parametrize("signed", [False, True])
 def test_the_read_paths_in_place_quantiser_equals_the_adc_bit_for_bit(fs, signed):
-    from imcsim.tiles.readout import quantize
+    from imcsim.tiles.readout import code_unit, quantize
 
     adc = ADC(4, fs, signed=signed)
     g = torch.Generator().manual_seed(2)
@@ -153,4 +153,26 @@ def test_the_read_paths_in_place_quantiser_equals_the_adc_bit_for_bit(fs, signed
               ((torch.rand(50_000, generator=g, dtype=torch.float64) * 2.4 - 1.2) * fs)):
         out, clipped = quantize(x.clone(), adc, keep_clipped=True)
         assert torch.equal(out, adc(x))
+        codes, _ = quantize(x.clone(), adc, codes=True)  # the codes the digital side sums, valued once
+        assert torch.equal(codes, torch.round(codes)) and codes.min() >= adc.code_min and codes.max() <= adc.code_max
+        assert torch.equal(codes * code_unit(adc, x.dtype), adc(x))
         assert torch.equal(clipped.bool(), (x < (adc.code_min - 0.5) * adc.lsb) | (x > (adc.code_max + 0.5) * adc.lsb))
+
+
+def test_combine_reads_equals_the_shift_add_and_accumulation_done_one_by_one():
+    """The dense reads' digital side in one batched product equals summing, read block by
+    read block and slice by slice, the integer codes times their digital weights (groups,
+    row tiles x planes, polarity x slice columns)."""
+    from imcsim.tiles.readout import combine_reads
+
+    g = torch.Generator().manual_seed(5)
+    G, B, V, K, og = 3, 6, 5, 4, 7
+    Y = torch.randint(-15, 16, (G, B, V, K * og), generator=g).float()
+    block_w = torch.tensor([1.0, 2.0, 4.0] * 2)
+    cw = [1.0, 4.0, -1.0, -4.0]
+    ref = torch.zeros(V, G, og)
+    for gi in range(G):
+        for b in range(B):
+            for k in range(K):
+                ref[:, gi] += block_w[b] * cw[k] * Y[gi, b, :, k * og:(k + 1) * og]
+    assert torch.equal(combine_reads(Y, block_w, cw, og), ref)
