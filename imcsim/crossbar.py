@@ -606,8 +606,7 @@ class TiledMatrix(nn.Module):
                 with stage("shift_add", Yj):
                     acc[j] += combine_reads(Yj.view(G_, P, Vc, KO), plane_w, cw, og)
                 if clip is not None:
-                    c = self._slice_sum(self._clipped, K, og, cw_abs, dest.dtype).view(G_, P, Vc, og)
-                    self._accumulate(cacc[j], c, pw_abs)
+                    cacc[j] += combine_reads(self._clipped.view(G_, P, Vc, KO), pw_abs, cw_abs, og)
         elif n_active < 0.5 * GT * P * Vc:  # simulate only the reads with some input (the others give exactly 0)
             # The active reads of all tiles at once, ordered by tile then read: one product per
             # tile (the rows it reads), then noise, conversion and shift-add in a few whole-layer ops.
@@ -649,15 +648,7 @@ class TiledMatrix(nn.Module):
                 with stage("shift_add", Y):  # row tiles and planes accumulated, slices shifted and added
                     acc[j] += combine_reads(Y.view(G_, Tr * P, Vc, KO), plane_w.repeat(Tr), cw, og)
                 if clip is not None:
-                    c = self._slice_sum(self._clipped, K, og, cw_abs, dest.dtype).view(G_, Tr, P, Vc, og).sum(1)
-                    self._accumulate(cacc[j], c, pw_abs)
-
-    @staticmethod
-    def _accumulate(acc, z, plane_w) -> None:
-        """acc (V, G, og) += the plane-weighted sum of z (G, P, V, og) (digital accumulation)."""
-        with stage("shift_add", z):
-            for p in range(z.shape[1]):
-                acc.add_(z[:, p].transpose(0, 1), alpha=float(plane_w[p]))
+                    cacc[j] += combine_reads(self._clipped.view(G_, Tr * P, Vc, KO), pw_abs.repeat(Tr), cw_abs, og)
 
     @staticmethod
     def _slice_sum(Y, K, og, cw, dtype):
@@ -666,15 +657,11 @@ class TiledMatrix(nn.Module):
             return shift_add(Y, K, og, cw, dtype)
 
     def _matmul(self, X, mats, drv):
-        """Column currents (and, with read noise, their variances) of reads X (..., n, rows):
-        (1|2, ..., n, KO) = X @ mats, one batched product for 0/1 planes (x**2 == x); DAC
-        levels multiply x**2 with the squared conductances."""
+        """Column currents (and, with read noise, their variances) of reads X (T, n, rows) of
+        T row tiles: (1|2, T, n, KO) = X @ mats, one batched product per matrix written
+        straight into its slot (a broadcast X @ mats would first copy X twice); 0/1 planes
+        reuse X for the squares (x**2 == x), DAC levels multiply x**2 with them."""
         with stage("matmul", X):
-            if X.dim() != 3:
-                if mats.shape[0] == 1 or drv.mode != "dac":
-                    return X @ mats
-                return torch.stack([X @ mats[0], (X * X) @ mats[1]])
-            # one product per matrix straight into its slot: a broadcast X @ mats would first copy X twice
             out = X.new_empty(mats.shape[0], X.shape[0], X.shape[1], mats.shape[-1])
             for m in range(mats.shape[0]):
                 torch.bmm(X * X if m and drv.mode == "dac" else X, mats[m], out=out[m])

@@ -85,8 +85,4 @@ def combine_reads(Y: torch.Tensor, block_w: torch.Tensor, cw: list[float], og: i
     the B-times smaller result. Exact on integer ADC codes while sums stay below 2**24."""
     G, B, V, KO = Y.shape
     Z = torch.matmul(block_w.to(Y.dtype).view(1, 1, B).expand(G, 1, B), Y.reshape(G, B, V * KO))
-    Z = Z.view(G, V, KO // og, og)
-    out = Z[:, :, 0] * cw[0]
-    for k in range(1, len(cw)):
-        out.add_(Z[:, :, k], alpha=cw[k])
-    return out.transpose(0, 1)
+    return shift_add(Z.view(G, V, KO), len(cw), og, cw, Z.dtype).transpose(0, 1)
