@@ -4,11 +4,13 @@ References: the converted chip's own forward (convert with the same chip seed), 
 solver's effective weights, and the ADC's clipping recomputed from the column currents."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 
+import imcsim
 from imcsim import convert
 from imcsim.app.cli import main
 from imcsim.chip_training import TRAIN_SEED_BASE, ChipInTheLoop, check_evaluation_seeds, weights_only
@@ -199,3 +201,26 @@ def test_a_converted_user_model_trains_through_the_chip():
     w0 = model[0].weight.detach().clone()
     train(model, x, y, TrainConfig(epochs=1, batch_size=16, lr=1e-2), progress=False, chip=loop)
     assert not torch.equal(w0, model[0].weight)
+
+
+def test_training_through_a_chip_with_a_column_correction(tmp_path):
+    """A hardware file with ``adc.correction`` trains (each training chip fits its
+    correction on the step's batch); the tile check before training maps the network's
+    structure only and must not ask for a fitted correction."""
+    from imcsim.cost import layer_specs
+
+    net = _net("qnn")
+    hw = HardwareConfig.preset("rram").replace(**{"adc.correction": "moments"})
+    plain = layer_specs(net, (1, 8, 8), HardwareConfig.preset("rram"))
+    assert layer_specs(net, (1, 8, 8), hw) == plain
+    base = tmp_path / "base"
+    assert main(["train", "--model", "convnet", "--kind", "qnn", "--epochs", "1", "--train-limit", "100",
+                 "--test-limit", "20", "--quiet", "--out", str(base)]) == 0
+    toml = tmp_path / "moments.toml"
+    rram = (Path(imcsim.__file__).parent / "presets" / "hardware" / "rram.toml").read_text()
+    toml.write_text(rram.replace("[adc]\n", '[adc]\ncorrection = "moments"\n', 1))
+    out = tmp_path / "hat"
+    assert main(["finetune", "--checkpoint", str(base / "model.pt"), "--hardware", str(toml), "--epochs", "1",
+                 "--quiet", "--out", str(out)]) == 0
+    rec = json.loads((out / "train.json").read_text())["hardware_training"]
+    assert rec["hardware"]["adc"]["correction"] == "moments"

@@ -250,7 +250,7 @@ def _structural(hw: HardwareConfig) -> HardwareConfig:
     from crossbar_models import DeviceModel, WireModel
 
     return hw.replace(device=DeviceModel(g_on=hw.device.g_on, g_off=0.0, bits_per_cell=hw.device.bits_per_cell),
-                      wires=WireModel(), **{"adc.bits": None})
+                      wires=WireModel(), **{"adc.bits": None, "adc.correction": "none"})
 
 
 def layer_specs(model: nn.Module, input_shape=None, hw: HardwareConfig | None = None,
