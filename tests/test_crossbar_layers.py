@@ -437,6 +437,41 @@ def test_patch_rows_are_the_transposed_unfold(k, s, p, d):
     x = torch.randn(3, 4, 11, 9)
     ref = F.unfold(x, k, dilation=d, padding=p, stride=s).transpose(1, 2).reshape(-1, 4 * k[0] * k[1])
     assert torch.equal(patch_rows(x, k, s, p, d), ref)
+    # the conv layer unfolds its encoded integer inputs as bytes (or int16) and reads them as float32
+    from imcsim.crossbar import _narrow_int
+
+    for max_int, dtype in [(1, torch.uint8), (255, torch.uint8), (1023, torch.int16), (65535, torch.float32)]:
+        xi = torch.randint(0, max_int + 1, (3, 4, 11, 9)).float()
+        ref = F.unfold(xi, k, dilation=d, padding=p, stride=s).transpose(1, 2).reshape(-1, 4 * k[0] * k[1])
+        narrow = _narrow_int(xi, max_int)
+        assert narrow.dtype == dtype
+        assert torch.equal(patch_rows(narrow, k, s, p, d).to(torch.float32), ref)
+
+
+def test_cpu_square_root_of_read_noise_variances_is_correctly_rounded():
+    """tiles.readout.sqrt_ goes through NumPy on the CPU (torch's CPU kernel is slow on zeros
+    and off by one unit in the last place on some float32 values): every value is the
+    correctly rounded square root -- float32 against the float64 root rounded once (exact
+    for float32), float64 against Python's math.sqrt -- in place, on zeros and strided views."""
+    import math
+
+    from imcsim.tiles.readout import sqrt_
+
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        v = torch.rand(300, 70, generator=g, dtype=dtype) * (torch.rand(300, 70, generator=g) < 0.5)
+        v[0, :5] = torch.tensor([0.0, 1e-40, 1e-30, 4.0, 2.0], dtype=dtype)
+        if dtype == torch.float32:
+            ref = v.double().sqrt().float()
+        else:
+            ref = torch.tensor([math.sqrt(t) for t in v.reshape(-1).tolist()], dtype=dtype).view(v.shape)
+        for view in (lambda t: t, lambda t: t[:, 3:60:2], lambda t: t.T):
+            a = v.clone()
+            out = sqrt_(view(a))
+            assert out.data_ptr() == view(a).data_ptr()  # in place
+            expect = v.clone()
+            view(expect).copy_(view(ref))  # the view's values rooted, the rest untouched
+            assert torch.equal(a, expect)
 
 
 def test_a_bad_spike_is_caught_before_unfolding_with_the_same_message():
