@@ -167,7 +167,8 @@ def _row_conductance(Gi, yinv_i, c_i, factors_i, upper, pinned_first: bool):
     """Kron-reduced conductance matrix (n, C, C) between the column ports of one row."""
     if factors_i is not None:
         a, b = factors_i
-        K = torch.where(upper, a.unsqueeze(-1) * b.unsqueeze(-2), b.unsqueeze(-1) * a.unsqueeze(-2))
+        ab = a.neg().unsqueeze(-1) * b.unsqueeze(-2)  # -a_j b_k (negation and products exact)
+        K = torch.where(upper, ab, ab.mT)  # b_j a_k below the diagonal: the same products
     else:  # direct form, safe for any attenuation
         diff = c_i.unsqueeze(-2) - c_i.unsqueeze(-1)  # [j, k] = c_k - c_j
         ymax = torch.where(upper, yinv_i.unsqueeze(-2), yinv_i.unsqueeze(-1))
@@ -175,7 +176,7 @@ def _row_conductance(Gi, yinv_i, c_i, factors_i, upper, pinned_first: bool):
         if pinned_first:
             K[..., 0, :] = 0.0
             K[..., :, 0] = 0.0
-    K = K.neg_()
+        K = K.neg_()
     K.diagonal(dim1=-2, dim2=-1).add_(Gi)
     return K
 
@@ -196,9 +197,12 @@ def _spd_inverse(A: torch.Tensor, leaf: int = 32) -> torch.Tensor:
     T = X11 @ A12
     Y = _spd_inverse(A22 - A12.mT @ T, leaf)  # inverse of the Schur complement
     U = T @ Y
-    top = torch.cat([X11 + U @ T.mT, -U], dim=-1)
-    bottom = torch.cat([-U.mT, Y], dim=-1)
-    return torch.cat([top, bottom], dim=-2)
+    out = torch.empty_like(A)  # the four blocks written in place (no concatenated copies)
+    out[..., :h, :h] = X11 + U @ T.mT
+    torch.neg(U, out=out[..., :h, h:])
+    out[..., h:, :h] = out[..., :h, h:].mT
+    out[..., h:, h:] = Y
+    return out
 
 
 def effective_conductance(G: torch.Tensor, wires: WireModel, *, chunk: int = 64,
