@@ -188,3 +188,40 @@ def test_interrupted_evaluate_resumes_from_its_journal(ckpt, tmp_path):
     fresh = _cli("evaluate", "--checkpoint", ckpt, *EVAL, "--out", tmp_path / "fresh")
     assert fresh.returncode == 0
     assert (out / "evaluate.json").read_bytes() == (tmp_path / "fresh" / "evaluate.json").read_bytes()
+
+
+def test_accuracy_tasks_count_no_events_and_priced_tasks_still_do():
+    """An accuracy task reads without counting events (nothing prices them); a priced task on
+    the same kept chip instance counts its own run from zero, as on a fresh instance."""
+    import torch
+
+    from imcsim.app import tasks
+    from imcsim.app.experiments import make_context
+    from imcsim.events import collect_events
+    from imcsim.hardware import HardwareConfig
+    from imcsim.models import convnet
+
+    torch.manual_seed(0)
+    net = convnet(in_shape=(1, 8, 8), channels=(4, 8), hidden=16, kind="snn", timesteps=2).eval()
+    with torch.no_grad():  # strong BatchNorm gains: every layer spikes
+        for m in net.modules():
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm1d)):
+                m.weight.data.uniform_(1.5, 2.5)
+    x, y = torch.rand(12, 1, 8, 8), torch.randint(0, 10, (12,))
+    hw = HardwareConfig.preset("rram").to_dict()
+    from imcsim.cost import Technology
+
+    tasks.set_context(make_context({"m": net}, x_cal=x[:4], x_test=x, y_test=y, batch_size=5,
+                                   tech=Technology.preset("spikesim-65nm-rram")))
+    try:
+        res = tasks.accuracy("m", hw, chip_seed=3)
+        kept = tasks.chip("m", hw, 3)
+        assert all(v == 0 for e in collect_events(kept).values() for v in e.values())
+        priced = tasks.measured_cost("m", hw, chip_seed=3)
+        tasks._CHIPS.clear()  # a fresh instance of the same chip
+        fresh = tasks.measured_cost("m", hw, chip_seed=3)
+        assert priced == fresh and priced["accuracy"] == res["accuracy"]
+        assert priced["report"]["energy_J"] > 0
+    finally:
+        tasks._CHIPS.clear()
+        tasks.set_context(None)
