@@ -29,7 +29,7 @@ from ..context import default_context
 from ..crossbar import CrossbarConv, CrossbarLinear, InputSpec, TiledMatrix, unsupported_conv
 from ..digital import DigitalModule
 from ..errors import CalibrationError, CalibrationWarning
-from ..events import INPUT_EVENTS, EventCounter, count_run_input, reset_events
+from ..events import INPUT_EVENTS, EventCounter, count_run_input, no_counting, reset_events
 from ..hardware import MAX_SEED, HardwareConfig
 from ..neurons import QuantAct, SpikingNeuron
 from . import graph as G
@@ -342,7 +342,7 @@ def _run(model, data, batch_size):
 
     offset = 0
     bd = getattr(model, "batch_dim", 0)
-    with torch.no_grad():
+    with torch.no_grad(), no_counting():  # calibration reads are not priced (events are reset after)
         for x in _batches(data, batch_size, bd):
             predict_logits(model, x, batch_size=x.shape[bd] or 1, sample_offset=offset)
             offset += x.shape[bd]
