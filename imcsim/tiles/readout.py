@@ -44,7 +44,8 @@ def add_read_noise(Y: torch.Tensor, var: torch.Tensor, keys: torch.Tensor, sigma
 def sqrt_(t: torch.Tensor) -> torch.Tensor:
     """In-place square root (returned). On the CPU through NumPy: torch's CPU kernel is
     10-30x slower on zeros (3-6 ns per value against 0.2 here), and every all-zero read has
-    variance 0; both are IEEE square roots (correctly rounded), so the values are the same."""
+    variance 0; NumPy's root is also correctly rounded, where torch's CPU kernel is one unit
+    in the last place off on some float32 values (docs/reproducibility.md)."""
     if t.device.type == "cpu" and not t.requires_grad:
         a = t.numpy()
         np.sqrt(a, out=a)
