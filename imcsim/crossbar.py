@@ -45,6 +45,7 @@ from .surrogate import straight_through_weight, with_surrogate_gradient
 from .tiles.counting import conv_tile_counts, count_reads, new_tally, tally_events
 from .tiles.programming import ProgrammedArray, programmed_conductances, read_matrices, split_mats
 from .tiles.readout import add_read_noise, code_unit, combine_reads, quantize, read_keys, read_offsets, shift_add
+from .tiles import fused
 from .tiles.timing import stage
 
 INPUT_KINDS = ("spike", "quantized", "analog")
@@ -600,9 +601,8 @@ class TiledMatrix(nn.Module):
             p_all = torch.arange(P, device=X.device).repeat_interleave(Vc)
             v_all = torch.arange(Vc, device=X.device).repeat(P)
             for j in range(r):
-                Yj = Y.clone() if j < r - 1 else Y
                 rk = None if keys is None else self._row_keys(keys[j], tiles, p_all, v_all, offsets)
-                Yj = self._convert(Yj, KO, rk, adc, mask=mask)
+                Yj = self._convert(Y, KO, rk, adc, mask=mask, keep=j < r - 1)
                 with stage("shift_add", Yj):
                     acc[j] += combine_reads(Yj.view(G_, P, Vc, KO), plane_w, cw, og)
                 if clip is not None:
@@ -626,9 +626,8 @@ class TiledMatrix(nn.Module):
             w_row = None if all(w == 1.0 for w in pw) else plane_w[p_a].unsqueeze(1)  # spikes: one plane of weight 1
             dest_rows = v_a * G_ + t_a // Tr  # row of acc[j] viewed as (Vc * G, og)
             for j in range(r):
-                Y = Y0.clone() if j < r - 1 else Y0
                 rk = None if keys is None else self._row_keys(keys[j], t_a, p_a, v_a, offsets, paired=True)
-                Y = self._convert(Y, KO, rk, adc)
+                Y = self._convert(Y0, KO, rk, adc, keep=j < r - 1)
                 z = self._slice_sum(Y, K, og, cw, dest.dtype)
                 with stage("shift_add", z):
                     acc[j].view(Vc * G_, og).index_add_(0, dest_rows, z if w_row is None else z.mul_(w_row))
@@ -642,9 +641,8 @@ class TiledMatrix(nn.Module):
             p_all = torch.arange(P, device=X.device).repeat_interleave(Vc)
             v_all = torch.arange(Vc, device=X.device).repeat(P)
             for j in range(r):
-                Y = Y0.clone() if j < r - 1 else Y0
                 rk = None if keys is None else self._row_keys(keys[j], tiles, p_all, v_all, offsets)
-                Y = self._convert(Y, KO, rk, adc, mask=mask)
+                Y = self._convert(Y0, KO, rk, adc, mask=mask, keep=j < r - 1)
                 with stage("shift_add", Y):  # row tiles and planes accumulated, slices shifted and added
                     acc[j] += combine_reads(Y.view(G_, Tr * P, Vc, KO), plane_w.repeat(Tr), cw, og)
                 if clip is not None:
@@ -676,10 +674,27 @@ class TiledMatrix(nn.Module):
             tile = offs[t][p] if isinstance(t, int) else offs[t, p] if paired else offs[t][:, p]
             return read_keys(keys.to(v.device)[v], tile, self.seed)
 
-    def _convert(self, Y, KO, row_keys, adc, mask=None):
+    def _convert(self, Y, KO, row_keys, adc, mask=None, keep: bool = False):
         """Column currents (and noise variances) (1|2, ..., n, KO) -> noisy, observed or
         quantised currents (..., n, KO) -- with an ADC its integer codes (:func:`quantize`), valued
-        once per layer call in :meth:`_reads_all`; row_keys (..., n): each read's noise key."""
+        once per layer call in :meth:`_reads_all`; row_keys (..., n): each read's noise key.
+        ``keep``: leave Y as it is (it is read again) and return a new tensor."""
+        quantise = self._observer is None and adc is not None
+        if (row_keys is not None or quantise) and not (quantise and self.chip_training) \
+                and fused.available(Y, row_keys is not None, self.hw.read_noise_draws):
+            # noise and ADC in one pass (bit-identical to the stages below)
+            with stage("readout", Y):
+                scale = None
+                if quantise:
+                    scale = (float(torch.tensor(adc.lsb, dtype=torch.float32).reciprocal()), adc.code_min, adc.code_max)
+                Y = fused.readout(Y[0], Y[1] if row_keys is not None else None, row_keys,
+                                  self.hw.device.read_noise, scale, keep=keep)
+            if self._observer is not None:
+                with stage("adc", Y):
+                    self._observer.update(Y[mask] if mask is not None else Y)
+            return Y
+        if keep:
+            Y = Y.clone()
         if row_keys is not None:
             with stage("noise", Y):
                 Y = add_read_noise(Y[0], Y[1], row_keys, self.hw.device.read_noise, self.hw.read_noise_draws)

@@ -500,7 +500,10 @@ def test_stage_times_split_a_noisy_read_and_stay_off_by_default():
         t0 = time.perf_counter()
         layer(x)
         total = time.perf_counter() - t0
-    for name in ("encode", "matmul", "noise", "adc", "shift_add"):
+    from imcsim.tiles import fused
+
+    # noise and ADC run as one "readout" pass where numba compiles it, as two stages otherwise
+    for name in ("encode", "matmul", "noise", "shift_add") + (("readout",) if fused.kernels() else ("adc",)):
         assert t[name] > 0, name
     assert sum(t.values()) <= total
     assert timing._totals is None  # off again after the block

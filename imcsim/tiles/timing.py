@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import torch
 
-STAGES = ("program", "encode", "matmul", "noise", "adc", "shift_add", "events")
+STAGES = ("program", "encode", "matmul", "noise", "adc", "readout", "shift_add", "events")
 _totals: dict | None = None
 
 

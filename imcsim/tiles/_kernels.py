@@ -1,0 +1,52 @@
+"""numba kernels of :mod:`imcsim.tiles.fused` (imported only there, and only when numba is
+installed): read noise and the ADC over reads (rows) x columns, in place on Y (float32).
+In place on purpose: a separate output that may alias the input keeps LLVM from vectorising
+(its overlap check fails and the scalar loop runs, about 4x slower)."""
+
+import numpy as np
+from numba import njit, types
+from numba.extending import intrinsic
+
+from crossbar_models.noise import STREAM_BITS
+
+_MASK = (1 << STREAM_BITS) - 1
+
+
+@intrinsic
+def fma32(typingctx, a, b, c):
+    """float32 a * b + c with one rounding, as torch's vectorised CPU ``addcmul_`` computes."""
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+    return sig, codegen
+
+
+@njit(nogil=True, cache=True, boundscheck=False)
+def noisy(Y, var, keys, stream, sigma):
+    """Y[i, j] += sigma * stream[(keys[i] & mask) + j] * sqrt(var[i, j])."""
+    n, k = Y.shape
+    for i in range(n):
+        s = np.int64(keys[i]) & _MASK
+        for j in range(k):
+            Y[i, j] = fma32(np.float32(sigma * stream[s + j]), np.float32(np.sqrt(var[i, j])), Y[i, j])
+
+
+@njit(nogil=True, cache=True, boundscheck=False)
+def noisy_codes(Y, var, keys, stream, sigma, inv, lo, hi):
+    """:func:`noisy`, then the ADC code clamp(rint(Y * inv), lo, hi)."""
+    n, k = Y.shape
+    for i in range(n):
+        s = np.int64(keys[i]) & _MASK
+        for j in range(k):
+            y = fma32(np.float32(sigma * stream[s + j]), np.float32(np.sqrt(var[i, j])), Y[i, j])
+            Y[i, j] = min(max(np.rint(np.float32(y * inv)), lo), hi)
+
+
+@njit(nogil=True, cache=True, boundscheck=False)
+def codes(Y, inv, lo, hi):
+    """The ADC code clamp(rint(Y * inv), lo, hi) of noiseless currents."""
+    n, k = Y.shape
+    for i in range(n):
+        for j in range(k):
+            Y[i, j] = min(max(np.rint(np.float32(Y[i, j] * inv)), lo), hi)

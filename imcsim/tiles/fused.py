@@ -1,0 +1,83 @@
+"""Read noise and the ADC in one pass over a batch of column currents on the CPU, compiled
+with numba when it is installed.
+
+:func:`imcsim.tiles.readout.add_read_noise` followed by :func:`imcsim.tiles.readout.quantize`
+writes the reads' normal draws, their noise scales and three ADC passes to memory one after
+the other (about a quarter of a noisy VGG9 read's time). The kernels here do the same float32
+operations in the same order, element by element, in one pass:
+
+    y    = fma(float32(sigma * eps), sqrt(var), current)     # torch's CPU addcmul_
+    code = clamp(rint(float32(y * (1 / lsb))), code_min, code_max)
+
+``eps`` the read's window of the keyed noise stream (:func:`crossbar_models.noise.keyed_stream_normal`),
+``sqrt`` correctly rounded (as :func:`imcsim.tiles.readout.sqrt_`), ``rint`` half to even
+(as ``torch.round``). So the results are bit-identical to the torch stages
+(tests/test_crossbar_layers.py compares them); without numba, on a GPU, in float64 or with
+the "element" draws the torch stages run.
+
+Units: currents and variances in normalised units (one level step x v_read; variance per
+unit sigma**2), codes as integers stored in float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from crossbar_models.noise import _WINDOW, normal_stream
+
+_KERNELS: dict | None = None
+
+
+def _load() -> dict:
+    """The numba kernels of :mod:`imcsim.tiles._kernels` ({} when numba does not import or
+    cannot compile: the torch stages do the same, slower). Compiled on first use and cached
+    on disk by numba (``__pycache__``), so later processes load them in milliseconds."""
+    try:
+        from . import _kernels
+    except Exception:  # numba missing, or no writable cache location: the torch stages do the same
+        return {}
+    return {"noisy": _kernels.noisy, "noisy_codes": _kernels.noisy_codes, "codes": _kernels.codes}
+
+
+def kernels() -> dict:
+    global _KERNELS
+    if _KERNELS is None:
+        _KERNELS = _load()
+    return _KERNELS
+
+
+def available(Y: torch.Tensor, noise: bool, draws: str) -> bool:
+    """Whether the fused pass can take these reads: float32 on the CPU, no gradient, numba
+    importable, and (with noise) the default stream draws in one window."""
+    return (Y.device.type == "cpu" and Y.dtype == torch.float32 and not Y.requires_grad
+            and (not noise or (draws == "stream" and Y.shape[-1] <= _WINDOW)) and bool(kernels()))
+
+
+def _rows(t: torch.Tensor) -> np.ndarray:
+    """(..., KO) contiguous float32 tensor as a 2-d NumPy view (rows, KO)."""
+    return t.reshape(-1, t.shape[-1]).numpy()
+
+
+def readout(cur: torch.Tensor, var: torch.Tensor | None, keys: torch.Tensor | None, sigma: float,
+            adc_scale: tuple[float, float, float] | None, keep: bool = False) -> torch.Tensor:
+    """Noisy (when ``keys`` is given) and quantised (when ``adc_scale`` = (1/lsb as float32,
+    code_min, code_max) is given) currents of reads ``cur`` (..., n, KO) with noise variances
+    ``var`` (same shape) keyed per read by int32 ``keys`` (..., n). In place on ``cur``
+    (returned), or on a copy with ``keep``. Call only where :func:`available` says so."""
+    k = kernels()
+    y = cur.clone(memory_format=torch.contiguous_format) if keep else cur.contiguous()
+    Y = _rows(y)
+    if keys is not None:
+        kk = keys.contiguous().reshape(-1).numpy()
+        st = normal_stream(cur.device).numpy()
+        v = _rows(var.contiguous())
+        if adc_scale is None:
+            k["noisy"](Y, v, kk, st, np.float32(sigma))
+        else:
+            inv, lo, hi = adc_scale
+            k["noisy_codes"](Y, v, kk, st, np.float32(sigma), np.float32(inv), np.float32(lo), np.float32(hi))
+    elif adc_scale is not None:
+        inv, lo, hi = adc_scale
+        k["codes"](Y, np.float32(inv), np.float32(lo), np.float32(hi))
+    return y

@@ -1,0 +1,119 @@
+"""The fused read-out pass (imcsim.tiles.fused: read noise + ADC in one numba loop) gives the
+same bits as the torch stages it replaces (tiles.readout.add_read_noise + quantize), element
+by element and through whole converted networks; without numba the torch stages run."""
+
+import pytest
+import torch
+
+import imcsim
+from crossbar_models import ADC
+from imcsim import models
+from imcsim.tiles import fused
+from imcsim.tiles.readout import add_read_noise, quantize
+
+
+@pytest.fixture
+def no_numba(monkeypatch):
+    """Run as if numba were not installed: every read takes the torch stages."""
+    monkeypatch.setattr(fused, "_KERNELS", {})
+
+
+def _torch_stages(cur, var, keys, sigma, adc):
+    y = cur.clone()
+    if keys is not None:
+        y = add_read_noise(y, var.clone(), keys, sigma, "stream")
+    if adc is not None:
+        y, _ = quantize(y, adc, codes=True)
+    return y
+
+
+def _cases(g):
+    """Reads of awkward shapes and values: ties of the rounding, clamped codes, zero and
+    subnormal variances, negative keys (the stream position is the key's low 20 bits)."""
+    for shape in [(1, 1), (3, 17, 130), (2, 5, 256), (700, 64)]:
+        cur = torch.randn(*shape, generator=g) * 6
+        var = torch.rand(*shape, generator=g) * 3
+        var.view(-1)[::5] = 0.0
+        var.view(-1)[1::11] = 1e-41
+        keys = torch.randint(-2**31, 2**31 - 1, shape[:-1], generator=g, dtype=torch.int64).to(torch.int32)
+        yield cur, var, keys
+
+
+def test_fused_readout_is_bit_identical_to_the_torch_stages():
+    assert fused.kernels(), "numba is a dependency of imcsim and should load here"
+    g = torch.Generator().manual_seed(0)
+    n_ties = 0
+    for cur0, var, keys in _cases(g):
+        for bits, signed in [(4, True), (8, False), (3, True)]:
+            adc = ADC(bits=bits, full_scale=2.6, signed=signed)
+            cur = cur0.clone()
+            ties = cur.view(-1)[::7]
+            ties.copy_((torch.randint(-12, 12, ties.shape, generator=g) + 0.5) * adc.lsb)
+            inv = float(torch.tensor(adc.lsb, dtype=torch.float32).reciprocal())
+            scale = (inv, adc.code_min, adc.code_max)
+            for sigma in (0.0, 0.05, 1.3):
+                for k, sc in [(keys, scale), (keys, None), (None, scale)]:
+                    assert fused.available(cur, k is not None, "stream")
+                    ref = _torch_stages(cur, var, k, sigma, adc if sc else None)
+                    before = cur.clone()
+                    got = fused.readout(cur, var, k, sigma, sc, keep=True)
+                    assert torch.equal(cur, before)  # keep: the input is read again later
+                    assert torch.equal(got, ref), (cur.shape, bits, sigma, k is None, sc is None)
+                    if sc is not None and k is None:
+                        n_ties += int((cur * inv - (cur * inv).floor() == 0.5).sum())
+                        assert got.min() >= adc.code_min and got.max() <= adc.code_max
+            # in place (the default): the result is the input tensor itself
+            y = cur.clone()
+            out = fused.readout(y, var, keys, 0.05, scale)
+            assert out.data_ptr() == y.data_ptr()
+            assert torch.equal(out, _torch_stages(cur, var, keys, 0.05, adc))
+    assert n_ties > 50  # the cases do exercise rounding ties (half to even, as torch.round)
+
+
+def test_the_fused_pass_takes_only_what_it_reproduces():
+    y = torch.zeros(4, 8)
+    assert fused.available(y, True, "stream") and fused.available(y, False, "element")
+    assert not fused.available(y, True, "element")  # per-element hashes: the torch stages
+    assert not fused.available(y.double(), True, "stream")  # float64 reads
+    assert not fused.available(y.requires_grad_(), True, "stream")  # training through the chip
+    assert not fused.available(torch.zeros(2, 70_000), True, "stream")  # longer than one stream window
+
+
+def _outputs(nets, x, presets):
+    out = {}
+    for n, net in nets.items():
+        for p in presets:
+            hw = imcsim.HardwareConfig.preset(p)
+            chip = imcsim.convert(net, hw, calibration=x[n], seed=4)  # calibration: noisy reads observed
+            with torch.no_grad():
+                out[n, p] = chip(x[n])
+            out[n, p, "ranges"] = [m.lsb for m in chip.modules() if hasattr(m, "lsb")]
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_nets():
+    torch.manual_seed(0)
+    nets = {"snn": models.convnet(in_shape=(1, 12, 12), channels=(6, 8), num_classes=10, kind="snn",
+                                  timesteps=3).eval(),
+            "qnn": models.mlp(in_shape=(150,), hidden=(90,), num_classes=10, kind="qnn", timesteps=2).eval()}
+    with torch.no_grad():  # untrained weights, scaled up so that every layer spikes
+        for w in nets["snn"].parameters():
+            w.mul_(4.0)
+    x = {"snn": torch.rand(6, 1, 12, 12), "qnn": torch.rand(6, 150)}
+    return nets, x
+
+
+def test_networks_give_the_same_bits_with_and_without_numba(small_nets, monkeypatch):
+    nets, x = small_nets
+    presets = ["rram", "rram-ideal", "pcm"]
+    with_numba = _outputs(nets, x, presets)
+    monkeypatch.setattr(fused, "_KERNELS", {})
+    without = _outputs(nets, x, presets)
+    for key, val in with_numba.items():
+        if isinstance(val, list):
+            assert val == without[key], key
+        else:
+            assert torch.equal(val, without[key]), key
+    for n in nets:  # the noise is on, and reaches the outputs
+        assert not torch.equal(with_numba[n, "rram"], with_numba[n, "rram-ideal"]), n
