@@ -7,6 +7,7 @@
 2. ``encode`` (in TiledMatrix) -- inputs -> integers -> driver planes -> row-tile reads;
 3. ``matmul`` -- column currents (and read-noise variances) of every read;
 4. ``readout`` -- keyed read noise, then the ADC (or the range observer of calibration);
+   on the CPU one numba pass (``fused``), bit-identical to the two stages;
 5. ``shift_add`` -- slices, polarities, planes and row tiles combined digitally;
 6. ``counting`` -- the events the cost model prices.
 """
