@@ -11,7 +11,9 @@ For each model, kind, batch size and preset:
 * conversion (map + program + calibrate, once) and a new chip instance
   (``imcsim.reprogram``: program + ADC calibration, min / median of repeats), with
   ``--calibration`` images; a preset ``rram@nominal`` is the rram preset with
-  ``wire_solve = "nominal"`` (the nominal array's IR-drop solve reused by every instance);
+  ``wire_solve = "nominal"`` (the nominal array's IR-drop solve reused by every instance),
+  whose error against the exact float64 solve is measured on every tile of the network
+  (``nominal_error``: column currents with every row driven, the largest IR drop);
 * peak memory (``--memory``): each configuration in a fresh process at the largest batch,
   against the float model's, both minus a process that builds the model and runs nothing.
 
@@ -52,6 +54,32 @@ def hardware(name: str):
     preset, _, solve = name.partition("@")
     hw = imcsim.HardwareConfig.preset(preset)
     return hw.replace(wire_solve=solve) if solve else hw
+
+
+def nominal_error(chip, hw) -> dict:
+    """How far ``wire_solve = "nominal"`` is from the exact float64 wire solve on this chip
+    instance, over every tile of every crossbar layer: the tiles' column currents with every
+    row driven at the read voltage (all cells conducting at once: the largest IR drop), as a
+    share of the tile's largest such current, and each cell's effective conductance as a
+    share of the tile's largest. Max over tiles, and the tiles' mean of the current error."""
+    from imcsim.tiles.programming import programmed_conductances
+
+    exact = hw.replace(wire_solve="exact", wire_precision="float64")
+    worst_i = worst_m = total = 0.0
+    n = 0
+    for _, m in imcsim.crossbar_layers(chip):
+        w = m.w_int.to(torch.float64).cpu()
+        near, _, _ = programmed_conductances(w, hw, m.grid, m.groups, m.seed)
+        ref, _, _ = programmed_conductances(w, exact, m.grid, m.groups, m.seed)
+        near = near.to(torch.float64)
+        i_ref = ref.sum(-2)  # (groups, Tr, Tc, cols): currents per volt with every row driven
+        e_i = (near.sum(-2) - i_ref).abs().amax(-1) / i_ref.abs().amax(-1).clamp(min=1e-30)
+        e_m = (near - ref).abs().flatten(-2).amax(-1) / ref.abs().flatten(-2).amax(-1).clamp(min=1e-30)
+        worst_i, worst_m = max(worst_i, float(e_i.max())), max(worst_m, float(e_m.max()))
+        total, n = total + float(e_i.sum()), n + e_i.numel()
+        del near, ref
+    return {"tiles": n, "max_current_error_rel_tile_max": worst_i, "mean_current_error_rel_tile_max": total / n,
+            "max_cell_error_rel_tile_max": worst_m}
 
 
 def _list(kind):
@@ -99,6 +127,13 @@ def measure(args, name, kind):
                                   "warnings": sorted({str(w.message)[:200] for w in caught})}
         print(f"  {name} {kind} {preset}: {tiles} tiles, convert {t_convert:.1f} s, new instance "
               f"{rep['new']['min']:.1f} s (median {rep['new']['median']:.1f})", flush=True)
+        if hw.wire_solve == "nominal" and not hw.wires.is_ideal:
+            err = nominal_error(chip, hw)
+            out["presets"][preset]["nominal_vs_exact_float64"] = err
+            print(f"    wire_solve = nominal against the exact float64 solve, {err['tiles']} tiles: column currents "
+                  f"(every row driven) within {err['max_current_error_rel_tile_max']:.2e} of the tile's largest "
+                  f"(mean {err['mean_current_error_rel_tile_max']:.2e}); cells within "
+                  f"{err['max_cell_error_rel_tile_max']:.2e} of the tile's largest", flush=True)
     for batch in args.batches:
         x = x_all[: max(batch, args.images)]
         n = int(x.shape[0])
