@@ -600,8 +600,16 @@ class TiledMatrix(nn.Module):
             mask = gany if self.hw.skip_zero_reads else None
             p_all = torch.arange(P, device=X.device).repeat_interleave(Vc)
             v_all = torch.arange(Vc, device=X.device).repeat(P)
+            summed = self._sums_codes(Y, keys, adc, clip, dest)
+            if summed:  # rows (group, plane, vector)
+                g_of = torch.arange(G_, device=X.device).view(G_, 1, 1)
+                dst = (torch.arange(Vc, device=X.device).view(1, 1, Vc) * G_ + g_of).expand(G_, P, Vc).reshape(-1)
+                row_w = plane_w.view(1, P, 1).expand(G_, P, Vc).reshape(-1)
             for j in range(r):
                 rk = None if keys is None else self._row_keys(keys[j], tiles, p_all, v_all, offsets)
+                if summed:
+                    self._sum_codes(Y, rk, adc, dst, row_w, cw, acc[j].view(Vc * G_, og))
+                    continue
                 Yj = self._convert(Y, KO, rk, adc, mask=mask, keep=j < r - 1)
                 with stage("shift_add", Yj):
                     acc[j] += combine_reads(Yj.view(G_, P, Vc, KO), plane_w, cw, og)
@@ -625,8 +633,14 @@ class TiledMatrix(nn.Module):
             p_a, v_a = i_a // Vc, i_a % Vc
             w_row = None if all(w == 1.0 for w in pw) else plane_w[p_a].unsqueeze(1)  # spikes: one plane of weight 1
             dest_rows = v_a * G_ + t_a // Tr  # row of acc[j] viewed as (Vc * G, og)
+            summed = self._sums_codes(Y0, keys, adc, clip, dest)
+            if summed:
+                row_w = torch.ones(n_active, device=X.device) if w_row is None else w_row.view(-1)
             for j in range(r):
                 rk = None if keys is None else self._row_keys(keys[j], t_a, p_a, v_a, offsets, paired=True)
+                if summed:
+                    self._sum_codes(Y0, rk, adc, dest_rows, row_w, cw, acc[j].view(Vc * G_, og))
+                    continue
                 Y = self._convert(Y0, KO, rk, adc, keep=j < r - 1)
                 z = self._slice_sum(Y, K, og, cw, dest.dtype)
                 with stage("shift_add", z):
@@ -640,8 +654,16 @@ class TiledMatrix(nn.Module):
             tiles = torch.arange(GT, device=X.device)
             p_all = torch.arange(P, device=X.device).repeat_interleave(Vc)
             v_all = torch.arange(Vc, device=X.device).repeat(P)
+            summed = self._sums_codes(Y0, keys, adc, clip, dest)
+            if summed:  # rows (row tile, plane, vector)
+                g_of = (torch.arange(GT, device=X.device) // Tr).view(GT, 1, 1)
+                dst = (torch.arange(Vc, device=X.device).view(1, 1, Vc) * G_ + g_of).expand(GT, P, Vc).reshape(-1)
+                row_w = plane_w.view(1, P, 1).expand(GT, P, Vc).reshape(-1)
             for j in range(r):
                 rk = None if keys is None else self._row_keys(keys[j], tiles, p_all, v_all, offsets)
+                if summed:
+                    self._sum_codes(Y0, rk, adc, dst, row_w, cw, acc[j].view(Vc * G_, og))
+                    continue
                 Y = self._convert(Y0, KO, rk, adc, mask=mask, keep=j < r - 1)
                 with stage("shift_add", Y):  # row tiles and planes accumulated, slices shifted and added
                     acc[j] += combine_reads(Y.view(G_, Tr * P, Vc, KO), plane_w.repeat(Tr), cw, og)
@@ -674,6 +696,20 @@ class TiledMatrix(nn.Module):
             tile = offs[t][p] if isinstance(t, int) else offs[t, p] if paired else offs[t][:, p]
             return read_keys(keys.to(v.device)[v], tile, self.seed)
 
+    def _sums_codes(self, Y, keys, adc, clip, dest) -> bool:
+        """Whether the reads' codes can go straight into the layer's sums in one fused pass
+        (:func:`imcsim.tiles.fused.readout_sum`): an ADC (not calibrating), float32 sums, no
+        clipping record (chip training), and the fused pass available."""
+        return (adc is not None and self._observer is None and clip is None and not self.chip_training
+                and dest.dtype == torch.float32 and fused.available(Y, keys is not None, self.hw.read_noise_draws))
+
+    def _sum_codes(self, Y, row_keys, adc, dst, row_w, cw, acc) -> None:
+        """Codes of reads Y (1|2, ..., n, KO) (noisy when row_keys is given) added to the
+        sums ``acc`` (rows, og): read i adds row_w[i] * sum_k cw[k] * code to row dst[i]."""
+        with stage("readout", Y):
+            fused.readout_sum(Y[0], Y[1] if row_keys is not None else None, row_keys, self.hw.device.read_noise,
+                              _adc_scale(adc), dst, row_w, cw, acc)
+
     def _convert(self, Y, KO, row_keys, adc, mask=None, keep: bool = False):
         """Column currents (and noise variances) (1|2, ..., n, KO) -> noisy, observed or
         quantised currents (..., n, KO) -- with an ADC its integer codes (:func:`quantize`), valued
@@ -684,9 +720,7 @@ class TiledMatrix(nn.Module):
                 and fused.available(Y, row_keys is not None, self.hw.read_noise_draws):
             # noise and ADC in one pass (bit-identical to the stages below)
             with stage("readout", Y):
-                scale = None
-                if quantise:
-                    scale = (float(torch.tensor(adc.lsb, dtype=torch.float32).reciprocal()), adc.code_min, adc.code_max)
+                scale = _adc_scale(adc) if quantise else None
                 Y = fused.readout(Y[0], Y[1] if row_keys is not None else None, row_keys,
                                   self.hw.device.read_noise, scale, keep=keep)
             if self._observer is not None:
@@ -716,6 +750,11 @@ class TiledMatrix(nn.Module):
 
 
 _KEEP = object()
+
+
+def _adc_scale(adc: ADC) -> tuple[float, int, int]:
+    """(1 / lsb as float32, code_min, code_max): the ADC as :func:`imcsim.tiles.readout.quantize` applies it in float32."""
+    return float(torch.tensor(adc.lsb, dtype=torch.float32).reciprocal()), adc.code_min, adc.code_max
 
 
 def _repeated_steps(x: torch.Tensor) -> int:

@@ -70,6 +70,33 @@ def test_fused_readout_is_bit_identical_to_the_torch_stages():
     assert n_ties > 50  # the cases do exercise rounding ties (half to even, as torch.round)
 
 
+def test_codes_summed_in_the_fused_pass_equal_the_shift_add_of_the_torch_codes():
+    """fused.readout_sum: each read's codes weighted by its row weight (planes) and column
+    weights (slices, polarities) and added to its destination row -- against the codes of
+    the torch stages summed one read at a time in float64 (integers: exact)."""
+    g = torch.Generator().manual_seed(1)
+    adc = ADC(bits=4, full_scale=2.6, signed=True)
+    scale = (float(torch.tensor(adc.lsb, dtype=torch.float32).reciprocal()), adc.code_min, adc.code_max)
+    cw = [1.0, 4.0, -1.0, -4.0]  # 2 slices x 2 polarities
+    for n, og in [(1, 3), (500, 16), (64, 128)]:
+        cur = torch.randn(n, 4 * og, generator=g) * 4
+        var = torch.rand(n, 4 * og, generator=g)
+        keys = torch.randint(-2**31, 2**31 - 1, (n,), generator=g, dtype=torch.int64).to(torch.int32)
+        dst = torch.randint(0, 7, (n,), generator=g)
+        row_w = 2.0 ** torch.randint(0, 8, (n,), generator=g).float()  # bit-plane weights
+        for k in (keys, None):
+            codes = _torch_stages(cur, var, k, 0.3, adc).double()
+            ref = torch.zeros(7, og, dtype=torch.float64)
+            for i in range(n):
+                ref[dst[i]] += row_w[i].double() * sum(w * codes[i, j * og:(j + 1) * og] for j, w in enumerate(cw))
+            acc = torch.full((7, og), 0.0)
+            before = cur.clone()
+            fused.readout_sum(cur, var, k, 0.3, scale, dst, row_w, cw, acc)
+            assert torch.equal(cur, before)  # the currents are left for the next step's reads
+            assert torch.equal(acc.double(), ref)
+            assert acc.abs().sum() > 0
+
+
 def test_the_fused_pass_takes_only_what_it_reproduces():
     y = torch.zeros(4, 8)
     assert fused.available(y, True, "stream") and fused.available(y, False, "element")

@@ -50,3 +50,27 @@ def codes(Y, inv, lo, hi):
     for i in range(n):
         for j in range(k):
             Y[i, j] = min(max(np.rint(np.float32(Y[i, j] * inv)), lo), hi)
+
+
+@njit(nogil=True, cache=True, boundscheck=False)
+def codes_sum(Y, var, keys, stream, sigma, noisy, inv, lo, hi, dst, row_w, cw, acc):
+    """ADC codes of the rows of Y (n, K*og) (with read noise when ``noisy``, as
+    :func:`noisy_codes`), summed with digital weights straight into acc (rows, og):
+    acc[dst[i], o] += row_w[i] * sum_k cw[k] * code[i, k*og + o]. Y is left as it was.
+    Integer codes and power-of-two weights: every product and partial sum is an integer,
+    exact in float32 below 2**24, so the order of the sums does not matter."""
+    n, ko = Y.shape
+    K = cw.shape[0]
+    og = ko // K
+    for i in range(n):
+        a = acc[dst[i]]
+        s = np.int64(keys[i]) & _MASK if noisy else 0
+        for k in range(K):
+            w = np.float32(row_w[i] * cw[k])
+            base = k * og
+            for o in range(og):
+                c = base + o
+                y = Y[i, c]
+                if noisy:
+                    y = fma32(np.float32(sigma * stream[s + c]), np.float32(np.sqrt(var[i, c])), y)
+                a[o] += w * min(max(np.rint(np.float32(y * inv)), lo), hi)

@@ -37,7 +37,8 @@ def _load() -> dict:
         from . import _kernels
     except Exception:  # numba missing, or no writable cache location: the torch stages do the same
         return {}
-    return {"noisy": _kernels.noisy, "noisy_codes": _kernels.noisy_codes, "codes": _kernels.codes}
+    return {"noisy": _kernels.noisy, "noisy_codes": _kernels.noisy_codes, "codes": _kernels.codes,
+            "codes_sum": _kernels.codes_sum}
 
 
 def kernels() -> dict:
@@ -81,3 +82,23 @@ def readout(cur: torch.Tensor, var: torch.Tensor | None, keys: torch.Tensor | No
         inv, lo, hi = adc_scale
         k["codes"](Y, np.float32(inv), np.float32(lo), np.float32(hi))
     return y
+
+
+def readout_sum(cur: torch.Tensor, var: torch.Tensor | None, keys: torch.Tensor | None, sigma: float,
+                adc_scale: tuple[float, float, float], dst: torch.Tensor, row_w: torch.Tensor,
+                col_w: list[float], acc: torch.Tensor) -> None:
+    """The ADC codes of reads ``cur`` (..., n, KO) (noisy when ``keys`` is given, as
+    :func:`readout`) summed straight into ``acc`` (rows, og) float32: read i adds
+    row_w[i] * sum_k col_w[k] * code[i, k*og:(k+1)*og] to row dst[i] -- the digital
+    shift-add and accumulation (:func:`imcsim.tiles.readout.combine_reads`) without writing
+    the codes to memory; ``cur`` is left unchanged. Exact integer sums (below 2**24), so
+    equal to summing in any other order."""
+    k = kernels()
+    inv, lo, hi = adc_scale
+    c = _rows(cur.contiguous())
+    noisy = keys is not None
+    v = _rows(var.contiguous()) if noisy else c
+    kk = keys.contiguous().reshape(-1).numpy() if noisy else np.zeros(1, np.int32)
+    k["codes_sum"](c, v, kk, normal_stream(cur.device).numpy(), np.float32(sigma), noisy, np.float32(inv),
+                   np.float32(lo), np.float32(hi), dst.contiguous().numpy(), row_w.to(torch.float32).contiguous().numpy(),
+                   np.asarray(col_w, dtype=np.float32), acc.numpy())
