@@ -600,7 +600,7 @@ class TiledMatrix(nn.Module):
             mask = gany if self.hw.skip_zero_reads else None
             p_all = torch.arange(P, device=X.device).repeat_interleave(Vc)
             v_all = torch.arange(Vc, device=X.device).repeat(P)
-            summed = self._sums_codes(Y, keys, adc, clip, dest)
+            summed = self._sums_codes(Y, keys, adc, clip, dest, pw, cw, 1)
             if summed:  # rows (group, plane, vector)
                 g_of = torch.arange(G_, device=X.device).view(G_, 1, 1)
                 dst = (torch.arange(Vc, device=X.device).view(1, 1, Vc) * G_ + g_of).expand(G_, P, Vc).reshape(-1)
@@ -633,7 +633,7 @@ class TiledMatrix(nn.Module):
             p_a, v_a = i_a // Vc, i_a % Vc
             w_row = None if all(w == 1.0 for w in pw) else plane_w[p_a].unsqueeze(1)  # spikes: one plane of weight 1
             dest_rows = v_a * G_ + t_a // Tr  # row of acc[j] viewed as (Vc * G, og)
-            summed = self._sums_codes(Y0, keys, adc, clip, dest)
+            summed = self._sums_codes(Y0, keys, adc, clip, dest, pw, cw, Tr)
             if summed:
                 row_w = torch.ones(n_active, device=X.device) if w_row is None else w_row.view(-1)
             for j in range(r):
@@ -654,7 +654,7 @@ class TiledMatrix(nn.Module):
             tiles = torch.arange(GT, device=X.device)
             p_all = torch.arange(P, device=X.device).repeat_interleave(Vc)
             v_all = torch.arange(Vc, device=X.device).repeat(P)
-            summed = self._sums_codes(Y0, keys, adc, clip, dest)
+            summed = self._sums_codes(Y0, keys, adc, clip, dest, pw, cw, Tr)
             if summed:  # rows (row tile, plane, vector)
                 g_of = (torch.arange(GT, device=X.device) // Tr).view(GT, 1, 1)
                 dst = (torch.arange(Vc, device=X.device).view(1, 1, Vc) * G_ + g_of).expand(GT, P, Vc).reshape(-1)
@@ -693,15 +693,24 @@ class TiledMatrix(nn.Module):
         (t[k], p[k], v[k])."""
         with stage("noise"):
             offs = row_offsets.view(self.G.shape[0], -1)  # one offset per (tile, plane)
+            if not isinstance(t, int):  # one compiled loop where numba runs (the same keys)
+                k = fused.row_keys(keys.to(v.device), offs, self.seed, t, p, v, paired)
+                if k is not None:
+                    return k
             tile = offs[t][p] if isinstance(t, int) else offs[t, p] if paired else offs[t][:, p]
             return read_keys(keys.to(v.device)[v], tile, self.seed)
 
-    def _sums_codes(self, Y, keys, adc, clip, dest) -> bool:
+    def _sums_codes(self, Y, keys, adc, clip, dest, pw, cw, tiles: int) -> bool:
         """Whether the reads' codes can go straight into the layer's sums in one fused pass
-        (:func:`imcsim.tiles.fused.readout_sum`): an ADC (not calibrating), float32 sums, no
-        clipping record (chip training), and the fused pass available."""
-        return (adc is not None and self._observer is None and clip is None and not self.chip_training
-                and dest.dtype == torch.float32 and fused.available(Y, keys is not None, self.hw.read_noise_draws))
+        (:func:`imcsim.tiles.fused.readout_sum`): an ADC (not calibrating), float32 sums that
+        stay exact integers (the largest |code| x plane weights x ``tiles`` summed row tiles
+        x column weights below 2**24, so the order of the sums does not matter), no clipping
+        record (chip training), and the fused pass available."""
+        if adc is None or self._observer is not None or clip is not None or self.chip_training:
+            return False
+        bound = max(abs(adc.code_min), adc.code_max) * sum(abs(w) for w in pw) * tiles * sum(abs(w) for w in cw)
+        return (bound < 2**24 and dest.dtype == torch.float32
+                and fused.available(Y, keys is not None, self.hw.read_noise_draws))
 
     def _sum_codes(self, Y, row_keys, adc, dst, row_w, cw, acc) -> None:
         """Codes of reads Y (1|2, ..., n, KO) (noisy when row_keys is given) added to the

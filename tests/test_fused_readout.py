@@ -97,6 +97,27 @@ def test_codes_summed_in_the_fused_pass_equal_the_shift_add_of_the_torch_codes()
             assert acc.abs().sum() > 0
 
 
+def test_compiled_read_keys_equal_read_keys():
+    """fused.row_keys (one numba loop) gives the int32 keys of tiles.readout.read_keys, for a
+    grid of (tile) x (plane, vector) reads and for listed reads, negative offsets and seeds
+    beyond 32 bits included."""
+    from imcsim.tiles.readout import read_keys, read_offsets
+
+    g = torch.Generator().manual_seed(2)
+    vk = torch.randint(0, 2**32, (37,), generator=g, dtype=torch.int64)
+    offs = read_offsets(9 * 4).view(9, 4)  # 9 tiles x 4 planes, int64, some negative
+    assert (offs < 0).any()
+    for seed in (0, 7, 2**33 + 5, -3):
+        t = torch.tensor([0, 3, 8, 3])
+        p = torch.randint(0, 4, (50,), generator=g)
+        v = torch.randint(0, 37, (50,), generator=g)
+        got = fused.row_keys(vk, offs, seed, t, p, v, paired=False)
+        assert got.dtype == torch.int32 and torch.equal(got, read_keys(vk[v], offs[t][:, p], seed))
+        t = torch.randint(0, 9, (50,), generator=g)
+        got = fused.row_keys(vk, offs, seed, t, p, v, paired=True)
+        assert torch.equal(got, read_keys(vk[v], offs[t, p], seed))
+
+
 def test_the_fused_pass_takes_only_what_it_reproduces():
     y = torch.zeros(4, 8)
     assert fused.available(y, True, "stream") and fused.available(y, False, "element")

@@ -74,3 +74,32 @@ def codes_sum(Y, var, keys, stream, sigma, noisy, inv, lo, hi, dst, row_w, cw, a
                 if noisy:
                     y = fma32(np.float32(sigma * stream[s + c]), np.float32(np.sqrt(var[i, c])), y)
                 a[o] += w * min(max(np.rint(np.float32(y * inv)), lo), hi)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _hash32(x):
+    """crossbar_models.noise.hash32 on the low 32 bits of x (uint64 arithmetic: the low 32
+    bits of each wrapped product are the same) -> int32 bit pattern."""
+    x = np.uint64(x) & np.uint64(0xFFFFFFFF)
+    x ^= x >> np.uint64(16)
+    x = (x * np.uint64(0x7FEB352D)) & np.uint64(0xFFFFFFFF)
+    x ^= x >> np.uint64(15)
+    x = (x * np.uint64(0x846CA68B)) & np.uint64(0xFFFFFFFF)
+    x ^= x >> np.uint64(16)
+    return np.int32(np.int64(x) - (np.int64(1) << 32) if x >= np.uint64(1 << 31) else np.int64(x))
+
+
+@njit(nogil=True, cache=True, boundscheck=False)
+def grid_keys(vk, offs, seed, t, p, v, out):
+    """out[a, q] = key of the read (tile t[a], plane p[q], vector v[q]): hash32(vk[v[q]] ^
+    offs[t[a], p[q]] ^ seed), as imcsim.tiles.readout.read_keys."""
+    for a in range(t.shape[0]):
+        for q in range(p.shape[0]):
+            out[a, q] = _hash32(vk[v[q]] ^ offs[t[a], p[q]] ^ seed)
+
+
+@njit(nogil=True, cache=True, boundscheck=False)
+def paired_keys(vk, offs, seed, t, p, v, out):
+    """out[k] = key of the read (tile t[k], plane p[k], vector v[k])."""
+    for k in range(t.shape[0]):
+        out[k] = _hash32(vk[v[k]] ^ offs[t[k], p[k]] ^ seed)

@@ -1,5 +1,5 @@
-"""Read noise and the ADC in one pass over a batch of column currents on the CPU, compiled
-with numba when it is installed.
+"""Read noise, the ADC and the digital shift-add in one pass over a batch of column currents
+on the CPU, compiled with numba when it is installed.
 
 :func:`imcsim.tiles.readout.add_read_noise` followed by :func:`imcsim.tiles.readout.quantize`
 writes the reads' normal draws, their noise scales and three ADC passes to memory one after
@@ -11,9 +11,11 @@ operations in the same order, element by element, in one pass:
 
 ``eps`` the read's window of the keyed noise stream (:func:`crossbar_models.noise.keyed_stream_normal`),
 ``sqrt`` correctly rounded (as :func:`imcsim.tiles.readout.sqrt_`), ``rint`` half to even
-(as ``torch.round``). So the results are bit-identical to the torch stages
-(tests/test_crossbar_layers.py compares them); without numba, on a GPU, in float64 or with
-the "element" draws the torch stages run.
+(as ``torch.round``). :func:`readout_sum` goes on to add each read's codes, times its plane
+and slice weights, to its output (the shift-add and accumulation of
+:func:`imcsim.tiles.readout.combine_reads`: integer sums, exact in any order). So the results
+are bit-identical to the torch stages (tests/test_fused_readout.py compares them); without
+numba, on a GPU, in float64 or with the "element" draws the torch stages run.
 
 Units: currents and variances in normalised units (one level step x v_read; variance per
 unit sigma**2), codes as integers stored in float32.
@@ -38,7 +40,7 @@ def _load() -> dict:
     except Exception:  # numba missing, or no writable cache location: the torch stages do the same
         return {}
     return {"noisy": _kernels.noisy, "noisy_codes": _kernels.noisy_codes, "codes": _kernels.codes,
-            "codes_sum": _kernels.codes_sum}
+            "codes_sum": _kernels.codes_sum, "grid_keys": _kernels.grid_keys, "paired_keys": _kernels.paired_keys}
 
 
 def kernels() -> dict:
@@ -91,8 +93,9 @@ def readout_sum(cur: torch.Tensor, var: torch.Tensor | None, keys: torch.Tensor 
     :func:`readout`) summed straight into ``acc`` (rows, og) float32: read i adds
     row_w[i] * sum_k col_w[k] * code[i, k*og:(k+1)*og] to row dst[i] -- the digital
     shift-add and accumulation (:func:`imcsim.tiles.readout.combine_reads`) without writing
-    the codes to memory; ``cur`` is left unchanged. Exact integer sums (below 2**24), so
-    equal to summing in any other order."""
+    the codes to memory; ``cur`` is left unchanged. The caller makes sure every sum stays
+    an integer below 2**24 (exact in float32), so the result equals summing in any other
+    order."""
     k = kernels()
     inv, lo, hi = adc_scale
     c = _rows(cur.contiguous())
@@ -102,3 +105,25 @@ def readout_sum(cur: torch.Tensor, var: torch.Tensor | None, keys: torch.Tensor 
     k["codes_sum"](c, v, kk, normal_stream(cur.device).numpy(), np.float32(sigma), noisy, np.float32(inv),
                    np.float32(lo), np.float32(hi), dst.contiguous().numpy(), row_w.to(torch.float32).contiguous().numpy(),
                    np.asarray(col_w, dtype=np.float32), acc.numpy())
+
+
+def row_keys(vector_keys: torch.Tensor, offsets: torch.Tensor, seed: int, t: torch.Tensor, p: torch.Tensor,
+             v: torch.Tensor, paired: bool) -> torch.Tensor | None:
+    """:func:`imcsim.tiles.readout.read_keys` of the reads (tile t, plane p, vector v) in one
+    compiled loop: ``offsets`` (tiles, planes) int64, ``vector_keys`` (vectors,); (len(t),
+    len(p)) int32 keys, or (``paired``) (len(t),) for reads (t[k], p[k], v[k]). None where
+    the loop cannot run (not on the CPU, or no numba): then read_keys does it."""
+    k = kernels()
+    if not k or offsets.device.type != "cpu":
+        return None
+    vk = vector_keys.to(torch.int64).contiguous().numpy()
+    offs = offsets.to(torch.int64).contiguous().numpy()
+    ti, pi, vi = (a.to(torch.int64).contiguous().numpy() for a in (t, p, v))
+    s = np.int64(seed & 0xFFFFFFFF)
+    if paired:
+        out = torch.empty(len(ti), dtype=torch.int32)
+        k["paired_keys"](vk, offs, s, ti, pi, vi, out.numpy())
+    else:
+        out = torch.empty(len(ti), len(pi), dtype=torch.int32)
+        k["grid_keys"](vk, offs, s, ti, pi, vi, out.numpy())
+    return out
