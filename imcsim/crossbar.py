@@ -42,10 +42,10 @@ from .events import CROSSBAR_EVENTS, EventCounter, counting_enabled
 from .hardware import HardwareConfig
 from .mapping import TileGrid, quantize_weights
 from .surrogate import straight_through_weight, with_surrogate_gradient
+from .tiles import fused
 from .tiles.counting import conv_tile_counts, count_reads, new_tally, tally_events
 from .tiles.programming import ProgrammedArray, programmed_conductances, read_matrices, split_mats
-from .tiles.readout import add_read_noise, code_unit, combine_reads, quantize, read_keys, read_offsets, shift_add
-from .tiles import fused
+from .tiles.readout import adc_scale, add_read_noise, code_unit, combine_reads, quantize, read_keys, read_offsets, shift_add
 from .tiles.timing import stage
 
 INPUT_KINDS = ("spike", "quantized", "analog")
@@ -600,7 +600,7 @@ class TiledMatrix(nn.Module):
             mask = gany if self.hw.skip_zero_reads else None
             p_all = torch.arange(P, device=X.device).repeat_interleave(Vc)
             v_all = torch.arange(Vc, device=X.device).repeat(P)
-            summed = self._sums_codes(Y, keys, adc, clip, dest, pw, cw, 1)
+            summed = self._can_sum_codes(Y, keys, adc, clip, dest, pw, cw, 1)
             if summed:  # rows (group, plane, vector)
                 g_of = torch.arange(G_, device=X.device).view(G_, 1, 1)
                 dst = (torch.arange(Vc, device=X.device).view(1, 1, Vc) * G_ + g_of).expand(G_, P, Vc).reshape(-1)
@@ -633,7 +633,7 @@ class TiledMatrix(nn.Module):
             p_a, v_a = i_a // Vc, i_a % Vc
             w_row = None if all(w == 1.0 for w in pw) else plane_w[p_a].unsqueeze(1)  # spikes: one plane of weight 1
             dest_rows = v_a * G_ + t_a // Tr  # row of acc[j] viewed as (Vc * G, og)
-            summed = self._sums_codes(Y0, keys, adc, clip, dest, pw, cw, Tr)
+            summed = self._can_sum_codes(Y0, keys, adc, clip, dest, pw, cw, Tr)
             if summed:
                 row_w = torch.ones(n_active, device=X.device) if w_row is None else w_row.view(-1)
             for j in range(r):
@@ -654,7 +654,7 @@ class TiledMatrix(nn.Module):
             tiles = torch.arange(GT, device=X.device)
             p_all = torch.arange(P, device=X.device).repeat_interleave(Vc)
             v_all = torch.arange(Vc, device=X.device).repeat(P)
-            summed = self._sums_codes(Y0, keys, adc, clip, dest, pw, cw, Tr)
+            summed = self._can_sum_codes(Y0, keys, adc, clip, dest, pw, cw, Tr)
             if summed:  # rows (row tile, plane, vector)
                 g_of = (torch.arange(GT, device=X.device) // Tr).view(GT, 1, 1)
                 dst = (torch.arange(Vc, device=X.device).view(1, 1, Vc) * G_ + g_of).expand(GT, P, Vc).reshape(-1)
@@ -700,7 +700,7 @@ class TiledMatrix(nn.Module):
             tile = offs[t][p] if isinstance(t, int) else offs[t, p] if paired else offs[t][:, p]
             return read_keys(keys.to(v.device)[v], tile, self.seed)
 
-    def _sums_codes(self, Y, keys, adc, clip, dest, pw, cw, tiles: int) -> bool:
+    def _can_sum_codes(self, Y, keys, adc, clip, dest, pw, cw, tiles: int) -> bool:
         """Whether the reads' codes can go straight into the layer's sums in one fused pass
         (:func:`imcsim.tiles.fused.readout_sum`): an ADC (not calibrating), float32 sums that
         stay exact integers (the largest |code| x plane weights x ``tiles`` summed row tiles
@@ -717,7 +717,7 @@ class TiledMatrix(nn.Module):
         sums ``acc`` (rows, og): read i adds row_w[i] * sum_k cw[k] * code to row dst[i]."""
         with stage("readout", Y):
             fused.readout_sum(Y[0], Y[1] if row_keys is not None else None, row_keys, self.hw.device.read_noise,
-                              _adc_scale(adc), dst, row_w, cw, acc)
+                              adc_scale(adc), dst, row_w, cw, acc)
 
     def _convert(self, Y, KO, row_keys, adc, mask=None, keep: bool = False):
         """Column currents (and noise variances) (1|2, ..., n, KO) -> noisy, observed or
@@ -729,7 +729,7 @@ class TiledMatrix(nn.Module):
                 and fused.available(Y, row_keys is not None, self.hw.read_noise_draws):
             # noise and ADC in one pass (bit-identical to the stages below)
             with stage("readout", Y):
-                scale = _adc_scale(adc) if quantise else None
+                scale = adc_scale(adc) if quantise else None
                 Y = fused.readout(Y[0], Y[1] if row_keys is not None else None, row_keys,
                                   self.hw.device.read_noise, scale, keep=keep)
             if self._observer is not None:
@@ -759,11 +759,6 @@ class TiledMatrix(nn.Module):
 
 
 _KEEP = object()
-
-
-def _adc_scale(adc: ADC) -> tuple[float, int, int]:
-    """(1 / lsb as float32, code_min, code_max): the ADC as :func:`imcsim.tiles.readout.quantize` applies it in float32."""
-    return float(torch.tensor(adc.lsb, dtype=torch.float32).reciprocal()), adc.code_min, adc.code_max
 
 
 def _repeated_steps(x: torch.Tensor) -> int:

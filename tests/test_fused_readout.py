@@ -9,7 +9,7 @@ import imcsim
 from crossbar_models import ADC
 from imcsim import models
 from imcsim.tiles import fused
-from imcsim.tiles.readout import add_read_noise, quantize
+from imcsim.tiles.readout import adc_scale, add_read_noise, quantize
 
 
 @pytest.fixture
@@ -49,8 +49,8 @@ def test_fused_readout_is_bit_identical_to_the_torch_stages():
             cur = cur0.clone()
             ties = cur.view(-1)[::7]
             ties.copy_((torch.randint(-12, 12, ties.shape, generator=g) + 0.5) * adc.lsb)
-            inv = float(torch.tensor(adc.lsb, dtype=torch.float32).reciprocal())
-            scale = (inv, adc.code_min, adc.code_max)
+            scale = adc_scale(adc)
+            inv = scale[0]
             for sigma in (0.0, 0.05, 1.3):
                 for k, sc in [(keys, scale), (keys, None), (None, scale)]:
                     assert fused.available(cur, k is not None, "stream")
@@ -76,7 +76,7 @@ def test_codes_summed_in_the_fused_pass_equal_the_shift_add_of_the_torch_codes()
     the torch stages summed one read at a time in float64 (integers: exact)."""
     g = torch.Generator().manual_seed(1)
     adc = ADC(bits=4, full_scale=2.6, signed=True)
-    scale = (float(torch.tensor(adc.lsb, dtype=torch.float32).reciprocal()), adc.code_min, adc.code_max)
+    scale = adc_scale(adc)
     cw = [1.0, 4.0, -1.0, -4.0]  # 2 slices x 2 polarities
     for n, og in [(1, 3), (500, 16), (64, 128)]:
         cur = torch.randn(n, 4 * og, generator=g) * 4

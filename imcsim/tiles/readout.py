@@ -70,9 +70,15 @@ def quantize(Y: torch.Tensor, adc: ADC, keep_clipped: bool = False, codes: bool 
     if Y.dtype == torch.float64:
         Y.div_(lsb)
     else:
-        Y.mul_(float(torch.tensor(lsb, dtype=torch.float32).reciprocal()))
+        Y.mul_(adc_scale(adc)[0])
     Y.round_().clamp_(adc.code_min, adc.code_max)
     return (Y if codes else Y.mul_(code_unit(adc, Y.dtype))), clipped
+
+
+def adc_scale(adc: ADC) -> tuple[float, int, int]:
+    """(1 / lsb rounded to float32, code_min, code_max): the float32 ADC of :func:`quantize`
+    (and of :mod:`imcsim.tiles.fused`), which multiplies by the reciprocal step."""
+    return float(torch.tensor(adc.lsb, dtype=torch.float32).reciprocal()), adc.code_min, adc.code_max
 
 
 def code_unit(adc: ADC, dtype) -> float:
