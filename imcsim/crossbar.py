@@ -602,9 +602,7 @@ class TiledMatrix(nn.Module):
             v_all = torch.arange(Vc, device=X.device).repeat(P)
             summed = self._can_sum_codes(Y, keys, adc, clip, dest, pw, cw, 1)
             if summed:  # rows (group, plane, vector)
-                g_of = torch.arange(G_, device=X.device).view(G_, 1, 1)
-                dst = (torch.arange(Vc, device=X.device).view(1, 1, Vc) * G_ + g_of).expand(G_, P, Vc).reshape(-1)
-                row_w = plane_w.view(1, P, 1).expand(G_, P, Vc).reshape(-1)
+                dst, row_w = _grid_rows(G_, 1, Vc, plane_w)
             for j in range(r):
                 rk = None if keys is None else self._row_keys(keys[j], tiles, p_all, v_all, offsets)
                 if summed:
@@ -656,9 +654,7 @@ class TiledMatrix(nn.Module):
             v_all = torch.arange(Vc, device=X.device).repeat(P)
             summed = self._can_sum_codes(Y0, keys, adc, clip, dest, pw, cw, Tr)
             if summed:  # rows (row tile, plane, vector)
-                g_of = (torch.arange(GT, device=X.device) // Tr).view(GT, 1, 1)
-                dst = (torch.arange(Vc, device=X.device).view(1, 1, Vc) * G_ + g_of).expand(GT, P, Vc).reshape(-1)
-                row_w = plane_w.view(1, P, 1).expand(GT, P, Vc).reshape(-1)
+                dst, row_w = _grid_rows(GT, Tr, Vc, plane_w)
             for j in range(r):
                 rk = None if keys is None else self._row_keys(keys[j], tiles, p_all, v_all, offsets)
                 if summed:
@@ -759,6 +755,16 @@ class TiledMatrix(nn.Module):
 
 
 _KEEP = object()
+
+
+def _grid_rows(n_tiles: int, per_group: int, Vc: int, plane_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For reads ordered (tile, plane, vector) -- n_tiles tiles, ``per_group`` consecutive
+    tiles per group, planes weighted ``plane_w`` -- each read's output row v * groups + group
+    (the layer's sums viewed as (Vc * groups, og)) and its plane weight, both (n_tiles * P * Vc,)."""
+    P, dev = plane_w.shape[0], plane_w.device
+    group = (torch.arange(n_tiles, device=dev) // per_group).view(n_tiles, 1, 1)
+    dst = torch.arange(Vc, device=dev).view(1, 1, Vc) * (n_tiles // per_group) + group
+    return dst.expand(n_tiles, P, Vc).reshape(-1), plane_w.view(1, P, 1).expand(n_tiles, P, Vc).reshape(-1)
 
 
 def _repeated_steps(x: torch.Tensor) -> int:

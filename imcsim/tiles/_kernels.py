@@ -1,7 +1,8 @@
 """numba kernels of :mod:`imcsim.tiles.fused` (imported only there, and only when numba is
-installed): read noise and the ADC over reads (rows) x columns, in place on Y (float32).
-In place on purpose: a separate output that may alias the input keeps LLVM from vectorising
-(its overlap check fails and the scalar loop runs, about 4x slower)."""
+installed): read noise, the ADC and the summing of codes over reads (rows) x columns, and
+the reads' noise keys. The noise and ADC kernels work in place on Y (float32) on purpose: a
+separate output that may alias the input keeps LLVM from vectorising (its overlap check
+fails and the scalar loop runs, about 4x slower)."""
 
 import numpy as np
 from numba import njit, types

@@ -34,7 +34,8 @@ _KERNELS: dict | None = None
 def _load() -> dict:
     """The numba kernels of :mod:`imcsim.tiles._kernels` ({} when numba does not import or
     cannot compile: the torch stages do the same, slower). Compiled on first use and cached
-    on disk by numba (``__pycache__``), so later processes load them in milliseconds."""
+    on disk by numba (``__pycache__``), so later processes load them (about a second with
+    numba's own start-up) instead of compiling them again."""
     try:
         from . import _kernels
     except Exception:  # numba missing, or no writable cache location: the torch stages do the same
