@@ -125,20 +125,37 @@ class RangeObserver:
         if x.numel() == 0:
             return
         a = x.abs().reshape(-1)
-        top = a.max().item()
+        if self.admit(a.max().item(), a.numel()):
+            # R and bins are powers of two: a * (bins / R) is exact, floor gives the bin
+            idx = (a * self.bin_scale).floor_().clamp_(max=self.bins - 1).to(torch.int64)
+            self._hist += torch.bincount(idx.cpu(), minlength=self.bins)
+
+    def admit(self, top: float, n: int) -> bool:
+        """Account for ``n`` magnitudes whose largest is ``top`` (count, maximum, range);
+        True when they still have to be binned -- bin ``min(floor(|x| * bin_scale), bins - 1)``
+        of :attr:`histogram` each (an exact product: both are powers of two); all zeros
+        are binned here. :meth:`update` is admit + binning; a compiled caller may bin itself."""
         if not math.isfinite(top):  # max propagates NaN
             raise ValueError("observed currents must be finite (got NaN or inf)")
-        self.count += a.numel()
+        self.count += n
         if top > self.max:
             self.max = top
         if top == 0.0:
-            self._hist[0] += a.numel()
-            return
+            self._hist[0] += n
+            return False
         if top > self.range:
             self._grow(top)
-        # R and bins are powers of two: a * (bins / R) is exact, floor gives the bin
-        idx = (a * (self.bins / self.range)).floor_().clamp_(max=self.bins - 1).to(torch.int64)
-        self._hist += torch.bincount(idx.cpu(), minlength=self.bins)
+        return True
+
+    @property
+    def bin_scale(self) -> float:
+        """bins / R: a magnitude times this, floored, is its bin (R > 0 once admitted)."""
+        return self.bins / self.range
+
+    @property
+    def histogram(self) -> torch.Tensor:
+        """The (bins,) int64 counts over [0, R] (the live tensor: a compiled binning adds to it)."""
+        return self._hist
 
     def update_zeros(self, n: int) -> None:
         """Record ``n`` currents of exactly zero (reads of all-zero inputs), without

@@ -730,7 +730,7 @@ class TiledMatrix(nn.Module):
                                   self.hw.device.read_noise, scale, keep=keep)
             if self._observer is not None:
                 with stage("adc", Y):
-                    self._observer.update(Y[mask] if mask is not None else Y)
+                    self._observe(Y, mask)
             return Y
         if keep:
             Y = Y.clone()
@@ -741,12 +741,17 @@ class TiledMatrix(nn.Module):
             Y = Y[0]
         with stage("adc", Y):
             if self._observer is not None:
-                self._observer.update(Y[mask] if mask is not None else Y)
+                self._observe(Y, mask)
             elif adc is not None:
                 Y, clipped = quantize(Y, adc, keep_clipped=self.chip_training, codes=True)
                 if clipped is not None:
                     self._clipped = clipped
         return Y
+
+    def _observe(self, Y: torch.Tensor, mask: torch.Tensor | None) -> None:
+        """Calibration: the column currents of reads Y (..., n, KO) (those where ``mask``) to the range observer."""
+        if not fused.observe(self._observer, Y, mask):
+            self._observer.update(Y[mask] if mask is not None else Y)
 
     def extra_repr(self) -> str:
         g = f", {self.groups} groups" if self.groups > 1 else ""

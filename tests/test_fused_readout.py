@@ -165,3 +165,34 @@ def test_networks_give_the_same_bits_with_and_without_numba(small_nets, monkeypa
             assert torch.equal(val, without[key]), key
     for n in nets:  # the noise is on, and reaches the outputs
         assert not torch.equal(with_numba[n, "rram"], with_numba[n, "rram-ideal"]), n
+
+
+def _observer_state(o):
+    return o.count, o.max, o.range, o.histogram.clone()
+
+
+def test_compiled_calibration_observer_counts_what_update_counts():
+    """fused.observe (two compiled passes) against RangeObserver.update of the masked reads:
+    the same count, maximum, range and every bin, over batches whose range doubles, all-zero
+    batches, values on bin edges and past the last bin, masks and float64."""
+    from crossbar_models import RangeObserver
+
+    g = torch.Generator().manual_seed(3)
+    for dtype in (torch.float32, torch.float64):
+        a, b = RangeObserver(bins=1 << 10), RangeObserver(bins=1 << 10)
+        for scale, shape in [(0.3, (4, 9, 16)), (0.0, (3, 5)), (5.0, (2, 40, 64)), (1.0, (7, 33)), (300.0, (1, 8))]:
+            Y = (torch.randn(*shape, generator=g) * scale).to(dtype)
+            Y.view(-1)[::13] = 0.0
+            if scale:
+                Y.view(-1)[1::17] = 2.0 ** int(torch.randint(-3, 3, (1,), generator=g))  # powers of two: bin edges
+            for mask in (None, torch.rand(shape[:-1], generator=g) < 0.4):
+                assert fused.observe(a, Y, mask)
+                b.update(Y[mask] if mask is not None else Y)
+                ca, cb = _observer_state(a), _observer_state(b)
+                assert ca[:3] == cb[:3] and torch.equal(ca[3], cb[3])
+        assert a.full_scale(99.9) == b.full_scale(99.9)
+    with pytest.raises(ValueError, match="finite"):
+        fused.observe(RangeObserver(), torch.tensor([[1.0, float("nan")]]))
+    with pytest.raises(ValueError, match="finite"):
+        fused.observe(RangeObserver(), torch.tensor([[float("inf"), 1.0]]))
+    assert not fused.observe(RangeObserver(), torch.ones(2, 2, dtype=torch.float16))  # left to update

@@ -104,3 +104,18 @@ def paired_keys(vk, offs, seed, t, p, v, out):
     """out[k] = key of the read (tile t[k], plane p[k], vector v[k])."""
     for k in range(t.shape[0]):
         out[k] = _hash32(vk[v[k]] ^ offs[t[k], p[k]] ^ seed)
+
+
+@njit(nogil=True, cache=True, boundscheck=False)
+def bin_rows(Y, keep, scale, hist):
+    """hist[min(floor(|Y[i, j]| * scale), bins - 1)] += 1 over the rows i with keep[i] (all
+    rows when keep is empty); scale in Y's dtype, so the product is the one torch computes."""
+    n, k = Y.shape
+    use = keep.shape[0] > 0
+    last = hist.shape[0] - 1
+    for i in range(n):
+        if use and not keep[i]:
+            continue
+        for j in range(k):
+            b = np.floor(abs(Y[i, j]) * scale)
+            hist[last if b > last else np.int64(b)] += 1

@@ -41,7 +41,8 @@ def _load() -> dict:
     except Exception:  # numba missing, or no writable cache location: the torch stages do the same
         return {}
     return {"noisy": _kernels.noisy, "noisy_codes": _kernels.noisy_codes, "codes": _kernels.codes,
-            "codes_sum": _kernels.codes_sum, "grid_keys": _kernels.grid_keys, "paired_keys": _kernels.paired_keys}
+            "codes_sum": _kernels.codes_sum, "grid_keys": _kernels.grid_keys, "paired_keys": _kernels.paired_keys,
+            "bin_rows": _kernels.bin_rows}
 
 
 def kernels() -> dict:
@@ -106,6 +107,35 @@ def readout_sum(cur: torch.Tensor, var: torch.Tensor | None, keys: torch.Tensor 
     k["codes_sum"](c, v, kk, normal_stream(cur.device).numpy(), np.float32(sigma), noisy, np.float32(inv),
                    np.float32(lo), np.float32(hi), dst.contiguous().numpy(), row_w.to(torch.float32).contiguous().numpy(),
                    np.asarray(col_w, dtype=np.float32), acc.numpy())
+
+
+def observe(observer, Y: torch.Tensor, mask: torch.Tensor | None = None) -> bool:
+    """Add the magnitudes of reads ``Y`` (..., n, KO) -- only the reads where ``mask``
+    (..., n) is set, when given -- to a :class:`crossbar_models.adc.RangeObserver`: the
+    largest magnitude from each read's largest and smallest current (two vectorised
+    reductions; NaN propagates), then one compiled binning pass. The same counts as
+    ``observer.update(Y[mask])`` without its five temporary copies. False, with nothing
+    added, where the binning cannot run (not float32 / float64 on the CPU, or no numba):
+    then the caller uses ``observer.update``."""
+    k = kernels()
+    if not k or Y.device.type != "cpu" or Y.dtype not in (torch.float32, torch.float64) or Y.requires_grad \
+            or observer.histogram.device.type != "cpu":
+        return False
+    rows = Y.reshape(-1, Y.shape[-1])
+    hi, lo = rows.amax(-1), rows.amin(-1)
+    if mask is not None:
+        keep = mask.reshape(-1)
+        hi, lo = hi[keep], lo[keep]
+    if not hi.numel() or not rows.shape[1]:
+        return True
+    top = hi.max().item()  # NaN when any kept read has one (amax and max propagate it)
+    if top == top:
+        top = abs(max(top, -lo.min().item()))
+    if observer.admit(top, hi.numel() * rows.shape[1]):
+        keep = np.zeros(0, np.bool_) if mask is None else mask.reshape(-1).contiguous().numpy()
+        R = rows.contiguous().numpy()
+        k["bin_rows"](R, keep, R.dtype.type(observer.bin_scale), observer.histogram.numpy())
+    return True
 
 
 def row_keys(vector_keys: torch.Tensor, offsets: torch.Tensor, seed: int, t: torch.Tensor, p: torch.Tensor,
