@@ -32,6 +32,7 @@ import torch
 
 from ..errors import ConfigError
 from . import tasks as T
+from .allocator import tune_malloc
 from .procs import started
 
 
@@ -152,6 +153,7 @@ def _worker_init(context, threads: int, main: int) -> None:
     from tqdm import tqdm
 
     tqdm.set_lock(threading.RLock())
+    tune_malloc()  # a forked worker has it from the main process; forkserver / spawn workers set it here
     torch.set_num_threads(threads)
     T.set_context(context, progress=False)
 
@@ -346,6 +348,7 @@ def _ray_task(context, fn: str, params: dict, threads: int) -> dict:
         # Ctrl-C reaches the whole process group, local Ray workers included: the main process
         # decides (as for the process engine), so no task ends half-way with a reply that races it.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tune_malloc()
     torch.set_num_threads(threads)
     T.set_context(context, progress=False)
     return _worker_run(fn, params)

@@ -1,0 +1,44 @@
+"""glibc malloc settings for the command line's long runs (evaluate, timesteps, studies).
+
+torch takes every CPU tensor from malloc. glibc serves a block above its mmap threshold
+(128 KiB at start, raised adaptively up to 32 MiB) with fresh pages from the kernel and
+hands them back when the block is freed, so a chip's forward pass at batch 256, whose
+temporaries are MiB to tens of MiB, has the kernel fault in and zero the same pages again
+for every layer and timestep. Fixing the threshold at its 64-bit maximum (32 MiB) and never
+trimming the heap keeps freed blocks for reuse. The results are the same bits; what
+changes is time in the kernel (``sys``) and the resident set, which stays at its high-water
+mark instead of shrinking after a peak. Measured figures: docs/architecture.md
+("Process settings"). ``IMCSIM_MALLOC=default`` keeps glibc's own settings.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (glibc malloc.h)
+MMAP_THRESHOLD = 32 << 20  # bytes: glibc's largest on 64-bit (HEAP_MAX_SIZE / 2)
+TRIM_THRESHOLD = 2**31 - 1  # bytes (an int): the heap's free top is never given back
+
+_done = False
+
+
+def tune_malloc() -> bool:
+    """Apply the settings above to this process (and the workers it forks) once; True
+    when glibc took them, False where they do not apply (not Linux / glibc, or
+    ``IMCSIM_MALLOC=default``)."""
+    global _done
+    if _done:
+        return True
+    if os.environ.get("IMCSIM_MALLOC", "").strip().lower() == "default" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and other C libraries: nothing to set
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    _done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return _done

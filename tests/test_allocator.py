@@ -1,0 +1,44 @@
+"""The command line's malloc settings (imcsim.app.allocator): in a fresh process, a 16 MiB
+block comes from the heap once they are set, and from its own mmap'd pages (glibc's default)
+with IMCSIM_MALLOC=default."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+PROBE = r"""
+import ctypes, sys
+from imcsim.app.allocator import tune_malloc
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+applied = tune_malloc()
+before = libc.mallinfo2().hblkhd
+p = libc.malloc(16 << 20)
+mapped = libc.mallinfo2().hblkhd - before
+libc.free(p)
+print(int(applied), int(mapped >= 16 << 20))
+"""
+
+
+def _probe(env_value):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env.pop("IMCSIM_MALLOC", None)
+    if env_value is not None:
+        env["IMCSIM_MALLOC"] = env_value
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return tuple(int(v) for v in out.stdout.split())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"),
+                    reason="the settings are glibc malloc's")
+def test_tuned_malloc_keeps_large_blocks_in_the_heap():
+    assert _probe(None) == (1, 0)  # applied; the block is not mmap'd
+    assert _probe("default") == (0, 1)  # glibc's defaults: mmap'd (the control: the probe can see it)
