@@ -19,7 +19,10 @@ aihwkit is optional: without it the script says how to install it and exits 2.
 
     pip install --no-deps aihwkit==1.1.0   # its torch tile needs no compiled extension
     python scripts/bench_aihwkit.py [--batch 64] [--images 64] [--repeat 3] [--threads 1] \\
-        [--tile 64] [--out results/bench_aihwkit.json]
+        [--tile 64] [--malloc default|tuned] [--out results/bench_aihwkit.json]
+
+``--malloc tuned``: this process (aihwkit and imcsim alike) with the malloc settings of the
+``imcsim`` command (``imcsim.app.allocator``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import interleaved, pin_threads, run_batches  # noqa: E402
+from benchlib import add_malloc_option, apply_malloc, interleaved, pin_threads, run_batches  # noqa: E402
 
 import imcsim  # noqa: E402
 from imcsim.models import vgg9  # noqa: E402
@@ -74,6 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--calibration", type=int, default=16)
     ap.add_argument("--out", default="results/bench_aihwkit.json")
+    add_malloc_option(ap)
     args = ap.parse_args(argv)
     try:
         import aihwkit
@@ -84,6 +88,7 @@ def main(argv=None) -> int:
         return 2
     warnings.filterwarnings("ignore")
     threads = pin_threads(args.threads)
+    malloc = apply_malloc(args.malloc)
     torch.manual_seed(0)
     snn = vgg9(kind="snn", timesteps=4, width=args.width).eval()
     torch.manual_seed(0)
@@ -107,7 +112,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         chips[name] = imcsim.convert(net, hw, calibration=cal)
         conversion[name] = time.perf_counter() - t0
-    print(f"{threads} thread(s); conversion: " + "; ".join(f"{k} {v:.1f} s" for k, v in conversion.items()), flush=True)
+    print(f"{threads} thread(s), malloc {malloc}; conversion: " + "; ".join(f"{k} {v:.1f} s" for k, v in conversion.items()), flush=True)
 
     fns = {"float_snn": lambda: run_batches(snn, x, args.batch), "float_qnn": lambda: run_batches(qnn, x, args.batch),
            "aihwkit_torch_tile": lambda: run_batches(analog, x, args.batch)}
@@ -127,7 +132,7 @@ def main(argv=None) -> int:
         print(f"  {k}: {v['s_per_image_min'] * 1e3:.1f} ms/image (median {v['s_per_image_median'] * 1e3:.1f}){extra}")
     conv_ratio = {k: conversion[k] / conversion["aihwkit_torch_tile"] for k in chips}
     print("  conversion vs aihwkit: " + "; ".join(f"{k} {v:.1f}x" for k, v in conv_ratio.items()))
-    res = {"script": "bench_aihwkit", **machine_info(), "threads": threads, "repeat": args.repeat,
+    res = {"script": "bench_aihwkit", **machine_info(), "threads": threads, "malloc": malloc, "repeat": args.repeat,
            "batch": args.batch, "images": n, "width": args.width, "aihwkit_version": aihwkit.__version__,
            "aihwkit_config": describe_config(cfg), "imcsim_preset": "rram", "calibration_images": args.calibration,
            "conversion_s": conversion, "conversion_vs_aihwkit": conv_ratio, "timing": per}

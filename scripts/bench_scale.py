@@ -21,11 +21,13 @@ Inputs: ``--checkpoint`` (a trained zoo model, e.g. ``imcsim train --model vgg9 
 mnist32``) and its data, or an untrained model (seed 0) on uniform random CIFAR-shaped
 images. Activity decides how many tile reads are skipped, so a trained model's figures
 are the ones to quote. Targets (issue 19, 1 thread): rram <= 10x float, rram-ideal <= 6x,
-ideal <= 2x, memory <= 2x float, new rram instance <= 10 s.
+ideal <= 2x, memory <= 2x float, new rram instance <= 10 s. ``--malloc tuned``: the whole
+run (children included) with the malloc settings of the ``imcsim`` command
+(``imcsim.app.allocator``); the default keeps the process's own.
 
     python scripts/bench_scale.py [--models vgg9] [--kinds snn,qnn] [--batches 8,64] \\
         [--presets ideal,rram-ideal,rram] [--images 64] [--repeat 3] [--threads 1] \\
-        [--out results/bench_scale.json]
+        [--malloc default|tuned] [--out results/bench_scale.json]
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (child_peak, floor_fn, interleaved, peak_rss_mb, pin_threads, run_batches,  # noqa: E402
+from benchlib import (add_malloc_option, apply_malloc, child_peak, floor_fn, interleaved, peak_rss_mb, pin_threads, run_batches,  # noqa: E402
                       zoo_or_checkpoint)
 
 import imcsim  # noqa: E402
@@ -156,7 +158,7 @@ def measure(args, name, kind):
     if args.memory:
         common = [__file__, "--threads", str(args.threads), "--width", str(args.width), "--calibration",
                   str(args.calibration), "--batches", ",".join(map(str, args.batches)),
-                  "--child-batch", str(max(args.batches))]
+                  "--child-batch", str(max(args.batches)), "--malloc", args.malloc]
         if args.checkpoint:
             common += ["--checkpoint", args.checkpoint] + (["--data-dir", args.data_dir] if args.data_dir else [])
         peaks = {c: child_peak(common + ["--child", f"{name}:{kind}:{c}"])["peak_mb"]
@@ -189,16 +191,18 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--repeat-program", type=int, default=2, help="repeats of the new-chip-instance timing")
     ap.add_argument("--memory", action="store_true", help="peak memory in fresh processes (slow)")
+    add_malloc_option(ap)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-batch", type=int, default=64, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     unknown = [m for m in args.models if m not in ("vgg9", "vgg16", "resnet19")]
     if unknown:
         ap.error(f"--models: unknown {unknown[0]!r}; choose from vgg9, vgg16, resnet19")
+    malloc = apply_malloc(args.malloc)
     if args.child:
         return child(args)
     threads = pin_threads(args.threads)
-    res = {"script": "bench_scale", **machine_info(), "threads": threads, "repeat": args.repeat,
+    res = {"script": "bench_scale", **machine_info(), "threads": threads, "malloc": malloc, "repeat": args.repeat,
            "targets_vs_float": TARGETS, "results": []}
     print(f"{threads} thread(s), {args.repeat} interleaved repeats; min and median", flush=True)
     models = [args.checkpoint] if args.checkpoint else args.models

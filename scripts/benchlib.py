@@ -26,6 +26,25 @@ def pin_threads(n: int) -> int:
     return torch.get_num_threads()
 
 
+MALLOC_CHOICES = ("default", "tuned")
+
+
+def add_malloc_option(ap) -> None:
+    ap.add_argument("--malloc", choices=MALLOC_CHOICES, default="default",
+                    help="glibc malloc settings of this process (and its children): its own (default), or "
+                         "those the imcsim command and its study workers run with (imcsim.app.allocator)")
+
+
+def apply_malloc(choice: str) -> str:
+    """Set the chosen malloc settings; the setting in force, for the JSON ("tuned" falls
+    back to "default" where glibc's mallopt is not there)."""
+    if choice == "tuned":
+        from imcsim.app.allocator import tune_malloc
+
+        return "tuned" if tune_malloc() else "default"
+    return "default"
+
+
 def interleaved(fns: dict, repeat: int, warmup: int = 1) -> dict:
     """Time each function ``repeat`` times, the candidates interleaved so that machine noise
     hits them alike; {name: {"min": s, "median": s, "all": [s, ...]}}."""
