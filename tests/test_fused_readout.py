@@ -196,3 +196,7 @@ def test_compiled_calibration_observer_counts_what_update_counts():
     with pytest.raises(ValueError, match="finite"):
         fused.observe(RangeObserver(), torch.tensor([[float("inf"), 1.0]]))
     assert not fused.observe(RangeObserver(), torch.ones(2, 2, dtype=torch.float16))  # left to update
+    empty = RangeObserver()
+    for Y, mask in [(torch.ones(3, 0), None), (torch.ones(0, 4), None), (torch.ones(2, 4), torch.zeros(2, dtype=torch.bool))]:
+        assert fused.observe(empty, Y, mask)  # nothing to add, as update of an empty tensor
+    assert empty.count == 0 and empty.max == 0.0 and not empty.histogram.any()

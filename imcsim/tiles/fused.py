@@ -121,12 +121,14 @@ def observe(observer, Y: torch.Tensor, mask: torch.Tensor | None = None) -> bool
     if not k or Y.device.type != "cpu" or Y.dtype not in (torch.float32, torch.float64) or Y.requires_grad \
             or observer.histogram.device.type != "cpu":
         return False
+    if not Y.numel():
+        return True
     rows = Y.reshape(-1, Y.shape[-1])
     hi, lo = rows.amax(-1), rows.amin(-1)
     if mask is not None:
         keep = mask.reshape(-1)
         hi, lo = hi[keep], lo[keep]
-    if not hi.numel() or not rows.shape[1]:
+    if not hi.numel():
         return True
     top = hi.max().item()  # NaN when any kept read has one (amax and max propagate it)
     if top == top:
