@@ -141,6 +141,47 @@ class SpikingNeuron(nn.Module):
             return self._step_all(x.view(x.shape[0] // B, B, *x.shape[1:])).reshape(x.shape)
         return self._step_all(x)
 
+    def _inference_path(self, x: torch.Tensor) -> bool:
+        """Whether :meth:`_step_inference` may run: no gradient to keep, a spiking neuron
+        without synaptic current or delayed reset, float32 / float64 inputs."""
+        return (not (torch.is_grad_enabled() and x.requires_grad) and self.spiking and not self.current_based
+                and not self.reset_delay and not self.track_activity and x.dtype in (torch.float32, torch.float64))
+
+    def _step_inference(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_step_all`'s loop without autograd, updating the membrane ``v`` (owned) in
+        place and writing spikes into one output tensor: the same float operations in the
+        same order, so the same bits. ``v >= threshold`` stands for ``v - threshold >= 0``
+        (equal for IEEE floats, as a difference of finite floats is 0 only when they are
+        equal; torch does not flush subnormals unless told to), and ``v -= s * threshold``
+        for a float threshold is one fused subtraction (s in {0, 1}: the product is exact)."""
+        leak, thr, gain, rest = self.leak, self.threshold, self.gain, self.v_rest
+        unit_leak = isinstance(leak, float) and leak == 1.0
+        unit_gain = isinstance(gain, float) and gain == 1.0
+        no_rest = isinstance(rest, float) and rest == 0.0
+        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # contiguous, as torch.stack's
+        fired = torch.empty(v.shape, dtype=torch.bool, device=v.device)
+        for t in range(x.shape[0]):
+            cur = x[t] if unit_gain else gain * x[t]
+            if unit_leak:
+                v.add_(cur)
+            else:
+                v.mul_(leak).add_(cur)
+            if not no_rest:
+                v.add_((1 - leak) * rest)
+            (torch.gt if self.strict else torch.ge)(v, thr, out=fired)
+            s = out[t]
+            s.copy_(fired)
+            if self.reset == "subtract":
+                if isinstance(thr, float):
+                    v.sub_(s, alpha=thr)
+                else:
+                    v.sub_(s * thr)
+            elif self.reset == "zero":
+                v.mul_(1 - s)
+                if not (isinstance(self.v_reset, float) and self.v_reset == 0.0):
+                    v.add_(s * self.v_reset)
+        return out, v
+
     def _step_all(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2:
             raise ValueError(f"spiking neuron expects (T, B, ...), got shape {tuple(x.shape)}")
@@ -151,6 +192,13 @@ class SpikingNeuron(nn.Module):
             v = v.expand(shape).clone() if not carry else v
         i = self.i if carry and self.current_based else (torch.zeros_like(x[0]) if self.current_based else None)
         pend = self.pending if carry and self.reset_delay else None
+        if self._inference_path(x) and v.shape == shape:
+            res, v = self._step_inference(x, v.clone() if carry else v)
+            if self.persistent:
+                self.v, self.i, self.pending = v, None, None
+            if counting_enabled():
+                self.events.add(updates=x.numel(), spikes=float(res.sum()), syn_updates=0)
+            return res
         leak, thr, gain, rest = self.leak, self.threshold, self.gain, self.v_rest
         out = []
         for t in range(x.shape[0]):

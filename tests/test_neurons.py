@@ -153,3 +153,36 @@ def test_general_neuron_variants_by_hand():
     n = SpikingNeuron(threshold=torch.tensor([0.5, 2.0]))
     out = n(torch.ones(2, 1, 2))
     assert out[:, 0].tolist() == [[1.0, 0.0], [1.0, 1.0]]
+
+
+def test_inference_path_gives_the_same_bits_as_the_autograd_loop():
+    """The no-gradient path (in-place membrane, spikes written into one tensor) against the
+    loop that keeps the graph, over thresholds on the spike edge, tensor parameters, leaks,
+    gains, resting potentials, resets, strict spikes, v_init, float64 and a membrane carried
+    over between calls (the dynamic-timestep runner)."""
+    from imcsim.neurons import SpikingNeuron
+
+    g = torch.Generator().manual_seed(5)
+    thr_t = torch.rand(6, 1, 1, generator=g) + 0.5
+    configs = [dict(), dict(threshold=0.75, v_init=0.5), dict(threshold=thr_t), dict(threshold=thr_t, v_init=0.5),
+               dict(leak=0.8, gain=1.5, v_rest=0.1), dict(leak=thr_t / 2, strict=True), dict(reset="zero"),
+               dict(reset="zero", v_reset=0.2, leak=0.9), dict(reset="none", threshold=0.5)]
+    for cfg in configs:
+        for dtype in (torch.float32, torch.float64):
+            x = (torch.randint(-4, 9, (5, 3, 6, 4, 4), generator=g) * 0.125).to(dtype)  # exact sums that hit thresholds
+            x[1] += torch.rand(x[1].shape, generator=g, dtype=dtype)
+            for persistent in (False, True):
+                outs = []
+                for grad in (False, True):
+                    n = SpikingNeuron(**cfg)
+                    n.persistent = persistent
+                    xi = x.clone().requires_grad_(grad)
+                    with torch.set_grad_enabled(grad):
+                        assert n._inference_path(xi) is not grad
+                        ys = [n(xi[:2]), n(xi[2:])] if persistent else [n(xi)]
+                    outs.append((torch.cat([y.detach() for y in ys]), None if n.v is None else n.v.detach()))
+                (a, va), (b, vb) = outs
+                assert a.dtype == b.dtype and torch.equal(a, b), cfg
+                assert (va is None) == (vb is None) and (va is None or torch.equal(va, vb)), cfg
+                if cfg.get("v_init") == 0.5 and not isinstance(cfg.get("threshold"), torch.Tensor):
+                    assert 0 < a.mean() < 1  # the spike edge is reached
