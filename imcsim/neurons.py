@@ -150,7 +150,7 @@ class SpikingNeuron(nn.Module):
         return (not (torch.is_grad_enabled() and x.requires_grad) and self.spiking and not self.current_based
                 and not self.reset_delay and not self.track_activity and x.dtype in (torch.float32, torch.float64))
 
-    def _step_inference(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _step_inference(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """:meth:`_step_all`'s loop without autograd, updating the membrane ``v`` (owned) in
         place and writing spikes into one output tensor: the same float operations in the
         same order, so the same bits. ``v >= threshold`` stands for ``v - threshold >= 0``
@@ -160,7 +160,7 @@ class SpikingNeuron(nn.Module):
         leak, thr, gain, rest = self.leak, self.threshold, self.gain, self.v_rest
         unit_leak = isinstance(leak, float) and leak == 1.0
         unit_gain = isinstance(gain, float) and gain == 1.0
-        no_rest = isinstance(rest, float) and rest == 0.0
+        rest_term = None if isinstance(rest, float) and rest == 0.0 else (1 - leak) * rest  # per step, as the loop adds it
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # contiguous, as torch.stack's
         fired = torch.empty(v.shape, dtype=torch.bool, device=v.device)
         for t in range(x.shape[0]):
@@ -169,8 +169,8 @@ class SpikingNeuron(nn.Module):
                 v.add_(cur)
             else:
                 v.mul_(leak).add_(cur)
-            if not no_rest:
-                v.add_((1 - leak) * rest)
+            if rest_term is not None:
+                v.add_(rest_term)
             (torch.gt if self.strict else torch.ge)(v, thr, out=fired)
             s = out[t]
             s.copy_(fired)
@@ -183,7 +183,7 @@ class SpikingNeuron(nn.Module):
                 v.mul_(1 - s)
                 if not (isinstance(self.v_reset, float) and self.v_reset == 0.0):
                     v.add_(s * self.v_reset)
-        return out, v
+        return out
 
     def _step_all(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2:
@@ -196,7 +196,8 @@ class SpikingNeuron(nn.Module):
         i = self.i if carry and self.current_based else (torch.zeros_like(x[0]) if self.current_based else None)
         pend = self.pending if carry and self.reset_delay else None
         if self._inference_path(x) and v.shape == shape:
-            res, v = self._step_inference(x, v.clone() if carry else v)
+            v = v.clone() if carry else v  # updated in place: the carried state is not aliased
+            res = self._step_inference(x, v)
             if self.persistent:
                 self.v, self.i, self.pending = v, None, None
             if counting_enabled():

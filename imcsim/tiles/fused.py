@@ -124,9 +124,9 @@ def observe(observer, Y: torch.Tensor, mask: torch.Tensor | None = None) -> bool
     if not Y.numel():
         return True
     rows = Y.reshape(-1, Y.shape[-1])
+    keep = None if mask is None else mask.reshape(-1).contiguous()
     hi, lo = rows.amax(-1), rows.amin(-1)
-    if mask is not None:
-        keep = mask.reshape(-1)
+    if keep is not None:
         hi, lo = hi[keep], lo[keep]
     if not hi.numel():
         return True
@@ -134,9 +134,9 @@ def observe(observer, Y: torch.Tensor, mask: torch.Tensor | None = None) -> bool
     if top == top:
         top = abs(max(top, -lo.min().item()))
     if observer.admit(top, hi.numel() * rows.shape[1]):
-        keep = np.zeros(0, np.bool_) if mask is None else mask.reshape(-1).contiguous().numpy()
         R = rows.contiguous().numpy()
-        k["bin_rows"](R, keep, R.dtype.type(observer.bin_scale), observer.histogram.numpy())
+        k["bin_rows"](R, np.zeros(0, np.bool_) if keep is None else keep.numpy(), R.dtype.type(observer.bin_scale),
+                      observer.histogram.numpy())
     return True
 
 
