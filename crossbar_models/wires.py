@@ -213,18 +213,20 @@ def effective_conductance(G: torch.Tensor, wires: WireModel, *, chunk: int = 64,
     G: (..., R, C) cell conductances in siemens, all finite and > 0. Leading dimensions are
     independent tiles, solved together (``chunk`` tiles at a time to bound memory). Returns M
     in G's dtype; the sweep itself runs in ``precision``: ``float64`` (exact to ~1e-12) or
-    ``float32`` (about 2x faster on 128x128 tiles; every element of M within 4e-4 relative
-    of the float64 sweep at the rram preset's wires, column currents within 5e-4: measured
-    by scripts/bench_programming.py and tests/test_wires.py).
+    ``float32`` (3.5x faster on 64x64 tiles at the rram preset's wires, 4x on 128x128; every
+    element of M within 2.1e-6 relative of the float64 sweep on 64x64 tiles, 1.5e-5 on
+    128x128, column currents within 6.8e-7 / 8.1e-6: measured by scripts/bench_programming.py
+    and tests/test_wires.py).
 
     The sweep goes down the rows keeping, at the current row of column nodes, the Norton
     equivalent of everything above: a C x C conductance matrix N and the short-circuit
     currents J (C per input row). Adding a row adds its Kron-reduced conductance Q_i to N
     and its injection to J; moving one column segment down replaces N by
-    ``(I + r_col N)^-1 N`` and J by ``(I + r_col N)^-1 J``; at the bottom the sense
-    resistance does the same once more, and J (C x R) is M transposed.
-    Cost: R steps of one C x C inverse plus products, O(R C^3) per tile, once per
-    programmed tile; every read afterwards is a plain matmul.
+    ``(I + r_col N)^-1 N`` and J by ``(I + r_col N)^-1 J`` (:func:`_through_resistance`: a
+    truncated Neumann series on real arrays, else a blocked inverse); at the bottom the
+    sense resistance does the same once more, and J (C x R) is M transposed.
+    Cost: R steps of a product or two (or one C x C inverse) of C x C matrices, O(R C^3)
+    per tile, once per programmed tile; every read afterwards is a plain matmul.
     """
     G = _check_G(G)
     wires = _check_wires(wires, G)
@@ -293,59 +295,80 @@ def nominal_wire_base(G0: torch.Tensor, wires: WireModel, *, precision: str = "f
 
 
 # Largest number of matrix products the series may take before the blocked inverse is cheaper
-# (measured on 64 x 64 tiles, 1 thread: the inverse costs about 10 products in float32 and
-# 2.5 in float64, where the batched LAPACK leaves are relatively cheaper).
-_SERIES_MAX_PRODUCTS = {torch.float32: 6, torch.float64: 2}
+# (1 thread, 64 x 64 and 128 x 128 tiles: the inverse costs about 10 products in float32; in
+# float64 its LAPACK leaves are relatively cheaper and even one product did not pay on
+# 128 x 128 tiles, so float64 takes the series only where it is free, X = N).
+_SERIES_MAX_PRODUCTS = {torch.float32: 6, torch.float64: 0}
 
 
-def _segment_complement(A: torch.Tensor) -> torch.Tensor | None:
-    """``I - (I + A)^-1`` for a batch of symmetric ``A`` with small norm, or None.
+def _series_terms(N: torch.Tensor, r: float) -> int | None:
+    """How many terms k the series of :func:`_through_resistance` takes for ``A = r N``, or None.
 
-    One column segment r_col in series with a Norton conductance N is ``A = r_col N``; on
-    real crossbars ``||A||`` is ~1e-3 (r_col G R), so the Neumann series
-    ``I - (I + A)^-1 = A - A^2 + A^3 - ...`` is as exact as the inverse after a few terms.
+    The series gives ``X = N sum_{j<k} (-A)^j`` and so ``P = I - r X = sum_{j<=k} (-A)^j``.
     With ``q = ||A||_inf`` (the largest absolute row sum over the batch, which bounds every
-    eigenvalue) the terms after the k-th sum to at most ``q^(k+1) / (1 - q)`` in that norm; k
-    is the first with that bound below an eighth of the dtype's epsilon, so the truncation is
-    smaller than rounding ``P = (I + A)^-1`` to the dtype would be. Returned directly (never
-    as ``I - P``, which cancels to a relative error eps / q in the new conductance ``T / r``).
-    None when q >= 0.5 or when the series would take more products than the inverse costs
-    (then the caller inverts).
-    """
-    q = float(A.abs().sum(-1).amax()) if A.numel() else 0.0
+    eigenvalue of the symmetric A) P's omitted terms sum to at most ``q^(k+1) / (1 - q)``; k is
+    the first with that bound below an eighth of the dtype's epsilon: P is then as exact as
+    the inverse rounded to the dtype, and X's relative truncation (``q^k / (1 - q)``, below
+    eps / (8 q)) is 8x smaller than the eps / q that ``(I - P) / r`` loses by cancellation.
+    None when q >= 0.5 (or not finite) or when the k - 1 products would cost more than the
+    blocked inverse."""
+    q = r * float(N.abs().sum(-1).amax()) if N.numel() else 0.0
     if not q < 0.5:
         return None
     if q == 0.0:
-        return A.clone()
-    tol = torch.finfo(A.dtype).eps / 8 * (1.0 - q)
-    k = max(1, math.ceil(math.log(tol) / math.log(q)) - 1)
-    if k - 1 > _SERIES_MAX_PRODUCTS.get(A.dtype, 0):
-        return None
-    if k == 1:
-        return A.clone()
-    S = A.neg()  # Horner: S <- I - A S, starting from I - A
-    S.diagonal(dim1=-2, dim2=-1).add_(1.0)
-    eye = None
-    for _ in range(k - 2):
-        if eye is None:
-            eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device).expand_as(A)
-        S = torch.baddbmm(eye, A, S, alpha=-1.0)
-    return A @ S
+        return 1
+    k = max(1, math.ceil(math.log(torch.finfo(N.dtype).eps / 8 * (1.0 - q)) / math.log(q)) - 1)
+    return k if k - 1 <= _SERIES_MAX_PRODUCTS.get(N.dtype, 0) else None
 
 
 def _through_resistance(N: torch.Tensor, r: float):
     """A resistance ``r`` in series with each column port of the Norton conductance ``N``.
 
-    Returns (T, P): ``P = (I + r N)^-1`` carries the short-circuit currents through
-    (``J <- P J``), and ``T = I - P`` gives the new conductance ``P N = T / r``. Exactly one
-    of the two is not None: T from the series when it is short, else P from the inverse.
-    """
+    Returns (P, X): ``X = P N`` is the new conductance matrix, with ``P = (I + r N)^-1``
+    carrying the short-circuit currents through (``J <- P J``). On real crossbars
+    ``||r N||`` is ~1e-3 (r_col G R), so X comes from the Neumann series
+    ``X = N - r N^2 + r^2 N^3 - ...`` (Horner: ``X <- N - r N X``, one fused product per
+    term, :func:`_series_terms` many) and P is returned as None: apply it as
+    ``J - r X J`` (:func:`_carry`), which keeps every current to its own relative precision
+    where ``I - r X`` rounded would not (its diagonal 1 - ~1e-3 keeps only ~14 bits of the
+    attenuation in float32). X is formed directly, not as ``(I - P) / r``, which cancels to a
+    relative error eps / ||r N||. Otherwise (a long series) P from the blocked SPD inverse
+    and ``X = (I - P) / r``."""
+    k = _series_terms(N, r)
+    if k is not None:
+        X = N
+        for _ in range(k - 1):
+            X = torch.baddbmm(N, N, X, alpha=-r)
+        return None, (X.clone() if X is N else X)
     A = N.mul(r)
-    T = _segment_complement(A)
-    if T is not None:
-        return T, None
     A.diagonal(dim1=-2, dim2=-1).add_(1.0)
-    return None, _spd_inverse(A)
+    P = _spd_inverse(A)
+    X = P.mul(-1.0 / r)
+    X.diagonal(dim1=-2, dim2=-1).add_(1.0 / r)
+    return P, X
+
+
+def _carry(JT: torch.Tensor, P, X: torch.Tensor, r: float) -> torch.Tensor:
+    """``J <- P J`` for the currents (transposed, J^T P: P is symmetric), in place when the
+    series gave ``P = I - r X``."""
+    if P is None:
+        return JT.sub_(JT @ X, alpha=r)
+    JT.copy_(JT @ P)
+    return JT
+
+
+def _add_row_conductance(N, Gi, yinv_i, c_i, factors_i, masks, pinned_first: bool):
+    """``N += Q_i`` in place: the Kron-reduced conductance of row i between the column ports
+    (:func:`_row_conductance`), written as two masked outer products so that no transposed
+    copy is read (about 2x cheaper than building the symmetric matrix)."""
+    if factors_i is None:
+        return N.add_(_row_conductance(Gi, yinv_i, c_i, None, masks[0].bool(), pinned_first))
+    a, b = factors_i
+    upper, lower = masks  # float 0/1: j <= k, and j > k
+    N.sub_((a.unsqueeze(-1) * upper) * b.unsqueeze(-2))  # a_j b_k above and on the diagonal
+    N.sub_((b.unsqueeze(-1) * lower) * a.unsqueeze(-2))  # b_j a_k below: the transpose
+    N.diagonal(dim1=-2, dim2=-1).add_(Gi)
+    return N
 
 
 def _sweep(G: torch.Tensor, wires: WireModel) -> torch.Tensor:
@@ -354,32 +377,25 @@ def _sweep(G: torch.Tensor, wires: WireModel) -> torch.Tensor:
     h = G * u  # (n, R, C): current row i injects into column port j per volt of v_i
     pinned = wires.r_src == 0 and wires.r_row > 0
     factors = _row_coupling_factors(G, yinv, c, pinned)
-    upper = torch.ones(C, C, dtype=torch.bool, device=G.device).triu()
+    upper = torch.ones(C, C, dtype=G.dtype, device=G.device).triu()
+    masks = (upper, 1.0 - upper)
 
-    def row_q(i):
+    def add_q(N, i):
         f = None if factors is None else (factors[0][:, i], factors[1][:, i])
-        return _row_conductance(G[:, i], yinv[:, i], c[:, i], f, upper, pinned)
+        return _add_row_conductance(N, G[:, i], yinv[:, i], c[:, i], f, masks, pinned)
 
     r_col, r_sink = wires.r_col, wires.r_sink
-    N = row_q(0)  # Norton conductance of the rows swept so far, at the current column nodes
+    N = add_q(torch.zeros(n, C, C, dtype=G.dtype, device=G.device), 0)  # Norton conductance of the rows swept
     JT = torch.zeros(n, R, C, dtype=G.dtype, device=G.device)  # Norton currents, per input row
     JT[:, 0] = h[:, 0]
     for i in range(1, R):
-        if r_col > 0:  # one column segment down: J <- P J, N <- P N = (I - P) / r
-            T, P = _through_resistance(N, r_col)
-            if T is not None:
-                JT[:, :i] -= JT[:, :i] @ T  # P is symmetric: (P J)^T = J^T P = J^T - J^T T
-                N = row_q(i).add_(T, alpha=1.0 / r_col)
-            else:
-                JT[:, :i] = JT[:, :i] @ P
-                N = row_q(i).sub_(P, alpha=1.0 / r_col)
-                N.diagonal(dim1=-2, dim2=-1).add_(1.0 / r_col)
-        else:
-            N = N + row_q(i)
+        if r_col > 0:  # one column segment down: J <- P J, N <- P N
+            P, N = _through_resistance(N, r_col)
+            _carry(JT[:, :i], P, N, r_col)
+        N = add_q(N, i)
         JT[:, i] = h[:, i]
     if r_sink > 0:  # through the sense resistance into virtual ground
-        T, P = _through_resistance(N, r_sink)
-        JT = JT - JT @ T if T is not None else JT @ P
+        _carry(JT, *_through_resistance(N, r_sink), r_sink)
     return JT
 
 

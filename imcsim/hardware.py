@@ -181,8 +181,8 @@ class HardwareConfig:
     whose inputs are all zero are not performed (affects event counts, not outputs).
     seed: seeds device programming and read noise (one seed = one chip instance).
     wire_precision: arithmetic of the IR-drop solve run once per programmed tile --
-    ``float64`` (exact) or ``float32`` (about 2x faster on 128x128 tiles; every effective
-    conductance within 4e-4 relative of float64, scripts/bench_programming.py).
+    ``float64`` (exact) or ``float32`` (3.5-4x faster; every effective conductance within
+    2.1e-6 relative of float64 on 64x64 tiles, 1.5e-5 on 128x128, scripts/bench_programming.py).
     wire_solve: how each chip instance gets its IR-drop-loaded conductances -- ``exact``
     (the full solve of its own programmed array) or ``nominal`` (the exact solve of the
     variation- and fault-free array, once per network, then a first-order update per

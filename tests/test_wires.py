@@ -231,34 +231,36 @@ def test_float32_sweep_error_against_float64_is_small_and_stated(R):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_column_segment_series_equals_the_inverse_it_replaces(dtype):
-    """``I - (I + A)^-1`` from the truncated Neumann series (the sweep's column segments)
-    against the float64 inverse: within a few epsilon of the dtype wherever the series is
-    taken, and None (the caller inverts) where it would be long or diverge."""
-    from crossbar_models.wires import _SERIES_MAX_PRODUCTS, _segment_complement
+    """A column segment r in series with a Norton conductance N: the new conductance
+    ``X = (I + r N)^-1 N`` from the truncated Neumann series against a float64 solve, within
+    a few epsilon of X itself wherever the series is taken (no cancellation), and the
+    inverse taken instead where the series would be long or diverge (||r N|| >= 0.5)."""
+    from crossbar_models.wires import _SERIES_MAX_PRODUCTS, _series_terms, _through_resistance
 
     g = torch.Generator().manual_seed(5)
     eps = torch.finfo(dtype).eps
+    r = 2.5
     taken = []
     for q in (0.0, 1e-9, 1e-6, 1e-4, 2e-3, 3e-2, 0.2, 0.49, 0.5, 0.9):
-        X = torch.randn(6, 16, 16, generator=g, dtype=torch.float64)
-        A = X @ X.mT + torch.diag_embed(torch.rand(6, 16, generator=g, dtype=torch.float64))
-        A = A / A.abs().sum(-1).amax() * q  # symmetric positive semi-definite, ||A||_inf = q
-        T = _segment_complement(A.to(dtype))
-        if q >= 0.5:
-            assert T is None
-            continue
-        exact = torch.linalg.solve(torch.eye(16, dtype=torch.float64) + A, A)  # = I - (I + A)^-1, no cancellation
-        if T is None:  # only when the series needs more products than the inverse costs
-            k = math.ceil(math.log(eps / 8 * (1 - q)) / math.log(q)) - 1
-            assert k - 1 > _SERIES_MAX_PRODUCTS[dtype], (q, k)
+        Y = torch.randn(6, 16, 16, generator=g, dtype=torch.float64)
+        N = Y @ Y.mT + torch.diag_embed(torch.rand(6, 16, generator=g, dtype=torch.float64))
+        N = N / N.abs().sum(-1).amax() * q / r  # symmetric positive semi-definite, ||r N||_inf = q
+        k = _series_terms(N.to(dtype), r)
+        P, X = _through_resistance(N.to(dtype), r)
+        eye = torch.eye(16, dtype=torch.float64)
+        exact = torch.linalg.solve(eye + r * N, N)
+        if q >= 0.5 or k is None:
+            want = math.ceil(math.log(eps / 8 * (1 - q)) / math.log(q)) - 1 if 0 < q < 0.5 else None
+            assert k is None and P is not None and (want is None or want - 1 > _SERIES_MAX_PRODUCTS[dtype])
+            assert float((P.double() - torch.linalg.inv(eye + r * N)).abs().max()) < 50 * eps
             continue
         taken.append(q)
-        assert T.dtype == dtype
-        err = float((T.double() - exact).abs().max())
-        # truncation below eps / 8 (of ||P|| ~ 1) plus T's own rounding (relative to ||T|| ~ q):
-        # I - P rounded would be off by eps, and by eps / q relative to T
-        assert err <= eps / 8 + 8 * eps * q, (q, err)
-    assert 2e-3 in taken if dtype == torch.float32 else 1e-6 in taken
+        assert P is None and X.dtype == dtype
+        # X's truncation, below eps / (8 r) (eps / (8 q) relative to ||X|| ~ q / r), plus its
+        # rounding; ``(I - P) / r`` from a correctly rounded P would be off by up to eps / r
+        err = float((X.double() - exact).abs().max())
+        assert err <= eps / (8 * r) + 4 * eps * q / r, (q, err)
+    assert 2e-3 in taken if dtype == torch.float32 else 1e-9 in taken
 
 
 def test_sweep_through_the_inverse_and_through_the_series_agree():
@@ -270,25 +272,26 @@ def test_sweep_through_the_inverse_and_through_the_series_agree():
     G = torch.rand(3, 12, 10, generator=g, dtype=torch.float64) * 9e-3 + 1e-3
     v = torch.rand(3, 4, 12, generator=g, dtype=torch.float64)
     calls = {"series": 0}
-    real = wmod._segment_complement
+    real = wmod._series_terms
 
-    def counting(A):
-        T = real(A)
-        calls["series"] += T is not None
-        return T
+    def counting(N, r):
+        k = real(N, r)
+        calls["series"] += k is not None
+        return k
 
-    wmod._segment_complement = counting
+    wmod._series_terms = counting
     try:
-        for w, scale in ((WireModel(2.0, 500.0, 3.0, 400.0), 1.0), (WireModel(0.5, 0.2, 1.0, 0.3), 1e-3)):
-            G = G * scale  # small column loads: q ~ 2e-5, the float64 series takes 3 terms
+        for w, scale, precision, tol in ((WireModel(2.0, 500.0, 3.0, 400.0), 1.0, "float64", 1e-9),
+                                         (WireModel(0.5, 0.2, 1.0, 0.3), 1e-3, "float32", 2e-6)):
+            G = G * scale  # small column loads: ||r N|| ~ 1e-5 .. 1e-3
             before = calls["series"]
             ref = solve_currents(G, v, w)
-            got = v @ effective_conductance(G, w)
-            assert float((got - ref).abs().max() / ref.abs().max()) < 1e-9
+            got = v @ effective_conductance(G, w, precision=precision)
+            assert float((got - ref).abs().max() / ref.abs().max()) < tol
             took = calls["series"] - before
             assert (took == 0) if w.r_col == 500.0 else (took > 0), (w, took)
     finally:
-        wmod._segment_complement = real
+        wmod._series_terms = real
 
 
 # ------------------------------------------------------- reuse of the nominal solve
