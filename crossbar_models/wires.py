@@ -295,10 +295,10 @@ def nominal_wire_base(G0: torch.Tensor, wires: WireModel, *, precision: str = "f
 
 
 # Largest number of matrix products the series may take before the blocked inverse is cheaper
-# (1 thread, 64 x 64 and 128 x 128 tiles: the inverse costs about 10 products in float32; in
-# float64 its LAPACK leaves are relatively cheaper and even one product did not pay on
-# 128 x 128 tiles, so float64 takes the series only where it is free, X = N).
-_SERIES_MAX_PRODUCTS = {torch.float32: 6, torch.float64: 0}
+# (1 thread, 64 x 64 and 128 x 128 tiles: the inverse costs about 10 products in float32). In
+# float64 the inverse's LAPACK leaves are relatively cheaper and even one product did not pay
+# on 128 x 128 tiles, so float64 (the exact reference precision) always inverts.
+_SERIES_MAX_PRODUCTS = {torch.float32: 6}
 
 
 def _series_terms(N: torch.Tensor, r: float) -> int | None:
@@ -310,8 +310,10 @@ def _series_terms(N: torch.Tensor, r: float) -> int | None:
     the first with that bound below an eighth of the dtype's epsilon: P is then as exact as
     the inverse rounded to the dtype, and X's relative truncation (``q^k / (1 - q)``, below
     eps / (8 q)) is 8x smaller than the eps / q that ``(I - P) / r`` loses by cancellation.
-    None when q >= 0.5 (or not finite) or when the k - 1 products would cost more than the
-    blocked inverse."""
+    None when q >= 0.5 (or not finite), when the k - 1 products would cost more than the
+    blocked inverse, and in float64."""
+    if N.dtype not in _SERIES_MAX_PRODUCTS:
+        return None
     q = r * float(N.abs().sum(-1).amax()) if N.numel() else 0.0
     if not q < 0.5:
         return None
