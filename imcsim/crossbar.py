@@ -622,12 +622,17 @@ class TiledMatrix(nn.Module):
                 Y0 = Xa.new_empty(mats.shape[0], n_active, KO)
             start = 0
             with stage("matmul", Xa):  # each tile's products written in place (mats[m, t] and Y0[m, rows] are contiguous)
-                for t, c in enumerate(torch.bincount(t_a, minlength=GT).tolist()):
-                    if c:
-                        Xc = Xa[start:start + c]
-                        for m in range(mats.shape[0]):
-                            torch.mm(Xc * Xc if m and drv.mode == "dac" else Xc, mats[m, t], out=Y0[m, start:start + c])
-                        start += c
+                Yf = None if drv.mode == "dac" else fused.row_products(Xa, t_a, mats)
+                if Yf is not None:
+                    Y0 = Yf
+                else:
+                    for t, c in enumerate(torch.bincount(t_a, minlength=GT).tolist()):
+                        if c:
+                            Xc = Xa[start:start + c]
+                            for m in range(mats.shape[0]):
+                                torch.mm(Xc * Xc if m and drv.mode == "dac" else Xc, mats[m, t],
+                                         out=Y0[m, start:start + c])
+                            start += c
             p_a, v_a = i_a // Vc, i_a % Vc
             w_row = None if all(w == 1.0 for w in pw) else plane_w[p_a].unsqueeze(1)  # spikes: one plane of weight 1
             dest_rows = v_a * G_ + t_a // Tr  # row of acc[j] viewed as (Vc * G, og)
@@ -678,6 +683,12 @@ class TiledMatrix(nn.Module):
         straight into its slot (a broadcast X @ mats would first copy X twice); 0/1 planes
         reuse X for the squares (x**2 == x), DAC levels multiply x**2 with them."""
         with stage("matmul", X):
+            if drv.mode != "dac":  # 0/1 inputs: only the driven rows added, in one compiled loop where numba runs
+                T, n = X.shape[0], X.shape[1]
+                t = torch.arange(T).repeat_interleave(n) if X.device.type == "cpu" else None
+                out = None if t is None else fused.row_products(X.reshape(T * n, -1), t, mats)
+                if out is not None:
+                    return out.view(mats.shape[0], T, n, mats.shape[-1])
             out = X.new_empty(mats.shape[0], X.shape[0], X.shape[1], mats.shape[-1])
             for m in range(mats.shape[0]):
                 torch.bmm(X * X if m and drv.mode == "dac" else X, mats[m], out=out[m])

@@ -200,3 +200,47 @@ def test_compiled_calibration_observer_counts_what_update_counts():
     for Y, mask in [(torch.ones(3, 0), None), (torch.ones(0, 4), None), (torch.ones(2, 4), torch.zeros(2, dtype=torch.bool))]:
         assert fused.observe(empty, Y, mask)  # nothing to add, as update of an empty tensor
     assert empty.count == 0 and empty.max == 0.0 and not empty.histogram.any()
+
+
+def _sequential_products(X, t, mats):
+    """Reference for fused.row_products: float32 sums in row order, one rounding per product
+    and per addition (NumPy float32 scalars), zero inputs skipped."""
+    import numpy as np
+
+    Xn, tn, Mn = X.numpy(), t.numpy(), mats.numpy()
+    out = np.zeros((Mn.shape[0], Xn.shape[0], Mn.shape[-1]), np.float32)
+    for a in range(Xn.shape[0]):
+        for r in range(Xn.shape[1]):
+            x = np.float32(Xn[a, r])
+            if x != 0:
+                out[0, a] = out[0, a] + x * Mn[0, tn[a], r]
+                if Mn.shape[0] > 1:
+                    out[1, a] = out[1, a] + (x * x) * Mn[1, tn[a], r]
+    return torch.from_numpy(out)
+
+
+def test_row_products_add_the_driven_rows_in_row_order():
+    """The compiled read product (only the rows a read drives, in row order) against an
+    element-by-element float32 reference: equal bits, for 0/1 reads (spikes, bit planes),
+    all-zero reads and other levels; a read's result does not depend on the reads beside it
+    (any order or subset); near the float64 product; None where it cannot run."""
+    assert fused.kernels()
+    g = torch.Generator().manual_seed(11)
+    mats = torch.rand(2, 5, 23, 37, generator=g) * 3
+    mats[:, :, 4] = 0.0
+    X = (torch.rand(60, 23, generator=g) < 0.2).float()
+    X[7] = 0.0
+    X[9] = 1.0
+    t = torch.randint(0, 5, (60,), generator=g)
+    got = fused.row_products(X, t, mats)
+    assert torch.equal(got, _sequential_products(X, t, mats))
+    assert torch.equal(got[:, 7], torch.zeros(2, 37))
+    exact = torch.einsum("ar,marc->mac", X.double(), mats[:, t].double())
+    assert float((got.double() - exact).abs().max() / exact.abs().max()) < 23 * 2**-24
+    perm = torch.randperm(60, generator=g)[:25]
+    assert torch.equal(fused.row_products(X[perm], t[perm], mats), got[:, perm])
+    levels = X * torch.randint(1, 9, X.shape, generator=g) / 4  # DAC-like levels: x and x**2 weights
+    assert torch.equal(fused.row_products(levels, t, mats), _sequential_products(levels, t, mats))
+    assert torch.equal(fused.row_products(X, t, mats[:1]), got[:1])  # no read noise: currents only
+    assert fused.row_products(X.double(), t, mats.double()) is None
+    assert fused.row_products(X.requires_grad_(), t, mats) is None

@@ -119,3 +119,34 @@ def bin_rows(Y, keep, scale, hist):
         for j in range(k):
             b = np.floor(abs(Y[i, j]) * scale)
             hist[last if b > last else np.int64(b)] += 1
+
+
+@njit(nogil=True, cache=True, boundscheck=False)
+def row_products(X, t, mats, out):
+    """out[0, a] = sum_r X[a, r] * mats[0, t[a], r] and out[1, a] = sum_r X[a, r]**2 *
+    mats[1, t[a], r] (the read's column currents and, with read noise, their variances),
+    added from zero in row order over the rows with X[a, r] != 0 only. Inputs of 0 and 1
+    (spikes, bit planes) make every term a conductance exactly; the sum of a read depends on
+    that read alone, not on the batch it is in."""
+    n, R = X.shape
+    M = mats.shape[0]
+    KO = mats.shape[3]
+    for a in range(n):
+        ta = t[a]
+        for m in range(M):
+            o = out[m, a]
+            for c in range(KO):
+                o[c] = 0.0
+        for r in range(R):
+            x = X[a, r]
+            if x != 0:
+                o = out[0, a]
+                g = mats[0, ta, r]
+                for c in range(KO):
+                    o[c] += x * g[c]
+                if M > 1:
+                    x2 = x * x
+                    o = out[1, a]
+                    g = mats[1, ta, r]
+                    for c in range(KO):
+                        o[c] += x2 * g[c]

@@ -17,6 +17,11 @@ and slice weights, to its output (the shift-add and accumulation of
 are bit-identical to the torch stages (tests/test_fused_readout.py compares them); without
 numba, on a GPU, in float64 or with the "element" draws the torch stages run.
 
+:func:`row_products` computes the reads' column currents themselves where the inputs are 0
+or 1: the conductance rows a read drives, added in row order (a BLAS product with fused
+multiply-adds along the rows gives the same bits: x = 1 adds exactly, x = 0 adds nothing;
+equal to torch's products on this machine, tests/test_fused_readout.py).
+
 Units: currents and variances in normalised units (one level step x v_read; variance per
 unit sigma**2), codes as integers stored in float32.
 """
@@ -42,7 +47,7 @@ def _load() -> dict:
         return {}
     return {"noisy": _kernels.noisy, "noisy_codes": _kernels.noisy_codes, "codes": _kernels.codes,
             "codes_sum": _kernels.codes_sum, "grid_keys": _kernels.grid_keys, "paired_keys": _kernels.paired_keys,
-            "bin_rows": _kernels.bin_rows}
+            "bin_rows": _kernels.bin_rows, "row_products": _kernels.row_products}
 
 
 def kernels() -> dict:
@@ -160,3 +165,22 @@ def row_keys(vector_keys: torch.Tensor, offsets: torch.Tensor, seed: int, t: tor
         out = torch.empty(len(ti), len(pi), dtype=torch.int32)
         k["grid_keys"](vk, offs, s, ti, pi, vi, out.numpy())
     return out
+
+
+def row_products(X: torch.Tensor, t: torch.Tensor, mats: torch.Tensor) -> torch.Tensor | None:
+    """Column currents (and, when ``mats`` holds the squares too, their read-noise
+    variances) of the reads ``X`` (n, rows) float32, read n on tile t[n]: (M, n, KO) with
+    ``mats`` (M, tiles, rows, KO). One compiled loop that adds, in row order, only the rows
+    a read drives -- a spiking layer's reads drive ~10-20 % of them, which a dense product
+    multiplies by zero. None where it cannot run (not float32 on the CPU, a gradient to
+    keep, or no numba): then the caller multiplies with torch."""
+    k = kernels()
+    if (not k or X.device.type != "cpu" or X.dtype != torch.float32 or mats.dtype != torch.float32
+            or X.requires_grad or mats.requires_grad):
+        return None
+    out = torch.empty(mats.shape[0], X.shape[0], mats.shape[-1], dtype=torch.float32)
+    if X.shape[0]:
+        k["row_products"](X.contiguous().numpy(), t.to(torch.int64).contiguous().numpy(), mats.contiguous().numpy(),
+                          out.numpy())
+    return out
+
