@@ -636,6 +636,11 @@ class TiledMatrix(nn.Module):
             p_a, v_a = i_a // Vc, i_a % Vc
             w_row = None if all(w == 1.0 for w in pw) else plane_w[p_a].unsqueeze(1)  # spikes: one plane of weight 1
             dest_rows = v_a * G_ + t_a // Tr  # row of acc[j] viewed as (Vc * G, og)
+            if self._fuse_products(r, drv, mats, keys, adc, clip, dest, pw, cw, Tr):
+                rk = None if keys is None else self._row_keys(keys[0], t_a, p_a, v_a, offsets, paired=True)
+                row_w = torch.ones(n_active) if w_row is None else w_row.view(-1)
+                if self._products_codes(Xa, t_a, mats, rk, adc, dest_rows, row_w, cw, acc[0].view(Vc * G_, og)):
+                    return
             summed = self._can_sum_codes(Y0, keys, adc, clip, dest, pw, cw, Tr)
             if summed:
                 row_w = torch.ones(n_active, device=X.device) if w_row is None else w_row.view(-1)
@@ -652,11 +657,18 @@ class TiledMatrix(nn.Module):
                     c = self._slice_sum(self._clipped, K, og, cw_abs, dest.dtype).mul_(pw_abs[p_a].unsqueeze(1))
                     cacc[j].view(Vc * G_, og).index_add_(0, dest_rows, c)
         else:
-            Y0 = self._matmul(Xt, mats, drv)  # (1|2, GT, P*Vc, KO)
-            mask = rowany if self.hw.skip_zero_reads else None
             tiles = torch.arange(GT, device=X.device)
             p_all = torch.arange(P, device=X.device).repeat_interleave(Vc)
             v_all = torch.arange(Vc, device=X.device).repeat(P)
+            if self._fuse_products(r, drv, mats, keys, adc, clip, dest, pw, cw, Tr):
+                rk = None if keys is None else self._row_keys(keys[0], tiles, p_all, v_all, offsets)
+                dst, row_w = _grid_rows(GT, Tr, Vc, plane_w)
+                if self._products_codes(Xt.reshape(GT * P * Vc, R), tiles.repeat_interleave(P * Vc), mats,
+                                        None if rk is None else rk.reshape(-1), adc, dst, row_w, cw,
+                                        acc[0].view(Vc * G_, og)):
+                    return
+            Y0 = self._matmul(Xt, mats, drv)  # (1|2, GT, P*Vc, KO)
+            mask = rowany if self.hw.skip_zero_reads else None
             summed = self._can_sum_codes(Y0, keys, adc, clip, dest, pw, cw, Tr)
             if summed:  # rows (row tile, plane, vector)
                 dst, row_w = _grid_rows(GT, Tr, Vc, plane_w)
@@ -718,6 +730,21 @@ class TiledMatrix(nn.Module):
         bound = max(abs(adc.code_min), adc.code_max) * sum(abs(w) for w in pw) * tiles * sum(abs(w) for w in cw)
         return (bound < 2**24 and dest.dtype == torch.float32
                 and fused.available(Y, keys is not None, self.hw.read_noise_draws))
+
+    def _fuse_products(self, r, drv, mats, keys, adc, clip, dest, pw, cw, tiles: int) -> bool:
+        """Whether the products of 0/1 reads and their codes' sums can be one compiled loop
+        (:meth:`_products_codes`): one step (``r == 1``; repeated steps reuse one product),
+        inputs of 0 and 1 (not DAC levels), and codes summed in the fused pass."""
+        return (r == 1 and drv.mode != "dac" and mats.device.type == "cpu"
+                and self._can_sum_codes(mats[0, :1, :1], keys, adc, clip, dest, pw, cw, tiles))
+
+    def _products_codes(self, X, t, mats, row_keys, adc, dst, row_w, cw, acc) -> bool:
+        """Reads X (n, rows) of tiles t: their products, noise, codes and digital sums in one
+        loop (:func:`imcsim.tiles.fused.products_readout_sum`, the same bits as
+        :meth:`_matmul` then :meth:`_sum_codes`)."""
+        with stage("readout", X):  # products and read-out together: timed as one stage
+            return fused.products_readout_sum(X, t, mats, row_keys, self.hw.device.read_noise, adc_scale(adc), dst,
+                                              row_w, cw, acc)
 
     def _sum_codes(self, Y, row_keys, adc, dst, row_w, cw, acc) -> None:
         """Codes of reads Y (1|2, ..., n, KO) (noisy when row_keys is given) added to the

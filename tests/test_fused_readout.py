@@ -244,3 +244,34 @@ def test_row_products_add_the_driven_rows_in_row_order():
     assert torch.equal(fused.row_products(X, t, mats[:1]), got[:1])  # no read noise: currents only
     assert fused.row_products(X.double(), t, mats.double()) is None
     assert fused.row_products(X.requires_grad_(), t, mats) is None
+
+
+def test_products_and_codes_in_one_loop_equal_the_two_steps():
+    """fused.products_readout_sum (each read's currents kept in a scratch row) against
+    row_products followed by readout_sum: equal sums, with and without read noise, for
+    undriven reads (skipped: their codes are 0), repeated destination rows and plane weights;
+    read noise without the squared conductances is refused."""
+    g = torch.Generator().manual_seed(3)
+    adc = ADC(bits=4, full_scale=9.0, signed=True)
+    scale = adc_scale(adc)
+    cw = [1.0, 4.0, -1.0, -4.0]
+    og, n, R = 12, 300, 40
+    mats = torch.rand(2, 6, R, 4 * og, generator=g) * 0.6
+    X = (torch.rand(n, R, generator=g) < 0.15).float()
+    X[::7] = 0.0
+    t = torch.randint(0, 6, (n,), generator=g)
+    dst = torch.randint(0, 9, (n,), generator=g)
+    row_w = 2.0 ** torch.randint(0, 8, (n,), generator=g).float()
+    keys = torch.randint(-2**31, 2**31 - 1, (n,), generator=g, dtype=torch.int64).to(torch.int32)
+    for k in (keys, None):
+        Y = fused.row_products(X, t, mats)
+        two = torch.zeros(9, og)
+        fused.readout_sum(Y[0], Y[1] if k is not None else None, k, 0.3, scale, dst, row_w, cw, two)
+        one = torch.zeros(9, og)
+        assert fused.products_readout_sum(X, t, mats if k is not None else mats[:1], k, 0.3, scale, dst, row_w, cw,
+                                          one)
+        assert torch.equal(one, two) and two.abs().sum() > 0
+    with pytest.raises(ValueError, match="read noise needs the squared conductances"):
+        fused.products_readout_sum(X, t, mats[:1], keys, 0.3, scale, dst, row_w, cw, torch.zeros(9, og))
+    assert not fused.products_readout_sum(X.double(), t, mats.double(), keys, 0.3, scale, dst, row_w, cw,
+                                          torch.zeros(9, og))

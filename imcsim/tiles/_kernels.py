@@ -150,3 +150,50 @@ def row_products(X, t, mats, out):
                     g = mats[1, ta, r]
                     for c in range(KO):
                         o[c] += x2 * g[c]
+
+
+@njit(nogil=True, cache=True, boundscheck=False)
+def products_codes_sum(X, t, mats, keys, stream, sigma, noisy, inv, lo, hi, dst, row_w, cw, acc):
+    """:func:`row_products` of each read into a scratch row, then :func:`codes_sum` of it:
+    the same float32 operations in the same order, without writing the reads' currents
+    and variances to memory."""
+    n, R = X.shape
+    KO = mats.shape[3]
+    K = cw.shape[0]
+    og = KO // K
+    cur = np.empty(KO, np.float32)
+    var = np.empty(KO, np.float32)
+    zero_code = lo <= 0.0 <= hi  # an undriven read converts to codes 0: nothing to add
+    for a in range(n):
+        ta = t[a]
+        for c in range(KO):
+            cur[c] = 0.0
+        if noisy:
+            for c in range(KO):
+                var[c] = 0.0
+        driven = False
+        for r in range(R):
+            x = X[a, r]
+            if x != 0:
+                driven = True
+                g = mats[0, ta, r]
+                for c in range(KO):
+                    cur[c] += x * g[c]
+                if noisy:
+                    x2 = x * x
+                    g = mats[1, ta, r]
+                    for c in range(KO):
+                        var[c] += x2 * g[c]
+        if not driven and zero_code:
+            continue
+        dacc = acc[dst[a]]
+        s = np.int64(keys[a]) & _MASK if noisy else 0
+        for k in range(K):
+            w = np.float32(row_w[a] * cw[k])
+            base = k * og
+            for o in range(og):
+                c = base + o
+                y = cur[c]
+                if noisy:
+                    y = fma32(np.float32(sigma * stream[s + c]), np.float32(np.sqrt(var[c])), y)
+                dacc[o] += w * min(max(np.rint(np.float32(y * inv)), lo), hi)

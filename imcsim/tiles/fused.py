@@ -18,7 +18,7 @@ are bit-identical to the torch stages (tests/test_fused_readout.py compares them
 numba, on a GPU, in float64 or with the "element" draws the torch stages run.
 
 :func:`row_products` computes the reads' column currents themselves where the inputs are 0
-or 1: the conductance rows a read drives, added in row order (a BLAS product with fused
+or 1 (:func:`products_readout_sum`: and goes straight on to their codes and sums): the conductance rows a read drives, added in row order (a BLAS product with fused
 multiply-adds along the rows gives the same bits: x = 1 adds exactly, x = 0 adds nothing;
 equal to torch's products on this machine, tests/test_fused_readout.py).
 
@@ -47,7 +47,8 @@ def _load() -> dict:
         return {}
     return {"noisy": _kernels.noisy, "noisy_codes": _kernels.noisy_codes, "codes": _kernels.codes,
             "codes_sum": _kernels.codes_sum, "grid_keys": _kernels.grid_keys, "paired_keys": _kernels.paired_keys,
-            "bin_rows": _kernels.bin_rows, "row_products": _kernels.row_products}
+            "bin_rows": _kernels.bin_rows, "row_products": _kernels.row_products,
+            "products_codes_sum": _kernels.products_codes_sum}
 
 
 def kernels() -> dict:
@@ -183,4 +184,31 @@ def row_products(X: torch.Tensor, t: torch.Tensor, mats: torch.Tensor) -> torch.
         k["row_products"](X.contiguous().numpy(), t.to(torch.int64).contiguous().numpy(), mats.contiguous().numpy(),
                           out.numpy())
     return out
+
+
+def products_readout_sum(X: torch.Tensor, t: torch.Tensor, mats: torch.Tensor, keys: torch.Tensor | None,
+                         sigma: float, adc_scale: tuple[float, float, float], dst: torch.Tensor,
+                         row_w: torch.Tensor, col_w: list[float], acc: torch.Tensor) -> bool:
+    """:func:`row_products` and :func:`readout_sum` in one loop: each read's currents (and
+    variances) stay in a scratch row instead of a (2, n, KO) buffer written and read back.
+    Bit-identical to the two calls. ``keys`` (n,) int32 or None (no read noise; then
+    ``mats`` may hold only the conductances). False, with nothing done, where it cannot run
+    (as :func:`row_products`): then the caller takes the two steps."""
+    k = kernels()
+    if (not k or X.device.type != "cpu" or X.dtype != torch.float32 or mats.dtype != torch.float32
+            or X.requires_grad or mats.requires_grad or acc.dtype != torch.float32):
+        return False
+    if not X.shape[0]:
+        return True
+    inv, lo, hi = adc_scale
+    noisy = keys is not None
+    if noisy and mats.shape[0] < 2:
+        raise ValueError("products_readout_sum: read noise needs the squared conductances (mats[1])")
+    kk = keys.contiguous().reshape(-1).numpy() if noisy else np.zeros(1, np.int32)
+    k["products_codes_sum"](X.contiguous().numpy(), t.to(torch.int64).contiguous().numpy(), mats.contiguous().numpy(),
+                            kk, normal_stream(X.device).numpy(), np.float32(sigma), noisy, np.float32(inv),
+                            np.float32(lo), np.float32(hi), dst.to(torch.int64).contiguous().numpy(),
+                            row_w.to(torch.float32).contiguous().numpy(), np.asarray(col_w, dtype=np.float32),
+                            acc.numpy())
+    return True
 

@@ -1,7 +1,9 @@
 """Wall time per stage of the crossbar reads, on request: ``with stage_times() as t: model(x)``
 leaves ``t`` = {stage: seconds} summed over every crossbar layer. Off (the default) a stage
 costs one global lookup. On a GPU each stage boundary synchronises, so the total grows; the
-split is what it is for."""
+split is what it is for. Where one compiled loop does several stages (the products of 0/1
+reads with their noise, codes and sums: ``fused.products_readout_sum``) they count as
+"readout"."""
 
 from __future__ import annotations
 
