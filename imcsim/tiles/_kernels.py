@@ -61,20 +61,25 @@ def codes_sum(Y, var, keys, stream, sigma, noisy, inv, lo, hi, dst, row_w, cw, a
     Integer codes and power-of-two weights: every product and partial sum is an integer,
     exact in float32 below 2**24, so the order of the sums does not matter."""
     n, ko = Y.shape
-    K = cw.shape[0]
-    og = ko // K
+    og = ko // cw.shape[0]
     for i in range(n):
-        a = acc[dst[i]]
         s = np.int64(keys[i]) & _MASK if noisy else 0
-        for k in range(K):
-            w = np.float32(row_w[i] * cw[k])
-            base = k * og
-            for o in range(og):
-                c = base + o
-                y = Y[i, c]
-                if noisy:
-                    y = fma32(np.float32(sigma * stream[s + c]), np.float32(np.sqrt(var[i, c])), y)
-                a[o] += w * min(max(np.rint(np.float32(y * inv)), lo), hi)
+        _add_codes(acc[dst[i]], Y[i], var[i], s, stream, sigma, noisy, inv, lo, hi, row_w[i], cw, og)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _add_codes(a, y_row, var_row, s, stream, sigma, noisy, inv, lo, hi, rw, cw, og):
+    """One read's codes (noisy from stream position s when ``noisy``) times rw * cw[k],
+    added to its output row a: the body of :func:`codes_sum`."""
+    for k in range(cw.shape[0]):
+        w = np.float32(rw * cw[k])
+        base = k * og
+        for o in range(og):
+            c = base + o
+            y = y_row[c]
+            if noisy:
+                y = fma32(np.float32(sigma * stream[s + c]), np.float32(np.sqrt(var_row[c])), y)
+            a[o] += w * min(max(np.rint(np.float32(y * inv)), lo), hi)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -159,8 +164,7 @@ def products_codes_sum(X, t, mats, keys, stream, sigma, noisy, inv, lo, hi, dst,
     and variances to memory."""
     n, R = X.shape
     KO = mats.shape[3]
-    K = cw.shape[0]
-    og = KO // K
+    og = KO // cw.shape[0]
     cur = np.empty(KO, np.float32)
     var = np.empty(KO, np.float32)
     zero_code = lo <= 0.0 <= hi  # an undriven read converts to codes 0: nothing to add
@@ -186,14 +190,5 @@ def products_codes_sum(X, t, mats, keys, stream, sigma, noisy, inv, lo, hi, dst,
                         var[c] += x2 * g[c]
         if not driven and zero_code:
             continue
-        dacc = acc[dst[a]]
         s = np.int64(keys[a]) & _MASK if noisy else 0
-        for k in range(K):
-            w = np.float32(row_w[a] * cw[k])
-            base = k * og
-            for o in range(og):
-                c = base + o
-                y = cur[c]
-                if noisy:
-                    y = fma32(np.float32(sigma * stream[s + c]), np.float32(np.sqrt(var[c])), y)
-                dacc[o] += w * min(max(np.rint(np.float32(y * inv)), lo), hi)
+        _add_codes(acc[dst[a]], cur, var, s, stream, sigma, noisy, inv, lo, hi, row_w[a], cw, og)
