@@ -66,7 +66,19 @@ def _first_bad(mask: torch.Tensor):
     return tuple(idx)
 
 
+def _within(value: torch.Tensor, positive: bool) -> bool:
+    """True when every element is finite (and > 0 when ``positive``): one min/max pass (NaN
+    propagates into both), instead of boolean masks as large as the tensor; False sends the
+    caller to the slower pass that finds the first bad element."""
+    if not value.is_floating_point() or value.numel() == 0:
+        return False
+    lo, hi = (float(v) for v in torch.aminmax(value.detach()))
+    return math.isfinite(lo) and math.isfinite(hi) and (lo > 0 or not positive)
+
+
 def check_finite_tensor(name: str, value: torch.Tensor) -> None:
+    if _within(value, positive=False):
+        return
     bad = ~torch.isfinite(value)
     if bool(bad.any()):
         where = _first_bad(bad)
@@ -75,6 +87,8 @@ def check_finite_tensor(name: str, value: torch.Tensor) -> None:
 
 def check_positive_tensor(name: str, value: torch.Tensor, unit: str = "") -> None:
     """Finite and strictly positive everywhere (conductances, resistances of devices)."""
+    if _within(value, positive=True):
+        return
     check_finite_tensor(name, value)
     bad = value <= 0
     if bool(bad.any()):

@@ -44,6 +44,25 @@ __all__ = ["WireModel", "effective_conductance", "first_order_attenuation", "per
 MAX_OHM = 1e6  # largest accepted wire, driver or sense resistance (ohm)
 MAX_RG = 1e4  # largest accepted resistance x conductance: beyond, float64 solves lose ~1e-9 and more
 
+_KERNELS = None  # crossbar_models._wire_kernels once imported; False where numba is missing
+
+
+def _kernels(x: torch.Tensor):
+    """The numba kernels of :mod:`crossbar_models._wire_kernels` for a tensor the sweep works
+    on, or None (no numba, not on the CPU, not float32 / float64, or tracked by autograd):
+    then the torch form of each step runs, with the same bits."""
+    global _KERNELS
+    if _KERNELS is None:
+        try:
+            from . import _wire_kernels as kernels
+            _KERNELS = kernels
+        except Exception:  # numba missing or not able to compile: the torch steps do the same
+            _KERNELS = False
+    if (_KERNELS is False or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64)
+            or (x.requires_grad and torch.is_grad_enabled())):
+        return None
+    return _KERNELS
+
 
 @dataclass(frozen=True)
 class WireModel:
@@ -120,12 +139,18 @@ def _row_chains(G: torch.Tensor, wires: WireModel):
     g_in = float("inf") if r_src == 0 else 1.0 / r_src
     left = torch.empty_like(G)  # conductance to ground seen leftwards from node k (excl. G_k)
     right = torch.empty_like(G)  # ... rightwards
-    left[..., 0] = g_in
-    for k in range(1, C):
-        left[..., k] = _series(G[..., k - 1] + left[..., k - 1], r)
-    right[..., C - 1] = 0.0
-    for k in range(C - 2, -1, -1):
-        right[..., k] = _series(G[..., k + 1] + right[..., k + 1], r)
+    kern = _kernels(G)
+    if kern is not None:  # the same recurrences in one compiled pass (and u below)
+        u = torch.empty_like(G)
+        scalar = G.numpy().dtype.type
+        kern.row_chains(G.numpy(), scalar(r), scalar(r_src), scalar(g_in), left.numpy(), right.numpy(), u.numpy())
+    else:
+        left[..., 0] = g_in
+        for k in range(1, C):
+            left[..., k] = _series(G[..., k - 1] + left[..., k - 1], r)
+        right[..., C - 1] = 0.0
+        for k in range(C - 2, -1, -1):
+            right[..., k] = _series(G[..., k + 1] + right[..., k + 1], r)
     y = G + left + right
     yinv = 1.0 / y
     if r == 0:
@@ -135,12 +160,12 @@ def _row_chains(G: torch.Tensor, wires: WireModel):
         if r_src == 0:
             logrho[..., 0] = 0.0  # node 0 is pinned to the source; handled by zeroing below
     c = torch.cumsum(logrho, dim=-1) - logrho  # exclusive cumulative sum
-    # Voltages for a unit source: divider through r_src, then along the row.
-    F = G + right
-    u = torch.empty_like(G)
-    u[..., 0] = 1.0 / (1.0 + r_src * F[..., 0])
-    for k in range(1, C):
-        u[..., k] = u[..., k - 1] / (1.0 + r * F[..., k])
+    if kern is None:  # voltages for a unit source: divider through r_src, then along the row
+        F = G + right
+        u = torch.empty_like(G)
+        u[..., 0] = 1.0 / (1.0 + r_src * F[..., 0])
+        for k in range(1, C):
+            u[..., k] = u[..., k - 1] / (1.0 + r * F[..., k])
     return yinv, c, u
 
 
@@ -213,7 +238,7 @@ def effective_conductance(G: torch.Tensor, wires: WireModel, *, chunk: int = 64,
     G: (..., R, C) cell conductances in siemens, all finite and > 0. Leading dimensions are
     independent tiles, solved together (``chunk`` tiles at a time to bound memory). Returns M
     in G's dtype; the sweep itself runs in ``precision``: ``float64`` (exact to ~1e-12) or
-    ``float32`` (3.5x faster on 64x64 tiles at the rram preset's wires, 4x on 128x128; every
+    ``float32`` (4-5x faster on 64x64 and 128x128 tiles at the rram preset's wires; every
     element of M within 2.1e-6 relative of the float64 sweep on 64x64 tiles, 1.5e-5 on
     128x128, column currents within 6.8e-7 / 8.1e-6: measured by scripts/bench_programming.py
     and tests/test_wires.py).
@@ -314,7 +339,13 @@ def _series_terms(N: torch.Tensor, r: float) -> int | None:
     blocked inverse, and in float64."""
     if N.dtype not in _SERIES_MAX_PRODUCTS:
         return None
-    q = r * float(N.abs().sum(-1).amax()) if N.numel() else 0.0
+    kern = _kernels(N) if N.is_contiguous() else None
+    if not N.numel():
+        q = 0.0
+    elif kern is not None:
+        q = r * kern.max_abs_row_sum(N.numpy())
+    else:
+        q = r * float(N.abs().sum(-1).amax())
     if not q < 0.5:
         return None
     if q == 0.0:
@@ -359,13 +390,18 @@ def _carry(JT: torch.Tensor, P, X: torch.Tensor, r: float) -> torch.Tensor:
     return JT
 
 
-def _add_row_conductance(N, Gi, yinv_i, c_i, factors_i, masks, pinned_first: bool):
+def _add_row_conductance(N, Gi, yinv_i, c_i, factors_i, masks, pinned_first: bool, kern_args=None):
     """``N += Q_i`` in place: the Kron-reduced conductance of row i between the column ports
     (:func:`_row_conductance`), written as two masked outer products so that no transposed
-    copy is read (about 2x cheaper than building the symmetric matrix)."""
+    copy is read (about 2x cheaper than building the symmetric matrix), or in one compiled
+    pass over N with the same products (about 2x cheaper again)."""
     if factors_i is None:
         return N.add_(_row_conductance(Gi, yinv_i, c_i, None, masks[0].bool(), pinned_first))
     a, b = factors_i
+    if kern_args is not None:  # (kernels, alpha, beta, G, i): the whole arrays and the row
+        kern, alpha, beta, G, i = kern_args
+        kern.add_row_conductance(N.numpy(), alpha.numpy(), beta.numpy(), G.numpy(), i)
+        return N
     upper, lower = masks  # float 0/1: j <= k, and j > k
     N.sub_((a.unsqueeze(-1) * upper) * b.unsqueeze(-2))  # a_j b_k above and on the diagonal
     N.sub_((b.unsqueeze(-1) * lower) * a.unsqueeze(-2))  # b_j a_k below: the transpose
@@ -382,9 +418,12 @@ def _sweep(G: torch.Tensor, wires: WireModel) -> torch.Tensor:
     upper = torch.ones(C, C, dtype=G.dtype, device=G.device).triu()
     masks = (upper, 1.0 - upper)
 
+    kern = _kernels(G) if factors is not None and G.is_contiguous() else None
+
     def add_q(N, i):
         f = None if factors is None else (factors[0][:, i], factors[1][:, i])
-        return _add_row_conductance(N, G[:, i], yinv[:, i], c[:, i], f, masks, pinned)
+        k = None if kern is None else (kern, factors[0], factors[1], G, i)
+        return _add_row_conductance(N, G[:, i], yinv[:, i], c[:, i], f, masks, pinned, k)
 
     r_col, r_sink = wires.r_col, wires.r_sink
     N = add_q(torch.zeros(n, C, C, dtype=G.dtype, device=G.device), 0)  # Norton conductance of the rows swept
