@@ -326,6 +326,10 @@ class TiledMatrix(nn.Module):
     def _check_values(self, x: torch.Tensor) -> None:
         if not x.numel():
             return
+        if x.is_floating_point():  # one min/max pass (NaN propagates into both); the passes below name a bad value
+            lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+            if 0.0 <= lo and hi < float("inf"):
+                return
         if not bool(torch.isfinite(x).all()):
             bad = x[~torch.isfinite(x)].reshape(-1)[0].item()
             raise ValueError(f"crossbar layer {self.name!r}: inputs must be finite, got {bad}")
