@@ -623,13 +623,19 @@ class TiledMatrix(nn.Module):
             with stage("encode", Xt):
                 t_a, i_a = rowany.nonzero(as_tuple=True)
                 Xa = Xt[t_a, i_a]  # (n, R)
-                Y0 = Xa.new_empty(mats.shape[0], n_active, KO)
-            start = 0
+            p_a, v_a = i_a // Vc, i_a % Vc
+            w_row = None if all(w == 1.0 for w in pw) else plane_w[p_a].unsqueeze(1)  # spikes: one plane of weight 1
+            dest_rows = v_a * G_ + t_a // Tr  # row of acc[j] viewed as (Vc * G, og)
+            if self._fuse_products(r, drv, mats, keys, adc, clip, dest, pw, cw, Tr):  # products and codes in one loop
+                rk = None if keys is None else self._row_keys(keys[0], t_a, p_a, v_a, offsets, paired=True)
+                row_w = torch.ones(n_active) if w_row is None else w_row.view(-1)
+                if self._products_codes(Xa, t_a, mats, rk, adc, dest_rows, row_w, cw, acc[0].view(Vc * G_, og)):
+                    return
             with stage("matmul", Xa):  # each tile's products written in place (mats[m, t] and Y0[m, rows] are contiguous)
-                Yf = None if drv.mode == "dac" else fused.row_products(Xa, t_a, mats)
-                if Yf is not None:
-                    Y0 = Yf
-                else:
+                Y0 = None if drv.mode == "dac" else fused.row_products(Xa, t_a, mats)
+                if Y0 is None:
+                    Y0 = Xa.new_empty(mats.shape[0], n_active, KO)
+                    start = 0
                     for t, c in enumerate(torch.bincount(t_a, minlength=GT).tolist()):
                         if c:
                             Xc = Xa[start:start + c]
@@ -637,14 +643,6 @@ class TiledMatrix(nn.Module):
                                 torch.mm(Xc * Xc if m and drv.mode == "dac" else Xc, mats[m, t],
                                          out=Y0[m, start:start + c])
                             start += c
-            p_a, v_a = i_a // Vc, i_a % Vc
-            w_row = None if all(w == 1.0 for w in pw) else plane_w[p_a].unsqueeze(1)  # spikes: one plane of weight 1
-            dest_rows = v_a * G_ + t_a // Tr  # row of acc[j] viewed as (Vc * G, og)
-            if self._fuse_products(r, drv, mats, keys, adc, clip, dest, pw, cw, Tr):
-                rk = None if keys is None else self._row_keys(keys[0], t_a, p_a, v_a, offsets, paired=True)
-                row_w = torch.ones(n_active) if w_row is None else w_row.view(-1)
-                if self._products_codes(Xa, t_a, mats, rk, adc, dest_rows, row_w, cw, acc[0].view(Vc * G_, og)):
-                    return
             summed = self._can_sum_codes(Y0, keys, adc, clip, dest, pw, cw, Tr)
             if summed:
                 row_w = torch.ones(n_active, device=X.device) if w_row is None else w_row.view(-1)
