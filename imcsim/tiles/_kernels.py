@@ -126,6 +126,27 @@ def bin_rows(Y, keep, scale, hist):
             hist[last if b > last else np.int64(b)] += 1
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _add_driven_rows(x_row, g, g2, cur, var, with_var):
+    """One read's products: for each row r with x_row[r] != 0, in row order, cur += x * g[r]
+    and (``with_var``) var += x**2 * g2[r]. True when some row was driven."""
+    driven = False
+    KO = cur.shape[0]
+    for r in range(x_row.shape[0]):
+        x = x_row[r]
+        if x != 0:
+            driven = True
+            gr = g[r]
+            for c in range(KO):
+                cur[c] += x * gr[c]
+            if with_var:
+                x2 = x * x
+                gr = g2[r]
+                for c in range(KO):
+                    var[c] += x2 * gr[c]
+    return driven
+
+
 @njit(nogil=True, cache=True, boundscheck=False)
 def row_products(X, t, mats, out):
     """out[0, a] = sum_r X[a, r] * mats[0, t[a], r] and out[1, a] = sum_r X[a, r]**2 *
@@ -133,28 +154,11 @@ def row_products(X, t, mats, out):
     added from zero in row order over the rows with X[a, r] != 0 only. Inputs of 0 and 1
     (spikes, bit planes) make every term a conductance exactly; the sum of a read depends on
     that read alone, not on the batch it is in."""
-    n, R = X.shape
     M = mats.shape[0]
-    KO = mats.shape[3]
-    for a in range(n):
+    for a in range(X.shape[0]):
         ta = t[a]
-        for m in range(M):
-            o = out[m, a]
-            for c in range(KO):
-                o[c] = 0.0
-        for r in range(R):
-            x = X[a, r]
-            if x != 0:
-                o = out[0, a]
-                g = mats[0, ta, r]
-                for c in range(KO):
-                    o[c] += x * g[c]
-                if M > 1:
-                    x2 = x * x
-                    o = out[1, a]
-                    g = mats[1, ta, r]
-                    for c in range(KO):
-                        o[c] += x2 * g[c]
+        out[:, a] = 0.0
+        _add_driven_rows(X[a], mats[0, ta], mats[M - 1, ta], out[0, a], out[M - 1, a], M > 1)
 
 
 @njit(nogil=True, cache=True, boundscheck=False)
@@ -162,32 +166,18 @@ def products_codes_sum(X, t, mats, keys, stream, sigma, noisy, inv, lo, hi, dst,
     """:func:`row_products` of each read into a scratch row, then :func:`codes_sum` of it:
     the same float32 operations in the same order, without writing the reads' currents
     and variances to memory."""
-    n, R = X.shape
     KO = mats.shape[3]
     og = KO // cw.shape[0]
+    M = mats.shape[0]
     cur = np.empty(KO, np.float32)
-    var = np.empty(KO, np.float32)
+    var = np.zeros(KO, np.float32)
     zero_code = lo <= 0.0 <= hi  # an undriven read converts to codes 0: nothing to add
-    for a in range(n):
+    for a in range(X.shape[0]):
         ta = t[a]
-        for c in range(KO):
-            cur[c] = 0.0
+        cur[:] = 0.0
         if noisy:
-            for c in range(KO):
-                var[c] = 0.0
-        driven = False
-        for r in range(R):
-            x = X[a, r]
-            if x != 0:
-                driven = True
-                g = mats[0, ta, r]
-                for c in range(KO):
-                    cur[c] += x * g[c]
-                if noisy:
-                    x2 = x * x
-                    g = mats[1, ta, r]
-                    for c in range(KO):
-                        var[c] += x2 * g[c]
+            var[:] = 0.0
+        driven = _add_driven_rows(X[a], mats[0, ta], mats[M - 1, ta], cur, var, noisy)
         if not driven and zero_code:
             continue
         s = np.int64(keys[a]) & _MASK if noisy else 0

@@ -168,6 +168,16 @@ def row_keys(vector_keys: torch.Tensor, offsets: torch.Tensor, seed: int, t: tor
     return out
 
 
+def _product_kernels(X: torch.Tensor, mats: torch.Tensor) -> dict | None:
+    """The kernels, where the compiled products can take reads X and matrices mats (float32
+    on the CPU, no gradient to keep, numba there); else None."""
+    k = kernels()
+    if (not k or X.device.type != "cpu" or X.dtype != torch.float32 or mats.dtype != torch.float32
+            or X.requires_grad or mats.requires_grad):
+        return None
+    return k
+
+
 def row_products(X: torch.Tensor, t: torch.Tensor, mats: torch.Tensor) -> torch.Tensor | None:
     """Column currents (and, when ``mats`` holds the squares too, their read-noise
     variances) of the reads ``X`` (n, rows) float32, read n on tile t[n]: (M, n, KO) with
@@ -175,9 +185,8 @@ def row_products(X: torch.Tensor, t: torch.Tensor, mats: torch.Tensor) -> torch.
     a read drives -- a spiking layer's reads drive ~10-20 % of them, which a dense product
     multiplies by zero. None where it cannot run (not float32 on the CPU, a gradient to
     keep, or no numba): then the caller multiplies with torch."""
-    k = kernels()
-    if (not k or X.device.type != "cpu" or X.dtype != torch.float32 or mats.dtype != torch.float32
-            or X.requires_grad or mats.requires_grad):
+    k = _product_kernels(X, mats)
+    if k is None:
         return None
     out = torch.empty(mats.shape[0], X.shape[0], mats.shape[-1], dtype=torch.float32)
     if X.shape[0]:
@@ -194,9 +203,8 @@ def products_readout_sum(X: torch.Tensor, t: torch.Tensor, mats: torch.Tensor, k
     Bit-identical to the two calls. ``keys`` (n,) int32 or None (no read noise; then
     ``mats`` may hold only the conductances). False, with nothing done, where it cannot run
     (as :func:`row_products`): then the caller takes the two steps."""
-    k = kernels()
-    if (not k or X.device.type != "cpu" or X.dtype != torch.float32 or mats.dtype != torch.float32
-            or X.requires_grad or mats.requires_grad or acc.dtype != torch.float32):
+    k = _product_kernels(X, mats)
+    if k is None or acc.dtype != torch.float32:
         return False
     if not X.shape[0]:
         return True
