@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
 import time
 import warnings
@@ -127,19 +126,19 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         imcsim.convert(small_snn if name.endswith("snn") else small_qnn, hw, calibration=cal[:2])
         startup[name] = time.perf_counter() - t0
-    times = {"aihwkit_torch_tile": []}
-    times.update({name: [] for name, _, _ in kinds})
-    chips = {}
-    for _ in range(args.repeat_convert):  # interleaved: aihwkit, then each imcsim kind
-        chips.clear()  # (the previous repeat's chips freed first)
-        t0 = time.perf_counter()
-        analog = convert_aihwkit(qnn)
-        times["aihwkit_torch_tile"].append(time.perf_counter() - t0)
-        for name, net, hw in kinds:
-            t0 = time.perf_counter()
-            chips[name] = imcsim.convert(net, hw, calibration=cal)
-            times[name].append(time.perf_counter() - t0)
-    conversion = {k: {"min": min(v), "median": statistics.median(v), "all": v} for k, v in times.items()}
+    built = {}
+
+    def keep(name, make):
+        def run():
+            built.pop(name, None)  # the previous repeat's model freed first
+            built[name] = make()
+        return run
+
+    fns = {"aihwkit_torch_tile": keep("aihwkit_torch_tile", lambda: convert_aihwkit(qnn))}
+    fns.update({name: keep(name, lambda net=net, hw=hw: imcsim.convert(net, hw, calibration=cal)) for name, net, hw in kinds})
+    conversion = interleaved(fns, args.repeat_convert, warmup=0)  # aihwkit, then each imcsim kind, per repeat
+    analog = built.pop("aihwkit_torch_tile")
+    chips = built
     print(f"{threads} thread(s), malloc {malloc}; conversion, min (median) of {args.repeat_convert}: "
           + "; ".join(f"{k} {v['min']:.1f} s ({v['median']:.1f})" for k, v in conversion.items())
           + "; start-up on a 1/8-width VGG9, once per process: "
