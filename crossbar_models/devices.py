@@ -23,6 +23,19 @@ __all__ = ["DeviceModel", "column_read_noise"]
 VARIATION_KINDS = ("gaussian", "lognormal", "pcm")
 DRIFT_KINDS = ("none", "power", "pcm", "rram-relaxation")
 COMPENSATIONS = ("none", "global", "column")
+# Cells per programming draw (a multiple of 64): torch's CPU generators then draw a tensor
+# in pieces exactly as in one call (normals in blocks of 16), and the elementwise steps see
+# the same vector-aligned runs; tests/test_devices.py checks the bits against one draw.
+PROGRAM_CHUNK = 1 << 20
+
+
+def draw_spans(n: int) -> list[tuple[int, int]]:
+    """(start, stop) pieces of n cells, PROGRAM_CHUNK long but the last, which takes any
+    remainder shorter than 64 (a piece under 16 cells would take torch's scalar path)."""
+    spans = [(a, min(a + PROGRAM_CHUNK, n)) for a in range(0, n, PROGRAM_CHUNK)]
+    if len(spans) > 1 and spans[-1][1] - spans[-1][0] < 64:
+        spans[-2:] = [(spans[-2][0], n)]
+    return spans
 
 
 @dataclass(frozen=True)
@@ -144,7 +157,8 @@ class DeviceModel:
         out = level.mul_(self.delta_g) if in_place else level * self.delta_g
         return out.add_(self.g_off)  # = g_off + level * delta_g
 
-    def program(self, target: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def program(self, target: torch.Tensor, generator: torch.Generator | None = None, *,
+                in_place: bool = False) -> torch.Tensor:
         """Conductances of one programmed chip instance for ``target`` conductances (siemens),
         as read ``time`` seconds after programming.
 
@@ -153,33 +167,98 @@ class DeviceModel:
         without variation, faults and drift; otherwise draws from ``generator`` (required
         then). Drift draws come after all programming draws, so a drift-free chip of the
         same seed is the same chip before it drifts.
+
+        The variation and fault draws are made and applied :data:`PROGRAM_CHUNK` cells at a
+        time, in the order one draw over the whole tensor makes them (the same bits), so a
+        layer of millions of cells needs no full-size noise tensors beside its conductances.
+        ``in_place``: write the programmed conductances over ``target`` (a contiguous
+        floating tensor the caller no longer needs) instead of a new tensor -- not done when
+        drifting (drift needs the targets); use the returned tensor either way.
         """
         target = check_tensor("target", target)
-        drifting = self.drifting
         if self.programs_exactly:
-            return target.clone()
+            return target if in_place else target.clone()
         if generator is None:
             raise ValueError("program() needs a torch.Generator when variation, faults or drift are on")
-        # In place on fresh tensors (the same arithmetic, the same bits as the out-of-place form).
+        drifting = self.drifting
+        own = in_place and not drifting and target.is_contiguous()
+        G = target if own else torch.empty_like(target, memory_format=torch.contiguous_format)
+        t, g = target.reshape(-1), G.view(-1)  # (t is target itself, or a view of it, when contiguous)
+        spans = draw_spans(t.numel())
         if self.variation > 0:
-            G = torch.randn(target.shape, generator=generator, dtype=target.dtype, device=target.device)
-            if self.variation_kind == "gaussian":
-                # A conductance cannot go negative: a draw below zero is an (almost) open cell.
-                G.mul_(self.variation).add_(1.0).mul_(target).clamp_min_(1e-3 * self.g_off)
-            elif self.variation_kind == "pcm":
-                G.mul_(D.pcm_programming_sigma(target, self.g_on)).mul_(self.variation).add_(target)
-                G.clamp_min_(self._g_floor)
-            else:
-                G.mul_(self.variation).sub_(0.5 * self.variation**2).exp_().mul_(target)
-        else:
-            G = target.clone()
+            for a, b in spans:
+                eps = torch.randn(b - a, generator=generator, dtype=target.dtype, device=target.device)
+                g[a:b].copy_(self._vary(eps, t[a:b]))
+        elif not own:
+            g.copy_(t)
         if self.p_stuck_on > 0 or self.p_stuck_off > 0:
-            u = torch.rand(target.shape, generator=generator, dtype=target.dtype, device=target.device)
-            G.masked_fill_(u < self.p_stuck_on, self.g_on)
-            G.masked_fill_((u >= self.p_stuck_on) & (u < self.p_stuck_on + self.p_stuck_off), self.g_off)
+            on, off = self.p_stuck_on, self.p_stuck_on + self.p_stuck_off
+            for a, b in spans:
+                u = torch.rand(b - a, generator=generator, dtype=target.dtype, device=target.device)
+                cells = g[a:b]
+                cells.masked_fill_(u < on, self.g_on)
+                cells.masked_fill_((u >= on) & (u < off), self.g_off)
         if drifting:
             G = self._drift(target, G, generator)
         return G
+
+    def program_pieces(self, n: int, generator: torch.Generator | None, dtype: torch.dtype = torch.float64):
+        """Program an array of ``n`` cells piece by piece: returns ``step(target)``, which
+        programs the next consecutive piece of targets (contiguous, siemens) in place and
+        returns it. Fed the pieces in order, the result equals :meth:`program` of the whole
+        array bit for bit: the fault draws come from a copy of ``generator`` moved past all
+        n variation draws. The pieces and n must be multiples of 64 cells (see
+        :data:`PROGRAM_CHUNK`); not for a drifting device (drift needs the whole array)."""
+        if self.drifting:
+            raise ValueError("program_pieces() cannot program a drifting device piece by piece; use program()")
+        if n % 64:
+            raise ValueError(f"program_pieces() needs a multiple of 64 cells, got {n}")
+        if self.programs_exactly:
+            return lambda target: target
+        if generator is None:
+            raise ValueError("program_pieces() needs a torch.Generator when variation or faults are on")
+        vary = self.variation > 0
+        faults = self.p_stuck_on > 0 or self.p_stuck_off > 0
+        fault_gen = generator
+        if vary and faults:  # the fault stream starts where all n variation draws end
+            fault_gen = torch.Generator(device=generator.device)
+            fault_gen.set_state(generator.get_state())
+            # (a normal draw of a multiple of 16 values takes one uniform per value from the
+            # CPU generator: uniform draws, 4-5x cheaper, move it just as far)
+            buf = torch.empty(min(n, PROGRAM_CHUNK), dtype=dtype, device=generator.device)
+            for a, b in draw_spans(n):
+                (buf if b - a == buf.numel() else torch.empty(b - a, dtype=dtype, device=buf.device)).uniform_(
+                    generator=fault_gen)
+        on, off = self.p_stuck_on, self.p_stuck_on + self.p_stuck_off
+
+        def step(target: torch.Tensor) -> torch.Tensor:
+            if target.numel() % 64 or not target.is_contiguous() or target.dtype != dtype:
+                raise ValueError(f"a piece must be a contiguous {dtype} tensor of a multiple of 64 cells, got "
+                                 f"{target.numel()} cells of {target.dtype}")
+            g = target.view(-1)
+            for a, b in draw_spans(g.numel()):
+                cells = g[a:b]
+                if vary:
+                    eps = torch.randn(b - a, generator=generator, dtype=dtype, device=target.device)
+                    cells.copy_(self._vary(eps, cells))
+                if faults:
+                    u = torch.rand(b - a, generator=fault_gen, dtype=dtype, device=target.device)
+                    cells.masked_fill_(u < on, self.g_on)
+                    cells.masked_fill_((u >= on) & (u < off), self.g_off)
+            return target
+
+        return step
+
+    def _vary(self, eps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Programmed conductances of ``target`` cells (siemens) from their standard normal
+        draws ``eps`` (overwritten: the result)."""
+        if self.variation_kind == "gaussian":
+            # A conductance cannot go negative: a draw below zero is an (almost) open cell.
+            return eps.mul_(self.variation).add_(1.0).mul_(target).clamp_min_(1e-3 * self.g_off)
+        if self.variation_kind == "pcm":
+            eps.mul_(D.pcm_programming_sigma(target, self.g_on)).mul_(self.variation).add_(target)
+            return eps.clamp_min_(self._g_floor)
+        return eps.mul_(self.variation).sub_(0.5 * self.variation**2).exp_().mul_(target)
 
     def drift_exponents(self, target: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Per-device drift exponents nu >= 0 for cells programmed to ``target`` (siemens)."""

@@ -232,7 +232,7 @@ def _spd_inverse(A: torch.Tensor, leaf: int = 32) -> torch.Tensor:
 
 
 def effective_conductance(G: torch.Tensor, wires: WireModel, *, chunk: int = 64,
-                          precision: str = "float64") -> torch.Tensor:
+                          precision: str = "float64", in_place: bool = False) -> torch.Tensor:
     """Exact effective conductance ``M`` (same shape as ``G``) with ``v @ M == solve_currents``.
 
     G: (..., R, C) cell conductances in siemens, all finite and > 0. Leading dimensions are
@@ -252,6 +252,9 @@ def effective_conductance(G: torch.Tensor, wires: WireModel, *, chunk: int = 64,
     sense resistance does the same once more, and J (C x R) is M transposed.
     Cost: R steps of a product or two (or one C x C inverse) of C x C matrices, O(R C^3)
     per tile, once per programmed tile; every read afterwards is a plain matmul.
+
+    ``in_place``: write M over G, chunk by chunk, when G is contiguous (a whole layer's
+    cells are then held once); use the returned tensor either way.
     """
     G = _check_G(G)
     wires = _check_wires(wires, G)
@@ -261,11 +264,12 @@ def effective_conductance(G: torch.Tensor, wires: WireModel, *, chunk: int = 64,
     if precision not in ("float64", "float32"):
         raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
     work = torch.float64 if precision == "float64" else torch.float32
+    own = in_place and G.is_contiguous()
     if wires.is_ideal:
-        return G.clone()
+        return G if own else G.clone()
     *lead, R, C = G.shape
     flat = G.reshape(-1, R, C)
-    out = torch.empty_like(flat)
+    out = flat if own else torch.empty_like(flat)  # (a chunk is written once its sweep is done)
     for s in range(0, flat.shape[0], chunk):
         out[s : s + chunk] = _sweep(flat[s : s + chunk].to(work), wires).to(G.dtype)
     return out.reshape(*lead, R, C)

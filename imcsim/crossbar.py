@@ -44,7 +44,7 @@ from .mapping import TileGrid, quantize_weights
 from .surrogate import straight_through_weight, with_surrogate_gradient
 from .tiles import fused
 from .tiles.counting import conv_tile_counts, count_reads, new_tally, tally_events
-from .tiles.programming import ProgrammedArray, programmed_conductances, read_matrices, split_mats
+from .tiles.programming import ProgrammedArray, program_matrices, split_mats
 from .tiles.readout import adc_scale, add_read_noise, code_unit, combine_reads, quantize, read_keys, read_offsets, shift_add
 from .tiles.timing import stage
 
@@ -166,12 +166,12 @@ class TiledMatrix(nn.Module):
         hw = self.hw if time is None else self.hw.replace(**{"device.time": float(time)})
         self.read_time = hw.device.time  # seconds since programming of the installed matrices
         with stage("program"):
-            M, self._nominal, att = programmed_conductances(
-                w_int, hw, self.grid, self.groups, self.seed, getattr(self, "_nominal", None),
-                want_attenuation=getattr(self, "chip_training", False))
             spec = self.input_spec
             max_in = spec.max_int if spec.kind != "analog" else 2**spec.bits - 1
-            self._install(read_matrices(M, hw, self.grid, self.groups, self.in_group, max_in, att), w_int, scale)
+            arrays, self._nominal = program_matrices(
+                w_int, hw, self.grid, self.groups, self.seed, self.in_group, max_in, getattr(self, "_nominal", None),
+                want_attenuation=getattr(self, "chip_training", False))
+            self._install(arrays, w_int, scale)
 
     def reprogram(self, seed: int, time: float | None = None) -> None:
         """Program the same integer weights as another chip instance: new variation, faults
@@ -203,8 +203,8 @@ class TiledMatrix(nn.Module):
         self.col_gain = self.col_offset = None  # a new programming: any column correction is fitted again
         self.register_buffer("grad_gain", p.grad_gain, persistent=False)
         self.register_buffer("mats", p.mats)
-        # the linear read-out's weights, kept only where that read-out can run (lossless, noise-free)
-        self.register_buffer("W_lin", p.W_lin if self.hw.adc.lossless and p.G_sq is None else None)
+        # the linear read-out's weights, there only where that read-out can run (lossless, noise-free)
+        self.register_buffer("W_lin", p.W_lin)
         self.register_buffer("w_scale", scale.to(torch.float32))
         small = torch.int8 if self.hw.weight_qmax <= 127 else torch.int16  # weights.bits <= 16
         self.register_buffer("w_int", w_int.to(small))
@@ -521,13 +521,19 @@ class TiledMatrix(nn.Module):
             drv = self.driver()
             tally = new_tally(x_int.device)
             # every plane is 0/1 where it is driven (spikes, bits) or counted by its nonzero
-            # entries (DAC levels): all planes' per-tile counts in one pass over the batch
-            nz = self.driver_planes(x_int, drv).flatten(0, 1) if drv.mode == "bit_serial" \
-                else (x_int != 0).to(x_int.dtype)
-            counts = conv_tile_counts(nz, self.hw.rows, kernel, stride, padding, dilation)  # (P*N, Tr, Ho, Wo)
-            P, Tr = nz.shape[0] // x_int.shape[0], counts.shape[1]
-            any_read = (counts > 0).view(P, x_int.shape[0], Tr, -1).permute(0, 1, 3, 2).reshape(P, -1, 1, Tr)
-            self._count(any_read, counts.sum(dtype=torch.float64), tally)
+            # entries (DAC levels): all planes' per-tile counts, a few images at a time (the
+            # planes and channel sums of a whole batch would outweigh the layer's outputs)
+            step = max(1, _CONV_CHUNK_ELEMENTS // max(1, drv.n_planes * x_int[0].numel()))
+            reads, active = [], 0
+            for a in range(0, max(1, x_int.shape[0]), step):
+                xc = x_int[a: a + step]
+                nz = self.driver_planes(xc, drv).flatten(0, 1) if drv.mode == "bit_serial" \
+                    else xc if drv.mode == "binary" else (xc != 0).to(xc.dtype)
+                counts = conv_tile_counts(nz, self.hw.rows, kernel, stride, padding, dilation)  # (P*n, Tr, Ho, Wo)
+                P, Tr = nz.shape[0] // max(1, xc.shape[0]), counts.shape[1]
+                reads.append((counts > 0).view(P, xc.shape[0], Tr, -1).permute(0, 1, 3, 2).reshape(P, -1, 1, Tr))
+                active = active + counts.sum(dtype=torch.float64)  # (integers: exact in any order)
+            self._count(torch.cat(reads, 1), active, tally)
             self._add_events(tally, int(units.shape[0] * units.shape[2] * units.shape[3]), repeat, drv)
         return units
 
@@ -925,7 +931,6 @@ class CrossbarConv(nn.Module):
         L, K = Ho * Wo, self.in_channels * k[0] * k[1]
         keys = vector_keys(self.tiles.seed, N, L, self.tiles.name).to(x.device) if self.tiles.needs_keys and N else None
         dtype = x.dtype if x.is_floating_point() else torch.float32
-        y = torch.empty(N, L, self.out_channels, dtype=dtype, device=x.device)
         xf = x4 if x4.is_floating_point() else x4.to(torch.float32)
         if N == 0:  # no samples: nothing to read
             out = torch.zeros(0, self.out_channels, Ho, Wo, dtype=dtype, device=x.device)
@@ -936,13 +941,17 @@ class CrossbarConv(nn.Module):
         if self.tiles.exact_conv_ready(xf):  # lossless and noise-free: the reads are one exact convolution
             x_int, step = self.tiles.encode(xf[:N1])
             units = self.tiles.correct(self.tiles.conv_units(x_int, k, s, p, d, repeat=r), dim=1)
-            y = (units * (self.tiles.w_scale * step).view(1, -1, 1, 1)).to(dtype)
-            y = y.unsqueeze(0).expand(r, *y.shape).reshape(N, *y.shape[1:]) if r > 1 else y
+            # (in place on the fresh products: a layer's outputs are held once, not three times)
+            sc = (self.tiles.w_scale * step).view(1, -1, 1, 1)
+            y = (units.mul_(sc) if torch.result_type(units, sc) == units.dtype else units * sc).to(dtype)
             if self.bias is not None:
-                y = y + self.bias.view(1, -1, 1, 1)
+                y.add_(self.bias.view(1, -1, 1, 1))
+            y = y.unsqueeze(0).expand(r, *y.shape).reshape(N, *y.shape[1:]) if r > 1 else y
             return y.squeeze(2) if self.nd == 1 else y
         chunk = max(1, _CONV_CHUNK_ELEMENTS // max(1, K * L))
-        yr, kr = y.view(r, N1, L, -1), None if keys is None else keys.view(r, N1 * L)
+        # Written in the output's own layout (N, out, L), so no transposed copy follows.
+        y = torch.empty(N, self.out_channels, L, dtype=dtype, device=x.device)
+        yr, kr = y.view(r, N1, -1, L), None if keys is None else keys.view(r, N1 * L)
         if not self.tiles._digital:  # the values once here, not in every patch that holds them
             self.tiles.check_input(xf[:N1])
         encoded = not self.tiles._digital
@@ -959,14 +968,14 @@ class CrossbarConv(nn.Module):
                 with stage("encode", xc):
                     rows = patch_rows(xc, k, s, p, d)  # (n * L, K)
                 out = self.tiles(rows, kc, repeat=r, checked=True)
-            yr[:, a: a + n] = out.view(r, n, L, -1)
+            yr[:, a: a + n] = out.view(r, n, L, -1).transpose(2, 3)
             if self.tiles.last_gate is not None:
                 if self._gate is None:
                     self._gate = torch.ones(N, L, self.out_channels, dtype=y.dtype, device=y.device)
                 self._gate.view(r, N1, L, -1)[:, a: a + n] = self.tiles.last_gate.view(r, n, L, -1)
-        y = y.transpose(1, 2).reshape(N, self.out_channels, Ho, Wo)
+        y = y.view(N, self.out_channels, Ho, Wo)
         if self.bias is not None:
-            y = y + self.bias.view(1, -1, 1, 1)
+            y.add_(self.bias.view(1, -1, 1, 1))
         return y.squeeze(2) if self.nd == 1 else y
 
 

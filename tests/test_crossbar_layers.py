@@ -361,13 +361,19 @@ def test_adc_range_is_calibrated_on_the_reads_performed():
                                        ("dac", ("quantized", 3, 0.5))])
 @pytest.mark.parametrize("geom", [dict(kernel_size=3, padding=1), dict(kernel_size=3, stride=2, dilation=2, padding=2),
                                   dict(kernel_size=(1, 3), padding=(0, 1))])
-def test_whole_convolution_fast_path_equals_the_tile_reads_bits_and_events(mode, spec, geom, monkeypatch):
+@pytest.mark.parametrize("one_image_chunks", [False, True])
+def test_whole_convolution_fast_path_equals_the_tile_reads_bits_and_events(mode, spec, geom, one_image_chunks,
+                                                                           monkeypatch):
     """A lossless, noise-free conv runs as one F.conv2d with the mapped weights: outputs
     identical to the unfolded tile reads, and every event counter identical too (several
-    row tiles, strides, dilation, padding; spikes, bit-serial and DAC inputs)."""
+    row tiles, strides, dilation, padding; spikes, bit-serial and DAC inputs), also when
+    its events are counted one image at a time (the chunks that bound their memory)."""
+    import imcsim.crossbar
     from imcsim.crossbar import TiledMatrix
     from imcsim.events import reset_events
 
+    if one_image_chunks:
+        monkeypatch.setattr(imcsim.crossbar, "_CONV_CHUNK_ELEMENTS", 1)
     torch.manual_seed(0)
     conv = nn.Conv2d(12, 7, **geom)
     hw = HardwareConfig.ideal().replace(rows=16, cols=16, **{"inputs.mode": mode, "inputs.bits": 3})

@@ -14,7 +14,7 @@ import torch
 from crossbar_models import effective_conductance, nominal_wire_base, perturbed_effective_conductance
 
 from ..hardware import HardwareConfig
-from ..mapping import TileGrid, level_matrix, slice_weights, tile
+from ..mapping import TileGrid, level_matrix_u8, slice_weights, tile
 
 
 @dataclass
@@ -27,7 +27,8 @@ class ProgrammedArray:
     read noise G**2 (the read-noise variance of a driven cell is read_noise**2 * G**2) --
     one contiguous tensor, so a read gets currents and variances from one batched product.
     W_lin: (groups, in_group, out_group) effective integer weights of the linear read-out
-    (float64 where float32 sums could be inexact; ``lin_exact32`` says which).
+    (float64 where float32 sums could be inexact; ``lin_exact32`` says which), or None where
+    that read-out cannot run (a lossy ADC or read noise).
     col_weights: (K,) float64 digital weight of each column (slice significance x polarity).
     input_offset: digital offset per unit of input (offset mapping, g_off leakage).
     code_bound: the largest |shift-added code| one plane can produce (float32 exactness).
@@ -36,7 +37,7 @@ class ProgrammedArray:
     """
 
     mats: torch.Tensor
-    W_lin: torch.Tensor
+    W_lin: torch.Tensor | None
     lin_exact32: bool
     col_weights: torch.Tensor
     g_off_units: float
@@ -87,33 +88,80 @@ def programmed_conductances(w_int: torch.Tensor, hw: HardwareConfig, grid: TileG
     else:
         og = w_int.shape[0] // groups
         # levels < 256: uint8 before stacking and tiling (int64 copies of a large layer cost GBs)
-        levels = torch.stack([level_matrix(w_int[g * og:(g + 1) * og], hw).to(torch.uint8) for g in range(groups)])
+        levels = torch.stack([level_matrix_u8(w_int[g * og:(g + 1) * og], hw) for g in range(groups)])
         lv_tiles = tile(levels, grid)  # (G, Tr, Tc, rows, cols)
         del levels
     G0 = dev.level_conductance(lv_tiles.to(torch.float64), in_place=True)
-    # (an exactly programmed chip needs no copy of its targets)
-    G = G0 if dev.programs_exactly else dev.program(G0, torch.Generator().manual_seed(seed))
     if hw.wire_solve == "nominal" and not hw.wires.is_ideal and not reuse:
         base = nominal_wire_base(G0, hw.wires, precision=hw.wire_precision).to(torch.float32)
         nominal = NominalArray(lv_tiles, base)
-    del G0  # (a whole layer's float64 cells: freed before the wire solve)
+    # The targets are programmed over in place: a layer's float64 cells are held once.
+    G = dev.program(G0, torch.Generator().manual_seed(seed), in_place=True)
+    del G0
     if hw.wires.is_ideal:
         M, nominal = G, None
     elif hw.wire_solve == "nominal":  # the nominal array solved once; each instance a first-order update
         M = perturbed_effective_conductance(G, nominal.wire_base, hw.wires)
     else:
-        M, nominal = effective_conductance(G, hw.wires, precision=hw.wire_precision), None
+        # (in place unless the attenuation M / G is wanted)
+        M, nominal = effective_conductance(G, hw.wires, precision=hw.wire_precision, in_place=not want_attenuation), None
     att = None
     if want_attenuation and not hw.wires.is_ideal:
         att = (torch.where(G > 0, M / G.clamp(min=1e-30), torch.ones_like(M)), lv_tiles.to(M.dtype))
     return M, nominal, att
 
 
-def read_matrices(M: torch.Tensor, hw: HardwareConfig, grid: TileGrid, groups: int, in_group: int, max_input: int,
+def row_tile_step(grid: TileGrid, groups: int) -> int:
+    """Row tiles per block of :func:`read_matrices` and :func:`program_matrices`: about
+    2**20 cells (8 MB in float64), at least one row tile."""
+    return max(1, (1 << 20) // max(1, groups * grid.col_tiles * grid.rows * grid.cols))
+
+
+def program_matrices(w_int: torch.Tensor, hw: HardwareConfig, grid: TileGrid, groups: int, seed: int, in_group: int,
+                     max_input: int, nominal: NominalArray | None = None, want_attenuation: bool = False):
+    """:func:`programmed_conductances` then :func:`read_matrices`: (ProgrammedArray, nominal).
+
+    Where it gives the same bits, a few row tiles at a time (:func:`row_tile_step`): their
+    cells' levels, draws (:meth:`DeviceModel.program_pieces`), wire solve and read matrices,
+    so a layer's float64 conductances are never held whole (the 4096 x 1024 fc layer of
+    VGG9: 134 MB per float64 copy). Not for grouped layers (a block of row tiles is not one
+    run of the draws), drifting devices, chip-in-the-loop training (the attenuation M / G
+    is wanted) or tiles of other than a multiple of 64 cells: those take the whole layer."""
+    dev = hw.device
+    if groups != 1 or want_attenuation or dev.drifting or (grid.rows * grid.cols) % 64:
+        M, nominal, att = programmed_conductances(w_int, hw, grid, groups, seed, nominal, want_attenuation)
+        return read_matrices(lambda a, b: M[:, a:b], hw, grid, groups, in_group, max_input, att), nominal
+    wired = not hw.wires.is_ideal
+    solve_nominal = wired and hw.wire_solve == "nominal"
+    if solve_nominal and nominal is not None:
+        levels, fresh = nominal.levels, False
+    else:
+        levels = tile(level_matrix_u8(w_int, hw).unsqueeze(0), grid)  # (1, Tr, Tc, rows, cols)
+        fresh = solve_nominal
+        nominal = NominalArray(levels, torch.empty(levels.shape, dtype=torch.float32)) if solve_nominal else None
+    program = dev.program_pieces(levels.numel(), torch.Generator().manual_seed(seed))
+
+    def block(a: int, b: int) -> torch.Tensor:  # M[:, a:b] in siemens, float64
+        G = dev.level_conductance(levels[:, a:b].to(torch.float64), in_place=True)
+        if fresh:
+            nominal.wire_base[:, a:b] = nominal_wire_base(G, hw.wires, precision=hw.wire_precision)
+        G = program(G)
+        if not wired:
+            return G
+        if solve_nominal:
+            return perturbed_effective_conductance(G, nominal.wire_base[:, a:b], hw.wires)
+        return effective_conductance(G, hw.wires, precision=hw.wire_precision, in_place=True)
+
+    return read_matrices(block, hw, grid, groups, in_group, max_input), nominal
+
+
+def read_matrices(blocks, hw: HardwareConfig, grid: TileGrid, groups: int, in_group: int, max_input: int,
                   att=None) -> ProgrammedArray:
     """The compute-order matrices of effective conductances M (groups, Tr, Tc, rows, cols)
-    in siemens; ``max_input``: the largest integer input (float32 exactness of the linear
-    read-out); att: (per-cell attenuation, cell levels) shaped like M, or None."""
+    in siemens, given as ``blocks(a, b)`` -> ``M[:, a:b]`` (called for consecutive row-tile
+    ranges, in order, so M may be computed as it is read); ``max_input``: the largest integer
+    input (float32 exactness of the linear read-out); att: (per-cell attenuation, cell
+    levels) shaped like M, or None."""
     dev = hw.device
     pair = hw.adc.per == "pair"
     Tr, S = grid.row_tiles, hw.slices
@@ -133,13 +181,14 @@ def read_matrices(M: torch.Tensor, hw: HardwareConfig, grid: TileGrid, groups: i
     rows = in_group if Tr == 1 else hw.rows  # a single row tile: undriven rows dropped
     mats = torch.empty(2 if noisy else 1, groups * Tr, rows, K * og, dtype=torch.float32)
     dest = mats.view(mats.shape[0], groups, Tr, rows, K, og)
-    Wl = torch.empty(groups, Tr, hw.rows, og, dtype=torch.float64)
+    linear = hw.adc.lossless and not noisy  # only then is the linear read-out's matrix used
+    Wl = torch.empty(groups, Tr, hw.rows, og, dtype=torch.float64) if linear else None
     cw_k = cw[:S] if pair else cw
-    # Row tiles a few at a time (about 2**22 cells): the float64 intermediates stay small
+    # Row tiles a few at a time (about 2**20 cells): the float64 intermediates stay small
     # beside M and mats, and every value is computed as it would be in one pass.
-    step = max(1, (1 << 22) // max(1, M[:, :1].numel()))
+    step = row_tile_step(grid, groups)
     for t0 in range(0, Tr, step):
-        blk = weight_order(M[:, t0:t0 + step]) / dev.delta_g  # normalised units (weight_order may be a view of M)
+        blk = weight_order(blocks(t0, min(t0 + step, Tr))) / dev.delta_g  # normalised units (a new tensor)
         if pair:  # the ADC sees the difference current of each (G+, G-) column pair
             sq = blk[..., 0, :] ** 2 + blk[..., 1, :] ** 2 if noisy else None
             blk = blk[..., 0, :] - blk[..., 1, :]
@@ -151,7 +200,8 @@ def read_matrices(M: torch.Tensor, hw: HardwareConfig, grid: TileGrid, groups: i
         if noisy:
             dest[1, :, t0:t0 + n].copy_(sq[:, :, :rows].permute(0, 1, 2, 4, 3))
         del sq
-        Wl[:, t0:t0 + n] = torch.einsum("gtrok,k->gtro", blk, cw_k)
+        if linear:
+            Wl[:, t0:t0 + n] = torch.einsum("gtrok,k->gtro", blk, cw_k)
     cw = cw_k
 
     g_off_units = dev.g_off / dev.delta_g
@@ -160,12 +210,15 @@ def read_matrices(M: torch.Tensor, hw: HardwareConfig, grid: TileGrid, groups: i
     leak = 0.0 if pair else g_off_units * float(cw.sum())
     input_offset = leak + (hw.weight_qmax if hw.mapping == "offset" else 0)
     # Effective weights for the linear read-out: sum_k cw_k Mn_k - offset, (G, in_g, og).
-    Wl = Wl.reshape(groups, Tr * hw.rows, og)[:, :in_group] - input_offset
-    exact32 = float(Wl.abs().sum(1).max()) * max_input < 2**24
+    exact32 = False
+    if linear:
+        Wl = Wl.reshape(groups, Tr * hw.rows, og)[:, :in_group] - input_offset
+        exact32 = float(Wl.abs().sum(1).max()) * max_input < 2**24
+        Wl = Wl.to(torch.float32 if exact32 else torch.float64).contiguous()
     L = 2**dev.bits_per_cell - 1
     return ProgrammedArray(
         mats=mats,
-        W_lin=Wl.to(torch.float32 if exact32 else torch.float64).contiguous(), lin_exact32=exact32,
+        W_lin=Wl, lin_exact32=exact32,
         col_weights=cw.to(torch.float64), g_off_units=g_off_units, input_offset=input_offset,
         code_bound=Tr * (L * rows + g_off_units * rows) * float(cw.abs().sum()), grad_gain=gain)
 

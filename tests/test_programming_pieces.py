@@ -1,0 +1,143 @@
+"""Programming a layer in pieces (bounded memory) gives the same bits as programming it
+whole: the chunked device draws, the pieces of one array, the in-place wire solve, the
+streamed read matrices and the uint8 level matrix, each against the one-pass computation."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+import crossbar_models.devices as devices
+from crossbar_models import DeviceModel, WireModel, effective_conductance
+from imcsim import CrossbarLinear, HardwareConfig, InputSpec
+from imcsim.mapping import level_matrix, level_matrix_u8
+from imcsim.tiles import programming
+
+G_ON, G_OFF = 1e-4, 1e-6
+
+
+def _device(kind, faults, **kw):
+    p = dict(p_stuck_on=0.02, p_stuck_off=0.03) if faults else {}
+    return DeviceModel(g_on=G_ON, g_off=G_OFF, bits_per_cell=2, variation=0.1, variation_kind=kind, **p, **kw)
+
+
+def _targets(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return G_OFF + torch.randint(0, 4, (n,), generator=g).to(torch.float64) * (G_ON - G_OFF) / 3
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "lognormal", "pcm"])
+@pytest.mark.parametrize("faults", [False, True])
+@pytest.mark.parametrize("n", [4096 * 3 + 64 * 5, 4096 * 2 + 40, 48])
+def test_chunked_draws_equal_one_draw_over_the_whole_array(kind, faults, n, monkeypatch):
+    dev = _device(kind, faults)
+    target = _targets(n).view(-1, 8) if n % 8 == 0 else _targets(n)
+    monkeypatch.setattr(devices, "PROGRAM_CHUNK", 1 << 30)  # one draw over the whole array
+    whole = dev.program(target, torch.Generator().manual_seed(3))
+    monkeypatch.setattr(devices, "PROGRAM_CHUNK", 128)
+    assert len(devices.draw_spans(n)) > 1 or n < 192
+    pieces = dev.program(target, torch.Generator().manual_seed(3))
+    assert torch.equal(whole, pieces) and not torch.equal(whole, target)
+    own = target.clone()
+    out = dev.program(own, torch.Generator().manual_seed(3), in_place=True)
+    assert out is own and torch.equal(out, whole)
+
+
+def test_draw_spans_cover_the_array_once_with_no_short_tail(monkeypatch):
+    monkeypatch.setattr(devices, "PROGRAM_CHUNK", 128)
+    for n in (0, 1, 63, 64, 128, 129, 191, 192, 1000):
+        spans = devices.draw_spans(n)
+        assert [c for a, b in spans for c in range(a, b)] == list(range(n))
+        assert all((b - a) % 128 == 0 for a, b in spans[:-1])
+        assert len(spans) <= 1 or spans[-1][1] - spans[-1][0] >= 64
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "lognormal", "pcm"])
+@pytest.mark.parametrize("faults,vary", [(False, True), (True, True), (True, False)])
+def test_programming_in_pieces_equals_programming_the_whole_array(kind, faults, vary, monkeypatch):
+    monkeypatch.setattr(devices, "PROGRAM_CHUNK", 256)  # several draws inside a piece, too
+    dev = _device(kind, faults)
+    if not vary:
+        dev = DeviceModel(**{**dev.__dict__, "variation": 0.0})
+    sizes = [4096, 64, 1024, 192, 2048]
+    target = _targets(sum(sizes), seed=1)
+    whole = dev.program(target, torch.Generator().manual_seed(9))
+    step = dev.program_pieces(target.numel(), torch.Generator().manual_seed(9))
+    parts, a = [], 0
+    for n in sizes:
+        piece = target[a: a + n].clone()
+        out = step(piece)
+        assert out is piece
+        parts.append(out)
+        a += n
+    assert torch.equal(torch.cat(parts), whole)
+
+
+def test_programming_in_pieces_refuses_what_it_cannot_do_exactly():
+    with pytest.raises(ValueError, match="multiple of 64"):
+        _device("gaussian", True).program_pieces(100, torch.Generator())
+    drifting = DeviceModel(g_on=G_ON, g_off=G_OFF, variation=0.05, drift="power", time=100.0)
+    with pytest.raises(ValueError, match="drifting"):
+        drifting.program_pieces(64, torch.Generator())
+    step = _device("gaussian", True).program_pieces(128, torch.Generator())
+    with pytest.raises(ValueError, match="multiple of 64"):
+        step(_targets(100))
+    with pytest.raises(ValueError, match="float64"):
+        step(_targets(64).float())
+    exact = DeviceModel(g_on=G_ON, g_off=G_OFF)
+    t = _targets(64)
+    assert exact.program_pieces(64, None)(t) is t
+
+
+def test_in_place_wire_solve_equals_the_copy_and_writes_over_g():
+    g = torch.Generator().manual_seed(0)
+    G = (G_OFF + torch.rand(5, 8, 8, generator=g, dtype=torch.float64) * G_ON).contiguous()
+    wires = WireModel(r_row=2.0, r_col=2.0, r_src=1.0, r_sink=1.0)
+    ref = effective_conductance(G, wires, chunk=2)
+    own = G.clone()
+    out = effective_conductance(own, wires, chunk=2, in_place=True)
+    assert torch.equal(out, ref) and out.data_ptr() == own.data_ptr() and not torch.equal(ref, G)
+
+
+@pytest.mark.parametrize("mapping", ["differential", "offset"])
+def test_uint8_level_matrix_built_in_pieces_equals_the_level_matrix(mapping):
+    hw = HardwareConfig.ideal(mapping=mapping, weight_bits=6, **{"device.bits_per_cell": 2})
+    w = torch.randint(-hw.weight_qmax, hw.weight_qmax + 1, (3000, 300)).to(torch.float64)
+    assert (1 << 18) // 3000 < 300  # several pieces
+    u8 = level_matrix_u8(w, hw)
+    assert u8.dtype == torch.uint8 and torch.equal(u8.to(torch.int32), level_matrix(w, hw))
+
+
+def _whole(layer, hw, nominal=None):
+    t = layer.tiles
+    M, nom, att = programming.programmed_conductances(t.w_int.to(torch.float64), hw, t.grid, 1, t.seed, nominal)
+    return programming.read_matrices(lambda a, b: M[:, a:b], hw, t.grid, 1, t.in_group, 1, att), nom
+
+
+@pytest.mark.parametrize("solve", ["exact", "nominal"])
+@pytest.mark.parametrize("preset", ["rram", "rram-ideal", "ideal"])
+def test_streamed_programming_equals_the_whole_layer_bit_for_bit(preset, solve, monkeypatch):
+    """program_matrices a row tile at a time (forced) against programmed_conductances of the
+    whole layer then read_matrices: every matrix and number identical, the nominal array too."""
+    hw = HardwareConfig.preset(preset).replace(rows=8, cols=8, wire_solve=solve)
+    torch.manual_seed(0)
+    layer = CrossbarLinear(nn.Linear(50, 6), hw, InputSpec("spike"), seed=5)
+    t = layer.tiles
+    assert t.grid.row_tiles > 2
+    monkeypatch.setattr(programming, "row_tile_step", lambda grid, groups: 1)
+    ref, ref_nom = _whole(layer, hw)
+    got, nom = programming.program_matrices(t.w_int.to(torch.float64), hw, t.grid, 1, t.seed, t.in_group, 1)
+    for field in ("mats", "W_lin", "col_weights"):
+        a, b = getattr(ref, field), getattr(got, field)
+        assert (a is None and b is None) or torch.equal(a, b), field
+    assert (ref.lin_exact32, ref.input_offset, ref.code_bound, ref.g_off_units) == \
+        (got.lin_exact32, got.input_offset, got.code_bound, got.g_off_units)
+    assert (ref.W_lin is not None) == (preset == "ideal")
+    if ref_nom is None:
+        assert nom is None
+        return
+    assert torch.equal(ref_nom.levels, nom.levels) and torch.equal(ref_nom.wire_base, nom.wire_base)
+    # a second instance from the kept nominal array, as imcsim.reprogram makes it
+    M2, _, _ = programming.programmed_conductances(t.w_int.to(torch.float64), hw, t.grid, 1, 77, ref_nom)
+    ref2 = programming.read_matrices(lambda a, b: M2[:, a:b], hw, t.grid, 1, t.in_group, 1)
+    got2, nom2 = programming.program_matrices(t.w_int.to(torch.float64), hw, t.grid, 1, 77, t.in_group, 1, nom)
+    assert nom2 is nom and torch.equal(ref2.mats, got2.mats) and not torch.equal(got2.mats, got.mats)
