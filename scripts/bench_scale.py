@@ -14,8 +14,14 @@ For each model, kind, batch size and preset:
   ``wire_solve = "nominal"`` (the nominal array's IR-drop solve reused by every instance),
   whose error against the exact float64 solve is measured on every tile of the network
   (``nominal_error``: column currents with every row driven, the largest IR drop);
-* peak memory (``--memory``): each configuration in a fresh process at the largest batch,
-  against the float model's, both minus a process that builds the model and runs nothing.
+* peak memory (``--memory``; ``--memory-only`` skips the timings): each configuration in
+  ``--memory-repeat`` fresh processes at the largest batch (median), each process's peak
+  counted from the moment its model and data are loaded (freed memory handed back, VmHWM
+  reset), against the float model's, both minus a process that loads them and runs
+  nothing. Reported twice: as it is, and with the preset's code set apart -- the resident
+  memory of a process that has also converted and run a 1/8-width stand-in on the preset
+  (numba's compiled kernels, their runtime and LLVM: ~130 MB once per process, whatever
+  the network's size, as torch's own libraries are in every figure's baseline).
 
 Inputs: ``--checkpoint`` (a trained zoo model, e.g. ``imcsim train --model vgg9 --dataset
 mnist32``) and its data, or an untrained model (seed 0) on uniform random CIFAR-shaped
@@ -27,13 +33,15 @@ run (children included) with the malloc settings of the ``imcsim`` command
 
     python scripts/bench_scale.py [--models vgg9] [--kinds snn,qnn] [--batches 8,64] \\
         [--presets ideal,rram-ideal,rram] [--images 64] [--repeat 3] [--threads 1] \\
-        [--malloc default|tuned] [--out results/bench_scale.json]
+        [--memory | --memory-only] [--memory-repeat 3] [--malloc default|tuned] \\
+        [--out results/bench_scale.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 import warnings
@@ -42,8 +50,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (add_malloc_option, apply_malloc, child_peak, floor_fn, interleaved, peak_rss_mb, pin_threads, run_batches,  # noqa: E402
-                      zoo_or_checkpoint)
+from benchlib import (add_malloc_option, apply_malloc, child_peak, current_rss_mb, floor_fn, interleaved, peak_rss_mb,  # noqa: E402
+                      pin_threads, reset_peak_rss, run_batches, zoo_or_checkpoint)
 
 import imcsim  # noqa: E402
 from imcsim.io import machine_info, write_json  # noqa: E402
@@ -94,12 +102,55 @@ def load(args, name: str, kind: str):
                              max(args.batches) * 2)
 
 
+def load_libraries(net, preset: str, x) -> None:
+    """Load the code a chip on ``preset`` runs (numba's compiled kernels, their runtime and
+    LLVM) by converting and running a stand-in: the same zoo architecture at 1/8 of its
+    width (a copy of ``net`` where it has no zoo record); then free it and hand the freed
+    memory back (glibc's malloc_trim), so what stays is library code and the model."""
+    import copy
+
+    from imcsim.models import build
+
+    arch = dict(getattr(net, "arch", {}) or {})
+    if arch.get("name") not in (None, "nir") and "width" in arch:
+        stand_in = build({**arch, "width": arch["width"] / 8}).eval()
+    else:
+        stand_in = copy.deepcopy(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chip = imcsim.convert(stand_in, hardware(preset), calibration=x[:4])
+        with torch.no_grad():
+            chip(x[:2])
+    del chip, stand_in
+    settle()
+
+
+def settle() -> None:
+    """Free what is unreachable, hand the freed heap back to the kernel (glibc's
+    malloc_trim) and restart the peak (VmHWM) at the resident memory now."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    reset_peak_rss()
+
+
 def child(args):
-    """One configuration in this fresh process: peak memory (MB)."""
+    """One configuration in this fresh process: peak memory (MB); for ``libraries@PRESET``
+    the resident memory once the preset's code is loaded (:func:`load_libraries`)."""
     pin_threads(args.threads)
     name, kind, preset = args.child.split(":")
     net, cal, x, _ = load(args, name, kind)
     x = x[: args.child_batch]
+    settle()  # every configuration starts from the loaded model and data, the peak reset
+    if preset.startswith("libraries@"):
+        load_libraries(net, preset.partition("@")[2], x)
+        print(json.dumps({"peak_mb": current_rss_mb()}))
+        return
     if preset != "none":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -114,7 +165,7 @@ def measure(args, name, kind):
     out = {"model": name, "kind": kind, "inputs": how,
            "parameters": sum(p.numel() for p in net.parameters()), "presets": {}}
     chips = {}
-    for preset in args.presets:
+    for preset in ([] if args.memory_only else args.presets):
         hw = hardware(preset)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -136,7 +187,7 @@ def measure(args, name, kind):
                   f"(every row driven) within {err['max_current_error_rel_tile_max']:.2e} of the tile's largest "
                   f"(mean {err['mean_current_error_rel_tile_max']:.2e}); cells within "
                   f"{err['max_cell_error_rel_tile_max']:.2e} of the tile's largest", flush=True)
-    for batch in args.batches:
+    for batch in ([] if args.memory_only else args.batches):
         x = x_all[: max(batch, args.images)]
         n = int(x.shape[0])
         fns = {"float": lambda: run_batches(net, x, batch)}
@@ -155,23 +206,38 @@ def measure(args, name, kind):
               + "; ".join(f"{p} {row[p]['s_per_image_min'] * 1e3:.1f} ms ({row[p]['vs_float_min']:.1f}x float, median "
                           f"{row[p]['vs_float_median']:.1f}x; {row[p]['vs_mapped_matmul_floor_min']:.1f}x its floor)"
                           for p in chips), flush=True)
-    if args.memory:
+    if args.memory or args.memory_only:
         common = [__file__, "--threads", str(args.threads), "--width", str(args.width), "--calibration",
                   str(args.calibration), "--batches", ",".join(map(str, args.batches)),
                   "--child-batch", str(max(args.batches)), "--malloc", args.malloc]
         if args.checkpoint:
             common += ["--checkpoint", args.checkpoint] + (["--data-dir", args.data_dir] if args.data_dir else [])
-        peaks = {c: child_peak(common + ["--child", f"{name}:{kind}:{c}"])["peak_mb"]
-                 for c in ["none", "float", *args.presets]}
+        # Each configuration in --memory-repeat fresh processes, interleaved; the median.
+        configs = ["none", "float", *args.presets, *(f"libraries@{p}" for p in args.presets)]
+        runs = {c: [] for c in configs}
+        for _ in range(args.memory_repeat):
+            for c in configs:
+                runs[c].append(child_peak(common + ["--child", f"{name}:{kind}:{c}"])["peak_mb"])
+        peaks = {c: statistics.median(v) for c, v in runs.items()}
         base = peaks["none"]
-        mem = {"batch": max(args.batches), "peak_mb": peaks, "above_baseline_mb": {c: peaks[c] - base for c in peaks}}
+        used_float = max(peaks["float"] - base, 1e-9)
+        mem = {"batch": max(args.batches), "repeats": args.memory_repeat, "peak_mb": peaks, "all_mb": runs,
+               "above_baseline_mb": {c: peaks[c] - base for c in ["float", *args.presets]},
+               "libraries_mb": {p: peaks[f"libraries@{p}"] - base for p in args.presets},
+               "above_libraries_mb": {p: peaks[p] - peaks[f"libraries@{p}"] for p in args.presets}}
         for p in args.presets:
-            mem[f"{p}_vs_float"] = (peaks[p] - base) / max(peaks["float"] - base, 1e-9)
+            mem[f"{p}_vs_float"] = (peaks[p] - base) / used_float
+            mem[f"{p}_vs_float_libraries_apart"] = (peaks[p] - peaks[f"libraries@{p}"]) / used_float
         out["memory"] = mem
-        print(f"  {name} {kind} peak memory above a process that runs nothing (batch {mem['batch']}): float "
-              f"{mem['above_baseline_mb']['float']:.0f} MB; "
+        print(f"  {name} {kind} peak memory (batch {mem['batch']}, median of {args.memory_repeat} fresh processes) "
+              f"above one that loads the model and runs nothing: float {mem['above_baseline_mb']['float']:.0f} MB; "
               + "; ".join(f"{p} {mem['above_baseline_mb'][p]:.0f} MB ({mem[f'{p}_vs_float']:.1f}x)"
                           for p in args.presets), flush=True)
+        print(f"    of which the preset's code (numba's kernels and runtime, loaded once per process): "
+              + "; ".join(f"{p} {mem['libraries_mb'][p]:.0f} MB" for p in args.presets)
+              + "; the chip above that: "
+              + "; ".join(f"{p} {mem['above_libraries_mb'][p]:.0f} MB ({mem[f'{p}_vs_float_libraries_apart']:.1f}x "
+                          "float)" for p in args.presets), flush=True)
     return out
 
 
@@ -191,10 +257,14 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--repeat-program", type=int, default=2, help="repeats of the new-chip-instance timing")
     ap.add_argument("--memory", action="store_true", help="peak memory in fresh processes (slow)")
+    ap.add_argument("--memory-only", action="store_true", help="--memory without the timings")
+    ap.add_argument("--memory-repeat", type=int, default=3, help="fresh processes per configuration (median)")
     add_malloc_option(ap)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-batch", type=int, default=64, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.memory_repeat < 1:
+        ap.error(f"--memory-repeat must be >= 1, got {args.memory_repeat}")
     unknown = [m for m in args.models if m not in ("vgg9", "vgg16", "resnet19")]
     if unknown:
         ap.error(f"--models: unknown {unknown[0]!r}; choose from vgg9, vgg16, resnet19")

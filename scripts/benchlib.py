@@ -73,6 +73,27 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def current_rss_mb() -> float:
+    """Resident memory of this process now (MB): VmRSS."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise OSError("no VmRSS in /proc/self/status")
+
+
+def reset_peak_rss() -> bool:
+    """Restart this process's peak (VmHWM) at its resident memory now (Linux
+    ``/proc/self/clear_refs``); False where that cannot be done (the peak then counts from
+    the process's start)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def child_peak(args: list[str], env: dict | None = None) -> dict:
     """Run ``python args...`` in a fresh process that prints one JSON line; return it."""
     r = subprocess.run([sys.executable, *args], capture_output=True, text=True, env={**os.environ, **(env or {})})
