@@ -25,7 +25,7 @@ DRIFT_KINDS = ("none", "power", "pcm", "rram-relaxation")
 COMPENSATIONS = ("none", "global", "column")
 # Cells per programming draw (a multiple of 64): torch's CPU generators then draw a tensor
 # in pieces exactly as in one call (normals in blocks of 16), and the elementwise steps see
-# the same vector-aligned runs; tests/test_devices.py checks the bits against one draw.
+# the same vector-aligned runs; tests/test_programming_pieces.py checks the bits against one draw.
 PROGRAM_CHUNK = 1 << 20
 
 
@@ -192,12 +192,8 @@ class DeviceModel:
         elif not own:
             g.copy_(t)
         if self.p_stuck_on > 0 or self.p_stuck_off > 0:
-            on, off = self.p_stuck_on, self.p_stuck_on + self.p_stuck_off
             for a, b in spans:
-                u = torch.rand(b - a, generator=generator, dtype=target.dtype, device=target.device)
-                cells = g[a:b]
-                cells.masked_fill_(u < on, self.g_on)
-                cells.masked_fill_((u >= on) & (u < off), self.g_off)
+                self._stick(g[a:b], torch.rand(b - a, generator=generator, dtype=target.dtype, device=target.device))
         if drifting:
             G = self._drift(target, G, generator)
         return G
@@ -229,7 +225,6 @@ class DeviceModel:
             for a, b in draw_spans(n):
                 (buf if b - a == buf.numel() else torch.empty(b - a, dtype=dtype, device=buf.device)).uniform_(
                     generator=fault_gen)
-        on, off = self.p_stuck_on, self.p_stuck_on + self.p_stuck_off
 
         def step(target: torch.Tensor) -> torch.Tensor:
             if target.numel() % 64 or not target.is_contiguous() or target.dtype != dtype:
@@ -242,12 +237,17 @@ class DeviceModel:
                     eps = torch.randn(b - a, generator=generator, dtype=dtype, device=target.device)
                     cells.copy_(self._vary(eps, cells))
                 if faults:
-                    u = torch.rand(b - a, generator=fault_gen, dtype=dtype, device=target.device)
-                    cells.masked_fill_(u < on, self.g_on)
-                    cells.masked_fill_((u >= on) & (u < off), self.g_off)
+                    self._stick(cells, torch.rand(b - a, generator=fault_gen, dtype=dtype, device=target.device))
             return target
 
         return step
+
+    def _stick(self, cells: torch.Tensor, u: torch.Tensor) -> None:
+        """Stuck-at faults on ``cells`` (in place) from their uniform draws ``u``: stuck on
+        below p_stuck_on, stuck off in the next p_stuck_off."""
+        on, off = self.p_stuck_on, self.p_stuck_on + self.p_stuck_off
+        cells.masked_fill_(u < on, self.g_on)
+        cells.masked_fill_((u >= on) & (u < off), self.g_off)
 
     def _vary(self, eps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Programmed conductances of ``target`` cells (siemens) from their standard normal
