@@ -51,7 +51,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (add_malloc_option, apply_malloc, child_peak, current_rss_mb, floor_fn, interleaved, peak_rss_mb,  # noqa: E402
-                      pin_threads, reset_peak_rss, run_batches, zoo_or_checkpoint)
+                      pin_threads, run_batches, settle, zoo_or_checkpoint)
 
 import imcsim  # noqa: E402
 from imcsim.io import machine_info, write_json  # noqa: E402
@@ -106,7 +106,7 @@ def load_libraries(net, preset: str, x) -> None:
     """Load the code a chip on ``preset`` runs (numba's compiled kernels, their runtime and
     LLVM) by converting and running a stand-in: the same zoo architecture at 1/8 of its
     width (a copy of ``net`` where it has no zoo record); then free it and hand the freed
-    memory back (glibc's malloc_trim), so what stays is library code and the model."""
+    memory back (:func:`benchlib.settle`), so what stays is library code and the model."""
     import copy
 
     from imcsim.models import build
@@ -123,20 +123,6 @@ def load_libraries(net, preset: str, x) -> None:
             chip(x[:2])
     del chip, stand_in
     settle()
-
-
-def settle() -> None:
-    """Free what is unreachable, hand the freed heap back to the kernel (glibc's
-    malloc_trim) and restart the peak (VmHWM) at the resident memory now."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    reset_peak_rss()
 
 
 def child(args):

@@ -60,26 +60,31 @@ def interleaved(fns: dict, repeat: int, warmup: int = 1) -> dict:
     return {k: {"min": min(v), "median": statistics.median(v), "all": v} for k, v in samples.items()}
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MB): VmHWM, which (unlike ru_maxrss) a
-    child does not inherit from the parent that forked it."""
+def _status_mb(field: str) -> float | None:
+    """A memory field of /proc/self/status (e.g. VmRSS) in MB, or None where there is none."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB): VmHWM, which (unlike ru_maxrss) a
+    child does not inherit from the parent that forked it."""
+    peak = _status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def current_rss_mb() -> float:
     """Resident memory of this process now (MB): VmRSS."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    raise OSError("no VmRSS in /proc/self/status")
+    rss = _status_mb("VmRSS")
+    if rss is None:
+        raise OSError("no VmRSS in /proc/self/status")
+    return rss
 
 
 def reset_peak_rss() -> bool:
@@ -92,6 +97,19 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def settle() -> None:
+    """Free what is unreachable, hand the freed heap back to the kernel
+    (:func:`imcsim.app.allocator.trim_malloc`) and restart the peak (VmHWM) at the resident
+    memory now."""
+    import gc
+
+    from imcsim.app.allocator import trim_malloc
+
+    gc.collect()
+    trim_malloc()
+    reset_peak_rss()
 
 
 def child_peak(args: list[str], env: dict | None = None) -> dict:

@@ -42,3 +42,33 @@ def _probe(env_value):
 def test_tuned_malloc_keeps_large_blocks_in_the_heap():
     assert _probe(None) == (1, 0)  # applied; the block is not mmap'd
     assert _probe("default") == (0, 1)  # glibc's defaults: mmap'd (the control: the probe can see it)
+
+
+TRIM_PROBE = r"""
+import ctypes
+from imcsim.app.allocator import trim_malloc, tune_malloc
+tune_malloc()  # the heap's free top is never given back on its own now
+def rss():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS:")).split()[1])
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+blocks = [libc.malloc(1 << 20) for _ in range(64)]  # 64 MiB in the heap (below the mmap threshold)
+for b in blocks:
+    ctypes.memset(b, 1, 1 << 20)
+for b in blocks:
+    libc.free(b)
+kept = rss()
+done = trim_malloc()
+print(int(done), kept - rss())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"),
+                    reason="malloc_trim is glibc's")
+def test_trim_malloc_hands_freed_heap_pages_back():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "IMCSIM_MALLOC"}
+    out = subprocess.run([sys.executable, "-c", TRIM_PROBE], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    done, released_kib = (int(v) for v in out.stdout.split())
+    assert done == 1 and released_kib > 48 * 1024  # most of the 64 MiB freed blocks left the resident set
