@@ -44,7 +44,7 @@ from .mapping import TileGrid, quantize_weights
 from .surrogate import straight_through_weight, with_surrogate_gradient
 from .tiles import fused
 from .tiles.counting import conv_tile_counts, count_reads, new_tally, tally_events
-from .tiles.programming import ProgrammedArray, program_matrices, split_mats
+from .tiles.programming import ProgrammedArray, program_matrices, read_variances
 from .tiles.readout import adc_scale, add_read_noise, code_unit, combine_reads, quantize, read_keys, read_offsets, shift_add
 from .tiles.timing import stage
 
@@ -203,6 +203,8 @@ class TiledMatrix(nn.Module):
         self.col_gain = self.col_offset = None  # a new programming: any column correction is fitted again
         self.register_buffer("grad_gain", p.grad_gain, persistent=False)
         self.register_buffer("mats", p.mats)
+        self._noisy = p.noisy  # read noise: every read needs its variances and keys
+        self._mats_sq = None  # (key, conductances and squares) for reads in torch (_read_mats)
         # the linear read-out's weights, there only where that read-out can run (lossless, noise-free)
         self.register_buffer("W_lin", p.W_lin)
         self.register_buffer("w_scale", scale.to(torch.float32))
@@ -214,12 +216,13 @@ class TiledMatrix(nn.Module):
     @property
     def G(self) -> torch.Tensor:
         """(G*Tr, rows, KO) effective conductances in compute order (normalised units)."""
-        return split_mats(self.mats)[0]
+        return self.mats[0]
 
     @property
     def G_sq(self) -> torch.Tensor | None:
-        """Their squares, or None without read noise (:func:`split_mats`)."""
-        return split_mats(self.mats)[1]
+        """Read-noise variance of each cell per unit sigma**2, or None without read noise
+        (:func:`imcsim.tiles.programming.read_variances`: computed, for per-column read-out)."""
+        return read_variances(self.mats, self._noisy)
 
     # ----------------------------------------------------------------- geometry and units
     @property
@@ -241,7 +244,7 @@ class TiledMatrix(nn.Module):
         if self.path != "auto":
             return self.path
         lossless = self.hw.adc.lossless and self._observer is None
-        return "linear" if lossless and self.G_sq is None else "reads"
+        return "linear" if lossless and not self._noisy else "reads"
 
     def max_column_current(self) -> float:
         """Largest current (normalised units) a converted column can carry: all rows on at full
@@ -275,7 +278,7 @@ class TiledMatrix(nn.Module):
 
     @property
     def needs_keys(self) -> bool:
-        return self.G_sq is not None
+        return self._noisy
 
     def programmed_levels(self) -> torch.Tensor:
         """Cell levels read back from the programmed (effective) conductances, as the level
@@ -545,20 +548,20 @@ class TiledMatrix(nn.Module):
         V, dev = x_int.shape[0], x_int.device
         P = drv.n_planes
         adc = None if self._observer is not None else self.adc()
-        mats = self.mats  # (1|2, G*Tr, rows, KO): conductances and their squares, normalised units
+        mats, square = self._read_mats(drv)  # (1|2, G*Tr, rows, KO) normalised units
         exact32 = adc is not None or self._code_bound * sum(2.0**b for b in range(P)) < 2**24
         dtype = torch.float32 if exact32 else torch.float64
         y = torch.empty(repeat * V, self.out_features, dtype=dtype, device=dev)
         if V == 0:
             return y
-        per_vector = self.G.shape[0] * P * mats.shape[0] * mats.shape[-1]
+        per_vector = self.G.shape[0] * P * (2 if self._noisy else 1) * mats.shape[-1]
         chunk = max(1, _CHUNK_ELEMENTS // per_vector)
         offsets = read_offsets(self.G.shape[0] * P, device=dev)
         yv = y.view(repeat, V, -1)
         kv = None if keys is None else keys.view(repeat, V)
         clip = torch.zeros_like(yv) if self.chip_training and adc is not None else None
         for s in range(0, V, chunk):
-            self._reads(x_int[s: s + chunk], None if kv is None else kv[:, s: s + chunk], drv, adc, mats,
+            self._reads(x_int[s: s + chunk], None if kv is None else kv[:, s: s + chunk], drv, adc, mats, square,
                         yv[:, s: s + chunk], tally, offsets, None if clip is None else clip[:, s: s + chunk])
         if adc is not None:  # the digital shift-add and accumulation summed integer codes: now their value
             y.mul_(code_unit(adc, y.dtype))
@@ -571,10 +574,13 @@ class TiledMatrix(nn.Module):
             yv -= off.repeat_interleave(self.out_group, dim=1).to(dtype)
         return y
 
-    def _reads(self, x_int, keys, drv, adc, mats, dest, tally, offsets, clip=None) -> None:
+    def _reads(self, x_int, keys, drv, adc, mats, square, dest, tally, offsets, clip=None) -> None:
         """One chunk of vectors: (Vc, in) integer inputs read in r steps -> ``dest``
-        (r, Vc, out) in units; keys (r, Vc) or None. ``clip`` (r, Vc, out) or None: adds
-        the digital weight (|slice| x |plane|) of each output's conversions that clipped."""
+        (r, Vc, out) in units; keys (r, Vc) or None; ``mats``, ``square``: :meth:`_read_mats`.
+        ``clip`` (r, Vc, out) or None: adds the digital weight (|slice| x |plane|) of each
+        output's conversions that clipped."""
+        if self._plane_reads(x_int, keys, drv, adc, mats, square, dest, tally, offsets, clip):
+            return
         with stage("encode", x_int):
             X, pw = self._planes(x_int, drv)  # (P, Vc, in)
             P, Vc = X.shape[0], X.shape[1]
@@ -604,7 +610,7 @@ class TiledMatrix(nn.Module):
             clip.zero_()
             cacc, cw_abs, pw_abs = clip.view(r, Vc, G_, og), [abs(w) for w in cw], plane_w.abs()
         if self.analog_sum:  # the row tiles' currents add on the column lines: convert the sums
-            Y = self._matmul(Xt, mats, drv).view(-1, G_, Tr, P * Vc, KO).sum(2)  # (1|2, G, P*Vc, KO)
+            Y = self._matmul(Xt, mats, square, drv).view(-1, G_, Tr, P * Vc, KO).sum(2)  # (1|2, G, P*Vc, KO)
             gany = rowany.view(G_, Tr, P * Vc).any(1)
             tiles = torch.arange(G_, device=X.device) * Tr  # the noise of a summed read: keyed by its first tile
             mask = gany if self.hw.skip_zero_reads else None
@@ -635,11 +641,13 @@ class TiledMatrix(nn.Module):
             if self._fuse_products(r, drv, mats, keys, adc, clip, dest, pw, cw, Tr):  # products and codes in one loop
                 rk = None if keys is None else self._row_keys(keys[0], t_a, p_a, v_a, offsets, paired=True)
                 row_w = torch.ones(n_active) if w_row is None else w_row.view(-1)
-                if self._products_codes(Xa, t_a, mats, rk, adc, dest_rows, row_w, cw, acc[0].view(Vc * G_, og)):
+                if self._products_codes(Xa, t_a, mats, square, rk, adc, dest_rows, row_w, cw,
+                                        acc[0].view(Vc * G_, og)):
                     return
             with stage("matmul", Xa):  # each tile's products written in place (mats[m, t] and Y0[m, rows] are contiguous)
-                Y0 = None if drv.mode == "dac" else fused.row_products(Xa, t_a, mats)
+                Y0 = None if drv.mode == "dac" else fused.row_products(Xa, t_a, mats, square)
                 if Y0 is None:
+                    mats = _with_squares(mats) if square else mats
                     Y0 = Xa.new_empty(mats.shape[0], n_active, KO)
                     start = 0
                     for t, c in enumerate(torch.bincount(t_a, minlength=GT).tolist()):
@@ -671,11 +679,11 @@ class TiledMatrix(nn.Module):
             if self._fuse_products(r, drv, mats, keys, adc, clip, dest, pw, cw, Tr):
                 rk = None if keys is None else self._row_keys(keys[0], tiles, p_all, v_all, offsets)
                 dst, row_w = _grid_rows(GT, Tr, Vc, plane_w)
-                if self._products_codes(Xt.reshape(GT * P * Vc, R), tiles.repeat_interleave(P * Vc), mats,
+                if self._products_codes(Xt.reshape(GT * P * Vc, R), tiles.repeat_interleave(P * Vc), mats, square,
                                         None if rk is None else rk.reshape(-1), adc, dst, row_w, cw,
                                         acc[0].view(Vc * G_, og)):
                     return
-            Y0 = self._matmul(Xt, mats, drv)  # (1|2, GT, P*Vc, KO)
+            Y0 = self._matmul(Xt, mats, square, drv)  # (1|2, GT, P*Vc, KO)
             mask = rowany if self.hw.skip_zero_reads else None
             summed = self._can_sum_codes(Y0, keys, adc, clip, dest, pw, cw, Tr)
             if summed:  # rows (row tile, plane, vector)
@@ -691,13 +699,36 @@ class TiledMatrix(nn.Module):
                 if clip is not None:
                     cacc[j] += combine_reads(self._clipped.view(G_, Tr * P, Vc, KO), pw_abs.repeat(Tr), cw_abs, og)
 
+    def _plane_reads(self, x_int, keys, drv, adc, mats, square, dest, tally, offsets, clip) -> bool:
+        """All reads of one step of 0/1 planes (spikes or bits) in one compiled loop from the
+        inputs themselves (:func:`imcsim.tiles.fused.plane_reads_readout_sum`: the same sums
+        and events as building the planes and the list of active reads, below). False,
+        with nothing done, where it cannot run."""
+        if dest.shape[0] != 1 or self.analog_sum or drv.mode == "dac" or x_int.device.type != "cpu":
+            return False
+        pw = [float(w) for w in drv.plane_weights(dtype=torch.float64)]
+        cw = [float(w) for w in self._col_weights]
+        if not self._can_sum_codes(mats[0, :1, :1], keys, adc, clip, dest, pw, cw, self.grid.row_tiles):
+            return False
+        dest.zero_()
+        with stage("readout", x_int):  # encoding, products and read-out together: timed as one stage
+            done = fused.plane_reads_readout_sum(
+                x_int, drv.mode == "bit_serial", drv.n_planes, self.groups, mats, square,
+                None if keys is None else keys[0], offsets.view(self.G.shape[0], -1), self.seed,
+                self.hw.device.read_noise, adc_scale(adc), pw, cw, dest[0].view(-1, self.out_group))
+        if done is None:
+            return False
+        if tally is not None:
+            self._count(done[0], torch.tensor(float(done[1]), dtype=torch.float64), tally)
+        return True
+
     @staticmethod
     def _slice_sum(Y, K, og, cw, dtype):
         """Shift-add of the (polarity, slice) column blocks: (..., K*og) -> (..., og)."""
         with stage("shift_add"):
             return shift_add(Y, K, og, cw, dtype)
 
-    def _matmul(self, X, mats, drv):
+    def _matmul(self, X, mats, square, drv):
         """Column currents (and, with read noise, their variances) of reads X (T, n, rows) of
         T row tiles: (1|2, T, n, KO) = X @ mats, one batched product per matrix written
         straight into its slot (a broadcast X @ mats would first copy X twice); 0/1 planes
@@ -706,13 +737,30 @@ class TiledMatrix(nn.Module):
             if drv.mode != "dac":  # 0/1 inputs: only the driven rows added, in one compiled loop where numba runs
                 T, n = X.shape[0], X.shape[1]
                 t = torch.arange(T).repeat_interleave(n) if X.device.type == "cpu" else None
-                out = None if t is None else fused.row_products(X.reshape(T * n, -1), t, mats)
+                out = None if t is None else fused.row_products(X.reshape(T * n, -1), t, mats, square)
                 if out is not None:
-                    return out.view(mats.shape[0], T, n, mats.shape[-1])
+                    return out.view(out.shape[0], T, n, mats.shape[-1])
+            mats = _with_squares(mats) if square else mats
             out = X.new_empty(mats.shape[0], X.shape[0], X.shape[1], mats.shape[-1])
             for m in range(mats.shape[0]):
                 torch.bmm(X * X if m and drv.mode == "dac" else X, mats[m], out=out[m])
             return out
+
+    def _read_mats(self, drv: InputDriver) -> tuple[torch.Tensor, bool]:
+        """The matrices the reads multiply with and whether the variances are to be computed
+        from the conductances' squares by the compiled products (``square``). A per-column chip
+        with read noise holds its conductances only (:class:`ProgrammedArray`); where the
+        products run in torch (DAC levels, a GPU, no numba) they get the squares as a second
+        matrix, built once per programming and device and kept beside ``mats``."""
+        m = self.mats
+        if not self._noisy or m.shape[0] > 1:
+            return m, False
+        if drv.mode != "dac" and fused.products_available(m):
+            return m, True
+        key = (m.data_ptr(), m._version, m.device, m.dtype)
+        if self._mats_sq is None or self._mats_sq[0] != key:
+            self._mats_sq = (key, _with_squares(m))
+        return self._mats_sq[1], False
 
     def _row_keys(self, keys, t, p, v, row_offsets, paired: bool = False) -> torch.Tensor:
         """int32 noise keys of the reads (plane p, vector v) of row tile t, of every tile in
@@ -746,13 +794,13 @@ class TiledMatrix(nn.Module):
         return (r == 1 and drv.mode != "dac" and mats.device.type == "cpu"
                 and self._can_sum_codes(mats[0, :1, :1], keys, adc, clip, dest, pw, cw, tiles))
 
-    def _products_codes(self, X, t, mats, row_keys, adc, dst, row_w, cw, acc) -> bool:
+    def _products_codes(self, X, t, mats, square, row_keys, adc, dst, row_w, cw, acc) -> bool:
         """Reads X (n, rows) of tiles t: their products, noise, codes and digital sums in one
         loop (:func:`imcsim.tiles.fused.products_readout_sum`, the same bits as
         :meth:`_matmul` then :meth:`_sum_codes`)."""
         with stage("readout", X):  # products and read-out together: timed as one stage
             return fused.products_readout_sum(X, t, mats, row_keys, self.hw.device.read_noise, adc_scale(adc), dst,
-                                              row_w, cw, acc)
+                                              row_w, cw, acc, square=square)
 
     def _sum_codes(self, Y, row_keys, adc, dst, row_w, cw, acc) -> None:
         """Codes of reads Y (1|2, ..., n, KO) (noisy when row_keys is given) added to the
@@ -806,6 +854,12 @@ class TiledMatrix(nn.Module):
 
 
 _KEEP = object()
+
+
+def _with_squares(mats: torch.Tensor) -> torch.Tensor:
+    """(1, ...) conductances -> (2, ...) conductances and their float32 squares (read-noise
+    variances per unit sigma**2), as the compiled products compute them."""
+    return torch.stack([mats[0], mats[0] * mats[0]])
 
 
 def _grid_rows(n_tiles: int, per_group: int, Vc: int, plane_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -271,7 +271,102 @@ def test_products_and_codes_in_one_loop_equal_the_two_steps():
         assert fused.products_readout_sum(X, t, mats if k is not None else mats[:1], k, 0.3, scale, dst, row_w, cw,
                                           one)
         assert torch.equal(one, two) and two.abs().sum() > 0
-    with pytest.raises(ValueError, match="read noise needs the squared conductances"):
+    with pytest.raises(ValueError, match="read noise needs the variances"):
         fused.products_readout_sum(X, t, mats[:1], keys, 0.3, scale, dst, row_w, cw, torch.zeros(9, og))
     assert not fused.products_readout_sum(X.double(), t, mats.double(), keys, 0.3, scale, dst, row_w, cw,
                                           torch.zeros(9, og))
+
+
+def test_variances_from_the_conductances_squares_equal_stored_squares():
+    """``square=True`` (mats holds the conductances only; each read squares them in float32)
+    gives the bits of a second matrix holding those squares, in both compiled products."""
+    g = torch.Generator().manual_seed(5)
+    G = torch.rand(1, 4, 30, 24, generator=g) * 2
+    stored = torch.cat([G, G * G])
+    X = (torch.rand(50, 30, generator=g) < 0.3).float()
+    X[3] = 0.0
+    t = torch.randint(0, 4, (50,), generator=g)
+    got = fused.row_products(X, t, G, square=True)
+    assert got.shape == (2, 50, 24)
+    assert torch.equal(got, fused.row_products(X, t, stored))
+    assert torch.equal(got, _sequential_products(X, t, stored))
+    levels = X * torch.randint(1, 5, X.shape, generator=g) / 4  # x**2 * g**2 for other levels too
+    assert torch.equal(fused.row_products(levels, t, G, square=True), _sequential_products(levels, t, stored))
+    scale = adc_scale(ADC(bits=5, full_scale=11.0, signed=True))
+    keys = torch.randint(-2**31, 2**31 - 1, (50,), generator=g, dtype=torch.int64).to(torch.int32)
+    dst, row_w, cw = torch.randint(0, 7, (50,), generator=g), torch.ones(50), [1.0, 2.0, -1.0, -2.0]
+    a, b = torch.zeros(7, 6), torch.zeros(7, 6)
+    assert fused.products_readout_sum(X, t, G, keys, 0.2, scale, dst, row_w, cw, a, square=True)
+    assert fused.products_readout_sum(X, t, stored, keys, 0.2, scale, dst, row_w, cw, b)
+    assert torch.equal(a, b) and a.abs().sum() > 0
+
+
+def _list_of_reads(x_int, bit_serial, planes, groups, mats, square, keys, offsets, seed, sigma, scale, pw, cw, og):
+    """Reference for fused.plane_reads_readout_sum: the planes (torch bit operations), the
+    row tiles' zero-padded view, the list of reads that drive some row, their keys
+    (imcsim.tiles.readout.read_keys) and products_readout_sum of that list."""
+    from imcsim.tiles.readout import read_keys
+
+    V, in_g = x_int.shape[0], x_int.shape[1] // groups
+    Tr, R = mats.shape[1] // groups, mats.shape[2]
+    if bit_serial:
+        xi = x_int.to(torch.int32)
+        X = torch.stack([((xi >> p) & 1).float() for p in range(planes)])
+    else:
+        X = x_int.unsqueeze(0)
+    X = torch.nn.functional.pad(X.view(planes, V, groups, in_g), (0, Tr * R - in_g)).view(planes, V, groups, Tr, R)
+    any_read = X.amax(-1) > 0  # (P, V, G, Tr)
+    p, v, gr, t = any_read.nonzero(as_tuple=True)
+    tile = gr * Tr + t
+    rk = None if keys is None else read_keys(keys.to(torch.int64)[v], offsets[tile, p], seed)
+    acc = torch.zeros(V * groups, og)
+    full = mats if square or keys is None or mats.shape[0] > 1 else None
+    assert fused.products_readout_sum(X[p, v, gr, t].contiguous(), tile, full, rk, sigma, scale, v * groups + gr,
+                                      torch.tensor(pw)[p], cw, acc, square=square)
+    return acc, any_read, int(X.sum())
+
+
+@pytest.mark.parametrize("bit_serial,planes,groups,in_g,noise", [
+    (True, 3, 1, 150, "square"), (True, 8, 1, 27, "square"), (True, 4, 2, 70, "stored"), (True, 3, 1, 150, None),
+    (False, 1, 1, 150, "square"), (False, 1, 3, 40, "square"), (False, 1, 1, 64, None)])
+def test_reads_taken_from_the_inputs_equal_the_list_of_reads(bit_serial, planes, groups, in_g, noise):
+    """fused.plane_reads_readout_sum (the planes, row tiles and reads never built) against
+    the planes, the tiles' view and the list of active reads: equal sums, equal record of
+    which reads drove a row and equal driven-row count -- bit-serial inputs of 3, 4 and 8
+    bits, spikes, grouped layers, a short last row tile (150 = 2 x 64 + 22 rows), read noise
+    from squares or stored variances, none; refused (None) for an ADC range without code 0."""
+    g = torch.Generator().manual_seed(17 + planes + groups)
+    R = 64 if in_g > 64 else in_g
+    Tr = -(-in_g // R)
+    og, K = 5, 4
+    G = torch.rand(1, groups * Tr, R, K * og, generator=g) * 3
+    mats = torch.cat([G, G * G + 0.5]) if noise == "stored" else G
+    V = 40
+    x = torch.randint(0, 2**planes, (V, groups * in_g), generator=g).float()
+    x[torch.rand(x.shape, generator=g) < 0.6] = 0.0  # mostly quiet inputs
+    x[5] = 0.0  # a vector that drives nothing
+    if Tr > 1:
+        x[::2, R:2 * R] = 0.0  # the second row tile of every other vector drives nothing
+    keys = None if noise is None else torch.randint(-2**31, 2**31 - 1, (V,), generator=g,
+                                                     dtype=torch.int64).to(torch.int32)
+    offsets = torch.randint(0, 2**40, (groups * Tr, planes), generator=g)
+    scale = adc_scale(ADC(bits=6, full_scale=30.0, signed=False))
+    pw = [float(2**p) for p in range(planes)]
+    cw = [1.0, 4.0, -1.0, -4.0]
+    square = noise == "square"
+    acc = torch.zeros(V * groups, og)
+    got = fused.plane_reads_readout_sum(x, bit_serial, planes, groups, mats, square, keys, offsets, 99, 0.3, scale,
+                                        pw, cw, acc)
+    assert got is not None
+    ref, any_ref, active_ref = _list_of_reads(x, bit_serial, planes, groups, mats, square, keys, offsets, 99, 0.3,
+                                              scale, pw, cw, og)
+    assert torch.equal(acc, ref) and acc.abs().sum() > 0
+    assert torch.equal(got[0], any_ref) and got[1] == active_ref
+    assert not got[0][:, 5].any() and not acc.view(V, groups, og)[5].any()
+    lo_scale = (scale[0], 1.0, scale[2])  # codes 1..hi: an undriven read would convert to 1, not 0
+    assert fused.plane_reads_readout_sum(x, bit_serial, planes, groups, mats, square, keys, offsets, 99, 0.3,
+                                         lo_scale, pw, cw, torch.zeros(V * groups, og)) is None
+    if keys is not None:
+        with pytest.raises(ValueError, match="read noise needs the variances"):
+            fused.plane_reads_readout_sum(x, bit_serial, planes, groups, G, False, keys, offsets, 99, 0.3, scale,
+                                          pw, cw, acc)

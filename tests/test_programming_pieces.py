@@ -141,3 +141,22 @@ def test_streamed_programming_equals_the_whole_layer_bit_for_bit(preset, solve, 
     ref2 = programming.read_matrices(lambda a, b: M2[:, a:b], hw, t.grid, 1, t.in_group, 1)
     got2, nom2 = programming.program_matrices(t.w_int.to(torch.float64), hw, t.grid, 1, 77, t.in_group, 1, nom)
     assert nom2 is nom and torch.equal(ref2.mats, got2.mats) and not torch.equal(got2.mats, got.mats)
+
+
+@pytest.mark.parametrize("per", ["column", "pair"])
+def test_a_noisy_chip_holds_its_conductances_and_only_a_pairs_variances(per):
+    """With read noise, a per-column chip keeps one float32 matrix (the variances of a read
+    are the float32 squares of its conductances, computed when read); column pairs read by
+    one ADC keep G+**2 + G-**2 beside their difference current, which it is not a function
+    of. Without read noise, one matrix either way."""
+    hw = HardwareConfig.preset("rram").replace(rows=8, cols=8, **{"adc.per": per})
+    torch.manual_seed(0)
+    t = CrossbarLinear(nn.Linear(20, 6), hw, InputSpec("spike"), seed=5).tiles
+    assert t.mats.shape[0] == (2 if per == "pair" else 1) and t.needs_keys
+    if per == "column":
+        assert torch.equal(t.G_sq, t.G * t.G)
+    else:  # the pair's summed squares, from the float64 conductances: not the square of the difference
+        assert t.G_sq is t.mats[1] or torch.equal(t.G_sq, t.mats[1])
+        assert (t.G_sq >= t.G * t.G * (1 - 1e-6)).all() and not torch.allclose(t.G_sq, t.G * t.G)
+    quiet = CrossbarLinear(nn.Linear(20, 6), hw.replace(**{"device.read_noise": 0.0}), InputSpec("spike"), seed=5).tiles
+    assert quiet.mats.shape[0] == 1 and quiet.G_sq is None and not quiet.needs_keys

@@ -48,7 +48,7 @@ def _load() -> dict:
     return {"noisy": _kernels.noisy, "noisy_codes": _kernels.noisy_codes, "codes": _kernels.codes,
             "codes_sum": _kernels.codes_sum, "grid_keys": _kernels.grid_keys, "paired_keys": _kernels.paired_keys,
             "bin_rows": _kernels.bin_rows, "row_products": _kernels.row_products,
-            "products_codes_sum": _kernels.products_codes_sum}
+            "products_codes_sum": _kernels.products_codes_sum, "plane_reads_codes_sum": _kernels.plane_reads_codes_sum}
 
 
 def kernels() -> dict:
@@ -178,31 +178,40 @@ def _product_kernels(X: torch.Tensor, mats: torch.Tensor) -> dict | None:
     return k
 
 
-def row_products(X: torch.Tensor, t: torch.Tensor, mats: torch.Tensor) -> torch.Tensor | None:
-    """Column currents (and, when ``mats`` holds the squares too, their read-noise
-    variances) of the reads ``X`` (n, rows) float32, read n on tile t[n]: (M, n, KO) with
-    ``mats`` (M, tiles, rows, KO). One compiled loop that adds, in row order, only the rows
-    a read drives -- a spiking layer's reads drive ~10-20 % of them, which a dense product
-    multiplies by zero. None where it cannot run (not float32 on the CPU, a gradient to
-    keep, or no numba): then the caller multiplies with torch."""
+def products_available(mats: torch.Tensor) -> bool:
+    """Whether the compiled products (:func:`row_products`, :func:`products_readout_sum`) can
+    read matrices ``mats``: float32 on the CPU without a gradient, numba there."""
+    return (bool(kernels()) and mats.device.type == "cpu" and mats.dtype == torch.float32
+            and not mats.requires_grad)
+
+
+def row_products(X: torch.Tensor, t: torch.Tensor, mats: torch.Tensor, square: bool = False) -> torch.Tensor | None:
+    """Column currents (and their read-noise variances) of the reads ``X`` (n, rows)
+    float32, read n on tile t[n]: (M, n, KO) with ``mats`` (1|2, tiles, rows, KO) -- the
+    conductances and, in mats[1], stored variances; ``square``: mats holds the conductances
+    only and the variances are their float32 squares (M = 2). One compiled loop that adds,
+    in row order, only the rows a read drives -- a spiking layer's reads drive ~10-20 % of
+    them, which a dense product multiplies by zero. None where it cannot run (not float32
+    on the CPU, a gradient to keep, or no numba): then the caller multiplies with torch."""
     k = _product_kernels(X, mats)
     if k is None:
         return None
-    out = torch.empty(mats.shape[0], X.shape[0], mats.shape[-1], dtype=torch.float32)
+    out = torch.empty(mats.shape[0] + int(square), X.shape[0], mats.shape[-1], dtype=torch.float32)
     if X.shape[0]:
         k["row_products"](X.contiguous().numpy(), t.to(torch.int64).contiguous().numpy(), mats.contiguous().numpy(),
-                          out.numpy())
+                          square, out.numpy())
     return out
 
 
 def products_readout_sum(X: torch.Tensor, t: torch.Tensor, mats: torch.Tensor, keys: torch.Tensor | None,
                          sigma: float, adc_scale: tuple[float, float, float], dst: torch.Tensor,
-                         row_w: torch.Tensor, col_w: list[float], acc: torch.Tensor) -> bool:
+                         row_w: torch.Tensor, col_w: list[float], acc: torch.Tensor, square: bool = False) -> bool:
     """:func:`row_products` and :func:`readout_sum` in one loop: each read's currents (and
     variances) stay in a scratch row instead of a (2, n, KO) buffer written and read back.
     Bit-identical to the two calls. ``keys`` (n,) int32 or None (no read noise; then
-    ``mats`` may hold only the conductances). False, with nothing done, where it cannot run
-    (as :func:`row_products`): then the caller takes the two steps."""
+    ``mats`` may hold only the conductances); ``square`` as :func:`row_products`. False, with
+    nothing done, where it cannot run (as :func:`row_products`): then the caller takes the
+    two steps."""
     k = _product_kernels(X, mats)
     if k is None or acc.dtype != torch.float32:
         return False
@@ -210,13 +219,50 @@ def products_readout_sum(X: torch.Tensor, t: torch.Tensor, mats: torch.Tensor, k
         return True
     inv, lo, hi = adc_scale
     noisy = keys is not None
-    if noisy and mats.shape[0] < 2:
-        raise ValueError("products_readout_sum: read noise needs the squared conductances (mats[1])")
+    if noisy and mats.shape[0] < 2 and not square:
+        raise ValueError("products_readout_sum: read noise needs the variances (mats[1], or square=True)")
     kk = keys.contiguous().reshape(-1).numpy() if noisy else np.zeros(1, np.int32)
     k["products_codes_sum"](X.contiguous().numpy(), t.to(torch.int64).contiguous().numpy(), mats.contiguous().numpy(),
-                            kk, normal_stream(X.device).numpy(), np.float32(sigma), noisy, np.float32(inv),
+                            square, kk, normal_stream(X.device).numpy(), np.float32(sigma), noisy, np.float32(inv),
                             np.float32(lo), np.float32(hi), dst.to(torch.int64).contiguous().numpy(),
                             row_w.to(torch.float32).contiguous().numpy(), np.asarray(col_w, dtype=np.float32),
                             acc.numpy())
     return True
 
+
+
+def plane_reads_readout_sum(x_int: torch.Tensor, bit_serial: bool, planes: int, groups: int,
+                            mats: torch.Tensor, square: bool, keys: torch.Tensor | None, offsets: torch.Tensor,
+                            seed: int, sigma: float, adc_scale: tuple[float, float, float], plane_w: list[float],
+                            col_w: list[float], acc: torch.Tensor) -> tuple[torch.Tensor, int] | None:
+    """All reads of integer inputs ``x_int`` (V, groups * in_group) in one compiled loop:
+    each read's driven rows taken from the inputs themselves (spikes) or their bit p
+    (``bit_serial``, ``planes`` bits), then :func:`products_readout_sum` of it, codes
+    summed into ``acc`` (V * groups, og) with weight plane_w[p] * col_w[k] -- the same
+    sums as building the planes, the row tiles' view and the list of active reads first
+    (exact integer sums: order does not matter). ``mats`` (1|2, groups * Tr, rows, KO);
+    ``keys`` (V,) the vectors' noise keys or None; row tiles of mats.shape[2] rows (the last
+    one of a group may be short); ``offsets`` (groups * Tr, planes) int64
+    (:func:`imcsim.tiles.readout.read_offsets`). Returns (any_read (planes, V, groups, Tr)
+    bool, driven rows) for the event tally, or None where the loop cannot run (as
+    :func:`row_products`, or an ADC range without code 0): then the caller builds the reads."""
+    k = _product_kernels(x_int, mats)
+    inv, lo, hi = adc_scale
+    if k is None or acc.dtype != torch.float32 or not lo <= 0.0 <= hi:
+        return None
+    V = x_int.shape[0]
+    Tr = mats.shape[1] // groups
+    any_read = torch.empty(planes, V, groups, Tr, dtype=torch.bool)
+    if not V:
+        return any_read, 0
+    noisy = keys is not None
+    if noisy and mats.shape[0] < 2 and not square:
+        raise ValueError("plane_reads_readout_sum: read noise needs the variances (mats[1], or square=True)")
+    vk = keys.to(torch.int64).contiguous().numpy() if noisy else np.zeros(1, np.int64)
+    active = k["plane_reads_codes_sum"](
+        x_int.contiguous().numpy(), bit_serial, planes, groups, x_int.shape[1] // groups, Tr, mats.shape[2],
+        mats.contiguous().numpy(), square, noisy, vk, offsets.to(torch.int64).contiguous().numpy(),
+        np.int64(seed & 0xFFFFFFFF), normal_stream(x_int.device).numpy(), np.float32(sigma), np.float32(inv),
+        np.float32(lo), np.float32(hi), np.asarray(plane_w, dtype=np.float32), np.asarray(col_w, dtype=np.float32),
+        acc.numpy(), any_read.view(torch.uint8).numpy())
+    return any_read, int(active)

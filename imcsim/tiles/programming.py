@@ -23,9 +23,11 @@ class ProgrammedArray:
 
     mats: (1 or 2, groups * row tiles, rows, K * out_group) float32: the effective
     conductance G of every cell, the K (polarity, slice) columns of an output next to each
-    other (K = 1 per slice for column pairs read by one ADC: their difference), and with
-    read noise G**2 (the read-noise variance of a driven cell is read_noise**2 * G**2) --
-    one contiguous tensor, so a read gets currents and variances from one batched product.
+    other (K = 1 per slice for column pairs read by one ADC: their difference). The
+    read-noise variance of a driven cell is read_noise**2 * G**2: with read noise
+    (``noisy``) a read computes G**2 from G (float32 squares, :func:`read_variances`), except
+    for column pairs, whose variance G+**2 + G-**2 is not a function of their difference
+    and is held in mats[1] -- so a per-column chip holds one float32 number per cell.
     W_lin: (groups, in_group, out_group) effective integer weights of the linear read-out
     (float64 where float32 sums could be inexact; ``lin_exact32`` says which), or None where
     that read-out cannot run (a lossy ADC or read noise).
@@ -37,6 +39,7 @@ class ProgrammedArray:
     """
 
     mats: torch.Tensor
+    noisy: bool
     W_lin: torch.Tensor | None
     lin_exact32: bool
     col_weights: torch.Tensor
@@ -45,20 +48,16 @@ class ProgrammedArray:
     code_bound: float
     grad_gain: torch.Tensor | None
 
-    @property
-    def G(self) -> torch.Tensor:
-        return split_mats(self.mats)[0]
-
-    @property
-    def G_sq(self) -> torch.Tensor | None:
-        return split_mats(self.mats)[1]
 
 
-def split_mats(mats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(1|2, G*Tr, rows, KO) read matrices -> the effective conductances in compute order
-    (normalised units) and their squares (read-noise variances per unit sigma**2; None
-    without read noise)."""
-    return mats[0], (mats[1] if mats.shape[0] > 1 else None)
+def read_variances(mats: torch.Tensor, noisy: bool) -> torch.Tensor | None:
+    """(G*Tr, rows, KO) read-noise variance of each driven cell per unit sigma**2 (normalised
+    units squared) from the read matrices ``mats`` (:class:`ProgrammedArray`): the stored
+    mats[1] of column pairs, else the float32 square of each conductance (a new tensor);
+    None without read noise."""
+    if not noisy:
+        return None
+    return mats[1] if mats.shape[0] > 1 else mats[0] * mats[0]
 
 
 @dataclass
@@ -176,10 +175,11 @@ def read_matrices(blocks, hw: HardwareConfig, grid: TileGrid, groups: int, in_gr
     cw = slice_weights(hw)
     gain = None if att is None else _gradient_gain(weight_order(att[0]), weight_order(att[1]), cw.abs().view(pols, S),
                                                    in_group)
-    noisy = dev.read_noise > 0  # squares needed for the read-noise variances
+    noisy = dev.read_noise > 0
+    stored = noisy and pair  # a pair's variance G+**2 + G-**2 is held; a column's is G**2, computed when read
     K = S if pair else pols * S
     rows = in_group if Tr == 1 else hw.rows  # a single row tile: undriven rows dropped
-    mats = torch.empty(2 if noisy else 1, groups * Tr, rows, K * og, dtype=torch.float32)
+    mats = torch.empty(2 if stored else 1, groups * Tr, rows, K * og, dtype=torch.float32)
     dest = mats.view(mats.shape[0], groups, Tr, rows, K, og)
     linear = hw.adc.lossless and not noisy  # only then is the linear read-out's matrix used
     Wl = torch.empty(groups, Tr, hw.rows, og, dtype=torch.float64) if linear else None
@@ -189,15 +189,15 @@ def read_matrices(blocks, hw: HardwareConfig, grid: TileGrid, groups: int, in_gr
     step = row_tile_step(grid, groups)
     for t0 in range(0, Tr, step):
         blk = weight_order(blocks(t0, min(t0 + step, Tr))) / dev.delta_g  # normalised units (a new tensor)
+        sq = None
         if pair:  # the ADC sees the difference current of each (G+, G-) column pair
-            sq = blk[..., 0, :] ** 2 + blk[..., 1, :] ** 2 if noisy else None
+            sq = blk[..., 0, :] ** 2 + blk[..., 1, :] ** 2 if stored else None
             blk = blk[..., 0, :] - blk[..., 1, :]
         else:
             blk = blk.reshape(*blk.shape[:4], pols * S)
-            sq = blk**2 if noisy else None
         n = blk.shape[1]
         dest[0, :, t0:t0 + n].copy_(blk[:, :, :rows].permute(0, 1, 2, 4, 3))
-        if noisy:
+        if sq is not None:
             dest[1, :, t0:t0 + n].copy_(sq[:, :, :rows].permute(0, 1, 2, 4, 3))
         del sq
         if linear:
@@ -217,7 +217,7 @@ def read_matrices(blocks, hw: HardwareConfig, grid: TileGrid, groups: int, in_gr
         Wl = Wl.to(torch.float32 if exact32 else torch.float64).contiguous()
     L = 2**dev.bits_per_cell - 1
     return ProgrammedArray(
-        mats=mats,
+        mats=mats, noisy=noisy,
         W_lin=Wl, lin_exact32=exact32,
         col_weights=cw.to(torch.float64), g_off_units=g_off_units, input_offset=input_offset,
         code_bound=Tr * (L * rows + g_off_units * rows) * float(cw.abs().sum()), grad_gain=gain)
