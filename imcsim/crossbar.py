@@ -204,7 +204,7 @@ class TiledMatrix(nn.Module):
         self.register_buffer("grad_gain", p.grad_gain, persistent=False)
         self.register_buffer("mats", p.mats)
         self._noisy = p.noisy  # read noise: every read needs its variances and keys
-        self._mats_sq = None  # (key, conductances and squares) for reads in torch (_read_mats)
+        self._sq_cache = None  # (key, the conductances' squares) for products in torch (_torch_mats)
         # the linear read-out's weights, there only where that read-out can run (lossless, noise-free)
         self.register_buffer("W_lin", p.W_lin)
         self.register_buffer("w_scale", scale.to(torch.float32))
@@ -548,7 +548,8 @@ class TiledMatrix(nn.Module):
         V, dev = x_int.shape[0], x_int.device
         P = drv.n_planes
         adc = None if self._observer is not None else self.adc()
-        mats, square = self._read_mats(drv)  # (1|2, G*Tr, rows, KO) normalised units
+        mats = self.mats  # (1|2, G*Tr, rows, KO) normalised units
+        square = self._noisy and mats.shape[0] == 1  # variances: the conductances' squares, computed when read
         exact32 = adc is not None or self._code_bound * sum(2.0**b for b in range(P)) < 2**24
         dtype = torch.float32 if exact32 else torch.float64
         y = torch.empty(repeat * V, self.out_features, dtype=dtype, device=dev)
@@ -576,7 +577,7 @@ class TiledMatrix(nn.Module):
 
     def _reads(self, x_int, keys, drv, adc, mats, square, dest, tally, offsets, clip=None) -> None:
         """One chunk of vectors: (Vc, in) integer inputs read in r steps -> ``dest``
-        (r, Vc, out) in units; keys (r, Vc) or None; ``mats``, ``square``: :meth:`_read_mats`.
+        (r, Vc, out) in units; keys (r, Vc) or None; ``mats``, ``square``: :meth:`_torch_mats`.
         ``clip`` (r, Vc, out) or None: adds the digital weight (|slice| x |plane|) of each
         output's conversions that clipped."""
         if self._plane_reads(x_int, keys, drv, adc, mats, square, dest, tally, offsets, clip):
@@ -647,15 +648,14 @@ class TiledMatrix(nn.Module):
             with stage("matmul", Xa):  # each tile's products written in place (mats[m, t] and Y0[m, rows] are contiguous)
                 Y0 = None if drv.mode == "dac" else fused.row_products(Xa, t_a, mats, square)
                 if Y0 is None:
-                    mats = _with_squares(mats) if square else mats
-                    Y0 = Xa.new_empty(mats.shape[0], n_active, KO)
+                    ms = self._torch_mats(mats, square)
+                    Y0 = Xa.new_empty(len(ms), n_active, KO)
                     start = 0
                     for t, c in enumerate(torch.bincount(t_a, minlength=GT).tolist()):
                         if c:
                             Xc = Xa[start:start + c]
-                            for m in range(mats.shape[0]):
-                                torch.mm(Xc * Xc if m and drv.mode == "dac" else Xc, mats[m, t],
-                                         out=Y0[m, start:start + c])
+                            for m, Mm in enumerate(ms):
+                                torch.mm(Xc * Xc if m and drv.mode == "dac" else Xc, Mm[t], out=Y0[m, start:start + c])
                             start += c
             summed = self._can_sum_codes(Y0, keys, adc, clip, dest, pw, cw, Tr)
             if summed:
@@ -740,27 +740,23 @@ class TiledMatrix(nn.Module):
                 out = None if t is None else fused.row_products(X.reshape(T * n, -1), t, mats, square)
                 if out is not None:
                     return out.view(out.shape[0], T, n, mats.shape[-1])
-            mats = _with_squares(mats) if square else mats
-            out = X.new_empty(mats.shape[0], X.shape[0], X.shape[1], mats.shape[-1])
-            for m in range(mats.shape[0]):
-                torch.bmm(X * X if m and drv.mode == "dac" else X, mats[m], out=out[m])
+            ms = self._torch_mats(mats, square)
+            out = X.new_empty(len(ms), X.shape[0], X.shape[1], mats.shape[-1])
+            for m, Mm in enumerate(ms):
+                torch.bmm(X * X if m and drv.mode == "dac" else X, Mm, out=out[m])
             return out
 
-    def _read_mats(self, drv: InputDriver) -> tuple[torch.Tensor, bool]:
-        """The matrices the reads multiply with and whether the variances are to be computed
-        from the conductances' squares by the compiled products (``square``). A per-column chip
-        with read noise holds its conductances only (:class:`ProgrammedArray`); where the
-        products run in torch (DAC levels, a GPU, no numba) they get the squares as a second
-        matrix, built once per programming and device and kept beside ``mats``."""
-        m = self.mats
-        if not self._noisy or m.shape[0] > 1:
-            return m, False
-        if drv.mode != "dac" and fused.products_available(m):
-            return m, True
-        key = (m.data_ptr(), m._version, m.device, m.dtype)
-        if self._mats_sq is None or self._mats_sq[0] != key:
-            self._mats_sq = (key, _with_squares(m))
-        return self._mats_sq[1], False
+    def _torch_mats(self, mats: torch.Tensor, square: bool) -> tuple[torch.Tensor, ...]:
+        """The matrices torch's products multiply with (DAC levels, a GPU, no numba): the
+        conductances and, with read noise, the variances -- stored (column pairs) or, with
+        ``square``, the conductances' float32 squares as the compiled products compute them,
+        built once per programming and device and kept beside ``mats``."""
+        if not square:
+            return tuple(mats)
+        key = (mats.data_ptr(), mats._version, mats.device, mats.dtype)
+        if self._sq_cache is None or self._sq_cache[0] != key:
+            self._sq_cache = (key, mats[0] * mats[0])
+        return mats[0], self._sq_cache[1]
 
     def _row_keys(self, keys, t, p, v, row_offsets, paired: bool = False) -> torch.Tensor:
         """int32 noise keys of the reads (plane p, vector v) of row tile t, of every tile in
@@ -854,12 +850,6 @@ class TiledMatrix(nn.Module):
 
 
 _KEEP = object()
-
-
-def _with_squares(mats: torch.Tensor) -> torch.Tensor:
-    """(1, ...) conductances -> (2, ...) conductances and their float32 squares (read-noise
-    variances per unit sigma**2), as the compiled products compute them."""
-    return torch.stack([mats[0], mats[0] * mats[0]])
 
 
 def _grid_rows(n_tiles: int, per_group: int, Vc: int, plane_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

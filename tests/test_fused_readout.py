@@ -370,3 +370,29 @@ def test_reads_taken_from_the_inputs_equal_the_list_of_reads(bit_serial, planes,
         with pytest.raises(ValueError, match="read noise needs the variances"):
             fused.plane_reads_readout_sum(x, bit_serial, planes, groups, G, False, keys, offsets, 99, 0.3, scale,
                                           pw, cw, acc)
+
+
+def test_dac_reads_square_the_conductances_once_and_match_without_numba(small_nets, monkeypatch):
+    """DAC levels are multiplied in torch: a per-column `rram` chip keeps its conductances
+    only and squares them once for those products (kept until it is reprogrammed); the
+    outputs are the same on a second call and without numba."""
+    nets, x = small_nets
+    hw = imcsim.HardwareConfig.preset("rram").replace(**{"inputs.mode": "dac"})
+    chip = imcsim.convert(nets["qnn"], hw, calibration=x["qnn"], seed=4)
+    with torch.no_grad():
+        y = chip(x["qnn"])
+        tiles = [m for m in chip.modules() if hasattr(m, "_sq_cache") and m._sq_cache is not None]
+        assert tiles
+        for t in tiles:
+            assert t.mats.shape[0] == 1 and torch.equal(t._sq_cache[1], t.G * t.G)
+        cached = [t._sq_cache[1] for t in tiles]
+        assert torch.equal(chip(x["qnn"]), y)
+        assert all(t._sq_cache[1] is c for t, c in zip(tiles, cached))  # squared once
+        monkeypatch.setattr(fused, "_KERNELS", {})
+        assert torch.equal(chip(x["qnn"]), y)
+        other = imcsim.reprogram(chip, 7, calibration=x["qnn"])  # another instance: its own squares
+        other(x["qnn"])
+        tiles2 = [m for m in other.modules() if hasattr(m, "_sq_cache")]
+        assert len(tiles2) == len(tiles)
+        assert all(torch.equal(t._sq_cache[1], t.G * t.G) and not torch.equal(t._sq_cache[1], c)
+                   for t, c in zip(tiles2, cached))

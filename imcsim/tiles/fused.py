@@ -178,13 +178,6 @@ def _product_kernels(X: torch.Tensor, mats: torch.Tensor) -> dict | None:
     return k
 
 
-def products_available(mats: torch.Tensor) -> bool:
-    """Whether the compiled products (:func:`row_products`, :func:`products_readout_sum`) can
-    read matrices ``mats``: float32 on the CPU without a gradient, numba there."""
-    return (bool(kernels()) and mats.device.type == "cpu" and mats.dtype == torch.float32
-            and not mats.requires_grad)
-
-
 def row_products(X: torch.Tensor, t: torch.Tensor, mats: torch.Tensor, square: bool = False) -> torch.Tensor | None:
     """Column currents (and their read-noise variances) of the reads ``X`` (n, rows)
     float32, read n on tile t[n]: (M, n, KO) with ``mats`` (1|2, tiles, rows, KO) -- the
