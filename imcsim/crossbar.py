@@ -376,9 +376,9 @@ class TiledMatrix(nn.Module):
     def forward_int(self, x_int: torch.Tensor, step: float, keys: torch.Tensor | None = None,
                     repeat: int = 1) -> torch.Tensor:
         """The read of already encoded inputs x_int (V, in), integer-valued float32 from
-        :meth:`encode` with one integer step = ``step`` (a convolution encodes its feature
-        map once, before unfolding it into patches). Returns (repeat * V, out) float32 or
-        float64."""
+        :meth:`encode` (or uint8 holding the same integers) with one integer step = ``step``
+        (a convolution encodes its feature map once, before unfolding it into patches).
+        Returns (repeat * V, out) float32 or float64."""
         units = self._compute(x_int, keys, repeat)
         if self._fit is not None:
             self._fit_update(x_int, units, repeat)
@@ -582,6 +582,7 @@ class TiledMatrix(nn.Module):
         output's conversions that clipped."""
         if self._plane_reads(x_int, keys, drv, adc, mats, square, dest, tally, offsets, clip):
             return
+        x_int = x_int if x_int.is_floating_point() else x_int.to(torch.float32)
         with stage("encode", x_int):
             X, pw = self._planes(x_int, drv)  # (P, Vc, in)
             P, Vc = X.shape[0], X.shape[1]
@@ -1006,7 +1007,9 @@ class CrossbarConv(nn.Module):
             if encoded:  # encode once per feature map, not once per patch that holds a value
                 with stage("encode", xc):
                     x_int, step = self.tiles.encode(xc.to(torch.float32), checked=True)
-                    x_int = patch_rows(_narrow_int(x_int, self.tiles.input_spec.max_int), k, s, p, d).to(torch.float32)
+                    # (uint8 patches are read as they are by the compiled plane reads; other reads convert them)
+                    x_int = patch_rows(_narrow_int(x_int, self.tiles.input_spec.max_int), k, s, p, d)
+                    x_int = x_int if x_int.dtype == torch.uint8 else x_int.to(torch.float32)
                 out = self.tiles.forward_int(x_int, step, kc, repeat=r)
             else:
                 with stage("encode", xc):

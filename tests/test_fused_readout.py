@@ -333,8 +333,9 @@ def test_reads_taken_from_the_inputs_equal_the_list_of_reads(bit_serial, planes,
     """fused.plane_reads_readout_sum (the planes, row tiles and reads never built) against
     the planes, the tiles' view and the list of active reads: equal sums, equal record of
     which reads drove a row and equal driven-row count -- bit-serial inputs of 3, 4 and 8
-    bits, spikes, grouped layers, a short last row tile (150 = 2 x 64 + 22 rows), read noise
-    from squares or stored variances, none; refused (None) for an ADC range without code 0."""
+    bits, spikes, float32 or uint8 inputs, grouped layers, a short last row tile (150 = 2 x
+    64 + 22 rows), read noise from squares or stored variances, none; refused (None) for an
+    ADC range without code 0."""
     g = torch.Generator().manual_seed(17 + planes + groups)
     R = 64 if in_g > 64 else in_g
     Tr = -(-in_g // R)
@@ -362,6 +363,10 @@ def test_reads_taken_from_the_inputs_equal_the_list_of_reads(bit_serial, planes,
                                               scale, pw, cw, og)
     assert torch.equal(acc, ref) and acc.abs().sum() > 0
     assert torch.equal(got[0], any_ref) and got[1] == active_ref
+    acc8 = torch.zeros(V * groups, og)  # uint8 inputs (a convolution's unfolded patches) read as they are
+    got8 = fused.plane_reads_readout_sum(x.to(torch.uint8), bit_serial, planes, groups, mats, square, keys, offsets,
+                                         99, 0.3, scale, pw, cw, acc8)
+    assert torch.equal(acc8, acc) and torch.equal(got8[0], got[0]) and got8[1] == got[1]
     assert not got[0][:, 5].any() and not acc.view(V, groups, og)[5].any()
     lo_scale = (scale[0], 1.0, scale[2])  # codes 1..hi: an undriven read would convert to 1, not 0
     assert fused.plane_reads_readout_sum(x, bit_serial, planes, groups, mats, square, keys, offsets, 99, 0.3,

@@ -316,7 +316,7 @@ def plane_reads_codes_sum(Xv, bit_serial, P, groups, in_g, Tr, R, mats, square, 
                         continue
                     any_read[p, v, g, t] = 1
                     active += nd
-                    for q in range(nd):  # one plane's rows as 1-d arrays: the products then vectorise as in row_products
+                    for q in range(nd):  # one plane's rows as 1-d arrays (the products vectorise as in row_products)
                         ip[q] = idx[p, q]
                         xp[q] = xs[p, q]
                     if noisy and square:

@@ -228,9 +228,9 @@ def plane_reads_readout_sum(x_int: torch.Tensor, bit_serial: bool, planes: int, 
                             mats: torch.Tensor, square: bool, keys: torch.Tensor | None, offsets: torch.Tensor,
                             seed: int, sigma: float, adc_scale: tuple[float, float, float], plane_w: list[float],
                             col_w: list[float], acc: torch.Tensor) -> tuple[torch.Tensor, int] | None:
-    """All reads of integer inputs ``x_int`` (V, groups * in_group) in one compiled loop:
-    each read's driven rows taken from the inputs themselves (spikes) or their bit p
-    (``bit_serial``, ``planes`` bits), then :func:`products_readout_sum` of it, codes
+    """All reads of integer inputs ``x_int`` (V, groups * in_group; uint8, else as float32)
+    in one compiled loop: each read's driven rows taken from the inputs themselves (spikes)
+    or their bit p (``bit_serial``, ``planes`` bits), then :func:`products_readout_sum` of it, codes
     summed into ``acc`` (V * groups, og) with weight plane_w[p] * col_w[k] -- the same
     sums as building the planes, the row tiles' view and the list of active reads first
     (exact integer sums: order does not matter). ``mats`` (1|2, groups * Tr, rows, KO);
@@ -239,10 +239,13 @@ def plane_reads_readout_sum(x_int: torch.Tensor, bit_serial: bool, planes: int, 
     (:func:`imcsim.tiles.readout.read_offsets`). Returns (any_read (planes, V, groups, Tr)
     bool, driven rows) for the event tally, or None where the loop cannot run (as
     :func:`row_products`, or an ADC range without code 0): then the caller builds the reads."""
-    k = _product_kernels(x_int, mats)
+    k = kernels()
     inv, lo, hi = adc_scale
-    if k is None or acc.dtype != torch.float32 or not lo <= 0.0 <= hi:
+    if (not k or x_int.device.type != "cpu" or x_int.requires_grad or mats.device.type != "cpu"
+            or mats.dtype != torch.float32 or mats.requires_grad or acc.dtype != torch.float32 or not lo <= 0.0 <= hi):
         return None
+    if x_int.dtype != torch.uint8:
+        x_int = x_int.to(torch.float32)
     V = x_int.shape[0]
     Tr = mats.shape[1] // groups
     any_read = torch.empty(planes, V, groups, Tr, dtype=torch.bool)
