@@ -549,7 +549,6 @@ class TiledMatrix(nn.Module):
         P = drv.n_planes
         adc = None if self._observer is not None else self.adc()
         mats = self.mats  # (1|2, G*Tr, rows, KO) normalised units
-        square = self._noisy and mats.shape[0] == 1  # variances: the conductances' squares, computed when read
         exact32 = adc is not None or self._code_bound * sum(2.0**b for b in range(P)) < 2**24
         dtype = torch.float32 if exact32 else torch.float64
         y = torch.empty(repeat * V, self.out_features, dtype=dtype, device=dev)
@@ -562,7 +561,7 @@ class TiledMatrix(nn.Module):
         kv = None if keys is None else keys.view(repeat, V)
         clip = torch.zeros_like(yv) if self.chip_training and adc is not None else None
         for s in range(0, V, chunk):
-            self._reads(x_int[s: s + chunk], None if kv is None else kv[:, s: s + chunk], drv, adc, mats, square,
+            self._reads(x_int[s: s + chunk], None if kv is None else kv[:, s: s + chunk], drv, adc, mats,
                         yv[:, s: s + chunk], tally, offsets, None if clip is None else clip[:, s: s + chunk])
         if adc is not None:  # the digital shift-add and accumulation summed integer codes: now their value
             y.mul_(code_unit(adc, y.dtype))
@@ -575,12 +574,12 @@ class TiledMatrix(nn.Module):
             yv -= off.repeat_interleave(self.out_group, dim=1).to(dtype)
         return y
 
-    def _reads(self, x_int, keys, drv, adc, mats, square, dest, tally, offsets, clip=None) -> None:
+    def _reads(self, x_int, keys, drv, adc, mats, dest, tally, offsets, clip=None) -> None:
         """One chunk of vectors: (Vc, in) integer inputs read in r steps -> ``dest``
-        (r, Vc, out) in units; keys (r, Vc) or None; ``mats``, ``square``: :meth:`_torch_mats`.
+        (r, Vc, out) in units; keys (r, Vc) or None; ``mats``: the layer's read matrices.
         ``clip`` (r, Vc, out) or None: adds the digital weight (|slice| x |plane|) of each
         output's conversions that clipped."""
-        if self._plane_reads(x_int, keys, drv, adc, mats, square, dest, tally, offsets, clip):
+        if self._plane_reads(x_int, keys, drv, adc, mats, dest, tally, offsets, clip):
             return
         x_int = x_int if x_int.is_floating_point() else x_int.to(torch.float32)
         with stage("encode", x_int):
@@ -612,7 +611,7 @@ class TiledMatrix(nn.Module):
             clip.zero_()
             cacc, cw_abs, pw_abs = clip.view(r, Vc, G_, og), [abs(w) for w in cw], plane_w.abs()
         if self.analog_sum:  # the row tiles' currents add on the column lines: convert the sums
-            Y = self._matmul(Xt, mats, square, drv).view(-1, G_, Tr, P * Vc, KO).sum(2)  # (1|2, G, P*Vc, KO)
+            Y = self._matmul(Xt, mats, drv).view(-1, G_, Tr, P * Vc, KO).sum(2)  # (1|2, G, P*Vc, KO)
             gany = rowany.view(G_, Tr, P * Vc).any(1)
             tiles = torch.arange(G_, device=X.device) * Tr  # the noise of a summed read: keyed by its first tile
             mask = gany if self.hw.skip_zero_reads else None
@@ -643,13 +642,12 @@ class TiledMatrix(nn.Module):
             if self._fuse_products(r, drv, mats, keys, adc, clip, dest, pw, cw, Tr):  # products and codes in one loop
                 rk = None if keys is None else self._row_keys(keys[0], t_a, p_a, v_a, offsets, paired=True)
                 row_w = torch.ones(n_active) if w_row is None else w_row.view(-1)
-                if self._products_codes(Xa, t_a, mats, square, rk, adc, dest_rows, row_w, cw,
-                                        acc[0].view(Vc * G_, og)):
+                if self._products_codes(Xa, t_a, mats, rk, adc, dest_rows, row_w, cw, acc[0].view(Vc * G_, og)):
                     return
             with stage("matmul", Xa):  # each tile's products written in place (mats[m, t] and Y0[m, rows] are contiguous)
-                Y0 = None if drv.mode == "dac" else fused.row_products(Xa, t_a, mats, square)
+                Y0 = None if drv.mode == "dac" else fused.row_products(Xa, t_a, mats, self._square)
                 if Y0 is None:
-                    ms = self._torch_mats(mats, square)
+                    ms = self._torch_mats(mats)
                     Y0 = Xa.new_empty(len(ms), n_active, KO)
                     start = 0
                     for t, c in enumerate(torch.bincount(t_a, minlength=GT).tolist()):
@@ -680,11 +678,11 @@ class TiledMatrix(nn.Module):
             if self._fuse_products(r, drv, mats, keys, adc, clip, dest, pw, cw, Tr):
                 rk = None if keys is None else self._row_keys(keys[0], tiles, p_all, v_all, offsets)
                 dst, row_w = _grid_rows(GT, Tr, Vc, plane_w)
-                if self._products_codes(Xt.reshape(GT * P * Vc, R), tiles.repeat_interleave(P * Vc), mats, square,
+                if self._products_codes(Xt.reshape(GT * P * Vc, R), tiles.repeat_interleave(P * Vc), mats,
                                         None if rk is None else rk.reshape(-1), adc, dst, row_w, cw,
                                         acc[0].view(Vc * G_, og)):
                     return
-            Y0 = self._matmul(Xt, mats, square, drv)  # (1|2, GT, P*Vc, KO)
+            Y0 = self._matmul(Xt, mats, drv)  # (1|2, GT, P*Vc, KO)
             mask = rowany if self.hw.skip_zero_reads else None
             summed = self._can_sum_codes(Y0, keys, adc, clip, dest, pw, cw, Tr)
             if summed:  # rows (row tile, plane, vector)
@@ -700,7 +698,7 @@ class TiledMatrix(nn.Module):
                 if clip is not None:
                     cacc[j] += combine_reads(self._clipped.view(G_, Tr * P, Vc, KO), pw_abs.repeat(Tr), cw_abs, og)
 
-    def _plane_reads(self, x_int, keys, drv, adc, mats, square, dest, tally, offsets, clip) -> bool:
+    def _plane_reads(self, x_int, keys, drv, adc, mats, dest, tally, offsets, clip) -> bool:
         """All reads of one step of 0/1 planes (spikes or bits) in one compiled loop from the
         inputs themselves (:func:`imcsim.tiles.fused.plane_reads_readout_sum`: the same sums
         and events as building the planes and the list of active reads, below). False,
@@ -714,7 +712,7 @@ class TiledMatrix(nn.Module):
         dest.zero_()
         with stage("readout", x_int):  # encoding, products and read-out together: timed as one stage
             done = fused.plane_reads_readout_sum(
-                x_int, drv.mode == "bit_serial", drv.n_planes, self.groups, mats, square,
+                x_int, drv.mode == "bit_serial", drv.n_planes, self.groups, mats, self._square,
                 None if keys is None else keys[0], offsets.view(self.G.shape[0], -1), self.seed,
                 self.hw.device.read_noise, adc_scale(adc), pw, cw, dest[0].view(-1, self.out_group))
         if done is None:
@@ -729,7 +727,7 @@ class TiledMatrix(nn.Module):
         with stage("shift_add"):
             return shift_add(Y, K, og, cw, dtype)
 
-    def _matmul(self, X, mats, square, drv):
+    def _matmul(self, X, mats, drv):
         """Column currents (and, with read noise, their variances) of reads X (T, n, rows) of
         T row tiles: (1|2, T, n, KO) = X @ mats, one batched product per matrix written
         straight into its slot (a broadcast X @ mats would first copy X twice); 0/1 planes
@@ -738,21 +736,27 @@ class TiledMatrix(nn.Module):
             if drv.mode != "dac":  # 0/1 inputs: only the driven rows added, in one compiled loop where numba runs
                 T, n = X.shape[0], X.shape[1]
                 t = torch.arange(T).repeat_interleave(n) if X.device.type == "cpu" else None
-                out = None if t is None else fused.row_products(X.reshape(T * n, -1), t, mats, square)
+                out = None if t is None else fused.row_products(X.reshape(T * n, -1), t, mats, self._square)
                 if out is not None:
                     return out.view(out.shape[0], T, n, mats.shape[-1])
-            ms = self._torch_mats(mats, square)
+            ms = self._torch_mats(mats)
             out = X.new_empty(len(ms), X.shape[0], X.shape[1], mats.shape[-1])
             for m, Mm in enumerate(ms):
                 torch.bmm(X * X if m and drv.mode == "dac" else X, Mm, out=out[m])
             return out
 
-    def _torch_mats(self, mats: torch.Tensor, square: bool) -> tuple[torch.Tensor, ...]:
+    @property
+    def _square(self) -> bool:
+        """Whether a read's noise variances are the squares of the conductances it drives,
+        computed as it reads (read noise, per-column read-out), not a stored matrix."""
+        return self._noisy and self.mats.shape[0] == 1
+
+    def _torch_mats(self, mats: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The matrices torch's products multiply with (DAC levels, a GPU, no numba): the
-        conductances and, with read noise, the variances -- stored (column pairs) or, with
-        ``square``, the conductances' float32 squares as the compiled products compute them,
-        built once per programming and device and kept beside ``mats``."""
-        if not square:
+        conductances ``mats[0]`` and, with read noise, the variances -- stored (column pairs)
+        or the conductances' float32 squares as the compiled products compute them, built
+        once per programming and device and kept beside ``mats``."""
+        if not self._square:
             return tuple(mats)
         key = (mats.data_ptr(), mats._version, mats.device, mats.dtype)
         if self._sq_cache is None or self._sq_cache[0] != key:
@@ -791,13 +795,13 @@ class TiledMatrix(nn.Module):
         return (r == 1 and drv.mode != "dac" and mats.device.type == "cpu"
                 and self._can_sum_codes(mats[0, :1, :1], keys, adc, clip, dest, pw, cw, tiles))
 
-    def _products_codes(self, X, t, mats, square, row_keys, adc, dst, row_w, cw, acc) -> bool:
+    def _products_codes(self, X, t, mats, row_keys, adc, dst, row_w, cw, acc) -> bool:
         """Reads X (n, rows) of tiles t: their products, noise, codes and digital sums in one
         loop (:func:`imcsim.tiles.fused.products_readout_sum`, the same bits as
         :meth:`_matmul` then :meth:`_sum_codes`)."""
         with stage("readout", X):  # products and read-out together: timed as one stage
             return fused.products_readout_sum(X, t, mats, row_keys, self.hw.device.read_noise, adc_scale(adc), dst,
-                                              row_w, cw, acc, square=square)
+                                              row_w, cw, acc, square=self._square)
 
     def _sum_codes(self, Y, row_keys, adc, dst, row_w, cw, acc) -> None:
         """Codes of reads Y (1|2, ..., n, KO) (noisy when row_keys is given) added to the

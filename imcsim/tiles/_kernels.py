@@ -204,19 +204,26 @@ def _sum_rows_sq(g, idx, xs, nd, cur, var):
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _read_products(x_row, g, g2, square, idx, xs, cur, var, with_var):
-    """One read's column currents into cur and (``with_var``) their variances into var:
-    from the squares of g (``square``) or from the matrix g2 of stored variances. Returns
-    the number of driven rows."""
-    nd = _driven(x_row, idx, xs)
+def _products(g, g2, square, idx, xs, nd, cur, var, with_var):
+    """The products of one read's nd driven rows (idx, xs: :func:`_driven`): its column
+    currents into cur and (``with_var``) their variances into var, from the squares of g
+    (``square``) or from the matrix g2 of stored variances (xs is then squared in place)."""
     if with_var and square:
         _sum_rows_sq(g, idx, xs, nd, cur, var)
-        return nd
+        return
     _sum_rows(g, idx, xs, nd, cur)
     if with_var:
         for q in range(nd):
             xs[q] = xs[q] * xs[q]
         _sum_rows(g2, idx, xs, nd, var)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _read_products(x_row, g, g2, square, idx, xs, cur, var, with_var):
+    """:func:`_driven` rows of one read, then their :func:`_products`. Returns the number of
+    driven rows."""
+    nd = _driven(x_row, idx, xs)
+    _products(g, g2, square, idx, xs, nd, cur, var, with_var)
     return nd
 
 
@@ -268,7 +275,7 @@ def products_codes_sum(X, t, mats, square, keys, stream, sigma, noisy, inv, lo, 
 @njit(nogil=True, cache=True, boundscheck=False)
 def plane_reads_codes_sum(Xv, bit_serial, P, groups, in_g, Tr, R, mats, square, noisy, vk, offs, seed, stream, sigma,
                           inv, lo, hi, pw, cw, acc, any_read):
-    """Every read of the vectors Xv (V, groups * in_g) (integer-valued float32 inputs): the
+    """Every read of the vectors Xv (V, groups * in_g) (integer values, float32 or uint8): the
     driven rows of plane p of row tile t of group g -- the inputs themselves (spikes) or
     their bit p (``bit_serial``) at rows g*in_g + t*R ... -- their products (as
     :func:`row_products`), noisy codes keyed hash32(vk[v] ^ offs[g*Tr + t, p] ^ seed) (as
@@ -284,8 +291,6 @@ def plane_reads_codes_sum(Xv, bit_serial, P, groups, in_g, Tr, R, mats, square, 
     idx = np.empty((P, R), np.int64)
     xs = np.empty((P, R), np.float32)
     nds = np.zeros(P, np.int64)
-    ip = np.empty(R, np.int64)
-    xp = np.empty(R, np.float32)
     active = 0
     for g in range(groups):  # tile by tile: a tile's conductances stay in cache while its reads run
         for t in range(Tr):
@@ -316,17 +321,7 @@ def plane_reads_codes_sum(Xv, bit_serial, P, groups, in_g, Tr, R, mats, square, 
                         continue
                     any_read[p, v, g, t] = 1
                     active += nd
-                    for q in range(nd):  # one plane's rows as 1-d arrays (the products vectorise as in row_products)
-                        ip[q] = idx[p, q]
-                        xp[q] = xs[p, q]
-                    if noisy and square:
-                        _sum_rows_sq(mats[0, ta], ip, xp, nd, cur, var)
-                    else:
-                        _sum_rows(mats[0, ta], ip, xp, nd, cur)
-                        if noisy:
-                            for q in range(nd):
-                                xp[q] = xp[q] * xp[q]
-                            _sum_rows(mats[M - 1, ta], ip, xp, nd, var)
+                    _products(mats[0, ta], mats[M - 1, ta], square, idx[p], xs[p], nd, cur, var, noisy)
                     if noisy:
                         s = np.int64(_hash32(vk[v] ^ offs[ta, p] ^ seed)) & _MASK
                         _add_noisy_codes(acc[v * groups + g], cur, var, s, stream, sigma, inv, lo, hi, pw[p], cw, og)

@@ -168,12 +168,12 @@ def row_keys(vector_keys: torch.Tensor, offsets: torch.Tensor, seed: int, t: tor
     return out
 
 
-def _product_kernels(X: torch.Tensor, mats: torch.Tensor) -> dict | None:
-    """The kernels, where the compiled products can take reads X and matrices mats (float32
-    on the CPU, no gradient to keep, numba there); else None."""
+def _product_kernels(X: torch.Tensor, mats: torch.Tensor, x_dtypes=(torch.float32,)) -> dict | None:
+    """The kernels, where the compiled products can take reads X (of ``x_dtypes``) and
+    matrices mats (float32; both on the CPU, no gradient to keep, numba there); else None."""
     k = kernels()
-    if (not k or X.device.type != "cpu" or X.dtype != torch.float32 or mats.dtype != torch.float32
-            or X.requires_grad or mats.requires_grad):
+    if (not k or X.device.type != "cpu" or mats.device.type != "cpu" or X.dtype not in x_dtypes
+            or mats.dtype != torch.float32 or X.requires_grad or mats.requires_grad):
         return None
     return k
 
@@ -228,8 +228,8 @@ def plane_reads_readout_sum(x_int: torch.Tensor, bit_serial: bool, planes: int, 
                             mats: torch.Tensor, square: bool, keys: torch.Tensor | None, offsets: torch.Tensor,
                             seed: int, sigma: float, adc_scale: tuple[float, float, float], plane_w: list[float],
                             col_w: list[float], acc: torch.Tensor) -> tuple[torch.Tensor, int] | None:
-    """All reads of integer inputs ``x_int`` (V, groups * in_group; uint8, else as float32)
-    in one compiled loop: each read's driven rows taken from the inputs themselves (spikes)
+    """All reads of integer inputs ``x_int`` (V, groups * in_group; float32 or uint8) in one
+    compiled loop: each read's driven rows taken from the inputs themselves (spikes)
     or their bit p (``bit_serial``, ``planes`` bits), then :func:`products_readout_sum` of it, codes
     summed into ``acc`` (V * groups, og) with weight plane_w[p] * col_w[k] -- the same
     sums as building the planes, the row tiles' view and the list of active reads first
@@ -239,13 +239,10 @@ def plane_reads_readout_sum(x_int: torch.Tensor, bit_serial: bool, planes: int, 
     (:func:`imcsim.tiles.readout.read_offsets`). Returns (any_read (planes, V, groups, Tr)
     bool, driven rows) for the event tally, or None where the loop cannot run (as
     :func:`row_products`, or an ADC range without code 0): then the caller builds the reads."""
-    k = kernels()
+    k = _product_kernels(x_int, mats, x_dtypes=(torch.float32, torch.uint8))
     inv, lo, hi = adc_scale
-    if (not k or x_int.device.type != "cpu" or x_int.requires_grad or mats.device.type != "cpu"
-            or mats.dtype != torch.float32 or mats.requires_grad or acc.dtype != torch.float32 or not lo <= 0.0 <= hi):
+    if k is None or acc.dtype != torch.float32 or not lo <= 0.0 <= hi:
         return None
-    if x_int.dtype != torch.uint8:
-        x_int = x_int.to(torch.float32)
     V = x_int.shape[0]
     Tr = mats.shape[1] // groups
     any_read = torch.empty(planes, V, groups, Tr, dtype=torch.bool)
