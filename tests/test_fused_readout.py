@@ -377,6 +377,27 @@ def test_reads_taken_from_the_inputs_equal_the_list_of_reads(bit_serial, planes,
                                           pw, cw, acc)
 
 
+def test_graded_and_unit_inputs_in_one_call_of_the_plane_loop():
+    """Inputs of 1 take the sums without multiplications (1 * g is g exactly); a read with
+    any other level takes the products. Vectors of both kinds in one call: the same sums as
+    the list of reads, whose products are checked element by element above."""
+    g = torch.Generator().manual_seed(29)
+    R, in_g, og, V = 64, 150, 5, 30
+    G = torch.rand(1, 3, R, 4 * og, generator=g) * 3
+    x = (torch.rand(V, in_g, generator=g) < 0.3).float()
+    x[::3] *= torch.randint(1, 4, (in_g,), generator=g).float()  # every third vector graded (1..3)
+    keys = torch.randint(-2**31, 2**31 - 1, (V,), generator=g, dtype=torch.int64).to(torch.int32)
+    offsets = torch.randint(0, 2**40, (3, 1), generator=g)
+    scale = adc_scale(ADC(bits=6, full_scale=40.0, signed=False))
+    cw = [1.0, 4.0, -1.0, -4.0]
+    for k in (keys, None):
+        acc = torch.zeros(V, og)
+        got = fused.plane_reads_readout_sum(x, False, 1, 1, G, True, k, offsets, 7, 0.3, scale, [1.0], cw, acc)
+        ref, any_ref, active_ref = _list_of_reads(x, False, 1, 1, G, True, k, offsets, 7, 0.3, scale, [1.0], cw, og)
+        assert torch.equal(acc, ref) and acc.abs().sum() > 0
+        assert torch.equal(got[0], any_ref) and got[1] == int((x != 0).sum())
+
+
 def test_dac_reads_square_the_conductances_once_and_match_without_numba(small_nets, monkeypatch):
     """DAC levels are multiplied in torch: a per-column `rram` chip keeps its conductances
     only and squares them once for those products (kept until it is reprogrammed); the
