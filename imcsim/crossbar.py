@@ -129,6 +129,7 @@ class TiledMatrix(nn.Module):
         pair = hw.adc.per == "pair"
 
         w_int, scale = quantize_weights(weight, hw.weight_bits, hw.granularity)
+        w_int = w_int.to(_int_dtype(hw))  # as held (programming computes levels in int32 anyway)
         cpw = hw.columns_per_weight
         self.grid = TileGrid(in_g, self.out_group * cpw, hw.rows, hw.cols, unit=cpw if pair else 1)
         self._program(w_int, scale)
@@ -152,9 +153,10 @@ class TiledMatrix(nn.Module):
                              f"got {tuple(weight.shape)}")
         if seed is not None:
             self.seed = int(seed)
-        device = self.G.device
+        device = self.w_int.device
         self._nominal = None  # the nominal array changed with the weights
-        self._program(*quantize_weights(weight.detach().cpu(), self.hw.weight_bits, self.hw.granularity))
+        w_int, scale = quantize_weights(weight.detach().cpu(), self.hw.weight_bits, self.hw.granularity)
+        self._program(w_int.to(_int_dtype(self.hw)), scale)
         self.to(device)
         if self.hw.adc.range == "calibrated":
             self.adc_full_scale = None
@@ -166,12 +168,18 @@ class TiledMatrix(nn.Module):
         hw = self.hw if time is None else self.hw.replace(**{"device.time": float(time)})
         self.read_time = hw.device.time  # seconds since programming of the installed matrices
         with stage("program"):
-            spec = self.input_spec
-            max_in = spec.max_int if spec.kind != "analog" else 2**spec.bits - 1
-            arrays, self._nominal = program_matrices(
-                w_int, hw, self.grid, self.groups, self.seed, self.in_group, max_in, getattr(self, "_nominal", None),
-                want_attenuation=getattr(self, "chip_training", False))
+            arrays, self._nominal = self._draw(w_int, hw, want_attenuation=getattr(self, "chip_training", False),
+                                               keep_mats=False)
             self._install(arrays, w_int, scale)
+
+    def _draw(self, w_int: torch.Tensor, hw: HardwareConfig, want_attenuation: bool = False, keep_mats: bool = True):
+        """This instance's programmed matrices on ``hw`` (``self.seed``'s draws):
+        (ProgrammedArray, nominal array) of :func:`imcsim.tiles.programming.program_matrices`."""
+        spec = self.input_spec
+        max_in = spec.max_int if spec.kind != "analog" else 2**spec.bits - 1
+        return program_matrices(w_int, hw, self.grid, self.groups, self.seed, self.in_group, max_in,
+                                getattr(self, "_nominal", None), want_attenuation=want_attenuation,
+                                keep_mats=keep_mats)
 
     def reprogram(self, seed: int, time: float | None = None) -> None:
         """Program the same integer weights as another chip instance: new variation, faults
@@ -193,8 +201,8 @@ class TiledMatrix(nn.Module):
         self.adc_full_scale, self.col_gain, self.col_offset = keep
 
     def _reprogram_same(self, time: float | None) -> None:
-        device = self.G.device
-        self._program(self.w_int.to(torch.float64).cpu(), self.w_scale.to(torch.float64).cpu(), time)
+        device = self.w_int.device
+        self._program(self.w_int.cpu(), self.w_scale.to(torch.float64).cpu(), time)
         self.to(device)
 
     def _install(self, p: ProgrammedArray, w_int: torch.Tensor, scale: torch.Tensor) -> None:
@@ -202,16 +210,33 @@ class TiledMatrix(nn.Module):
         self._conv_w = None
         self.col_gain = self.col_offset = None  # a new programming: any column correction is fitted again
         self.register_buffer("grad_gain", p.grad_gain, persistent=False)
-        self.register_buffer("mats", p.mats)
+        # A chip read out linearly (lossless, noise-free: W_lin below) never reads its conductances; it
+        # holds none (for VGG9 four times its float weights) and draws them again, the same bits, the
+        # first time something asks for them (:attr:`mats`).
+        self._mats_shape = p.mats_shape
+        self.register_buffer("_mats", p.mats)
         self._noisy = p.noisy  # read noise: every read needs its variances and keys
         self._sq_cache = None  # (key, the conductances' squares) for products in torch (_torch_mats)
         # the linear read-out's weights, there only where that read-out can run (lossless, noise-free)
         self.register_buffer("W_lin", p.W_lin)
         self.register_buffer("w_scale", scale.to(torch.float32))
-        small = torch.int8 if self.hw.weight_qmax <= 127 else torch.int16  # weights.bits <= 16
-        self.register_buffer("w_int", w_int.to(small))
+        self.register_buffer("w_int", w_int.to(_int_dtype(self.hw)))
         self._col_weights, self.g_off_units, self.input_offset = p.col_weights, p.g_off_units, p.input_offset
         self._lin_exact32, self._code_bound = p.lin_exact32, p.code_bound
+
+    @property
+    def mats(self) -> torch.Tensor:
+        """(1|2, G*Tr, rows, KO) the reads' matrices in normalised units: the effective
+        conductances and, for column pairs with read noise, their variances
+        (:func:`imcsim.tiles.programming.read_matrices`). Where the chip was installed without
+        them (linear read-out) they are drawn again from this instance's seed and read time
+        -- the same bits as at programming -- and kept."""
+        if self._mats is None:
+            hw = self.hw if self.read_time == self.hw.device.time else \
+                self.hw.replace(**{"device.time": float(self.read_time)})
+            arrays, _ = self._draw(self.w_int.cpu(), hw)
+            self._mats = arrays.mats.to(device=self.w_int.device, dtype=self.w_scale.dtype)
+        return self._mats
 
     @property
     def G(self) -> torch.Tensor:
@@ -222,13 +247,13 @@ class TiledMatrix(nn.Module):
     def G_sq(self) -> torch.Tensor | None:
         """Read-noise variance of each cell per unit sigma**2, or None without read noise
         (:func:`imcsim.tiles.programming.read_variances`: computed, for per-column read-out)."""
-        return read_variances(self.mats, self._noisy)
+        return read_variances(self.mats, True) if self._noisy else None
 
     # ----------------------------------------------------------------- geometry and units
     @property
     def conversion_columns(self) -> int:
         """ADC conversions per row-tile read (real columns or column pairs, all column tiles)."""
-        return self.G.shape[-1]
+        return self._mats_shape[-1]
 
     @property
     def unit_current(self) -> float:
@@ -401,7 +426,7 @@ class TiledMatrix(nn.Module):
 
     def start_correction_fit(self) -> None:
         self.col_gain = self.col_offset = None
-        self._fit = CorrectionFit(self.hw.adc.correction, self.out_features, self.G.device)
+        self._fit = CorrectionFit(self.hw.adc.correction, self.out_features, self.w_int.device)
 
     def _fit_update(self, x_int: torch.Tensor, units: torch.Tensor, repeat: int) -> None:
         exact = self.digital_product_int(x_int)
@@ -518,6 +543,9 @@ class TiledMatrix(nn.Module):
         if self._conv_w is None or self._conv_w.device != self.W_lin.device:
             W = self.W_lin.permute(0, 2, 1).reshape(self.out_features, self.in_group)
             self._conv_w = W.reshape(self.out_features, -1, *kernel).contiguous()
+            # one copy of the weights: the linear read-out's (1, in, out) becomes a view of the
+            # convolution's (out, in) (exact float32 sums: any order of the products is the same)
+            self.W_lin = self._conv_w.view(1, self.out_features, self.in_group).transpose(1, 2)
         with stage("matmul", x_int):
             units = F.conv2d(x_int, self._conv_w, None, **conv)
         if counting_enabled():
@@ -749,7 +777,7 @@ class TiledMatrix(nn.Module):
     def _square(self) -> bool:
         """Whether a read's noise variances are the squares of the conductances it drives,
         computed as it reads (read noise, per-column read-out), not a stored matrix."""
-        return self._noisy and self.mats.shape[0] == 1
+        return self._noisy and self._mats_shape[0] == 1
 
     def _torch_mats(self, mats: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The matrices torch's products multiply with (DAC levels, a GPU, no numba): the
@@ -1047,6 +1075,11 @@ def patch_rows(x: torch.Tensor, kernel, stride, padding, dilation) -> torch.Tens
             src = xp[:, :, i * dh: i * dh + sh * (Ho - 1) + 1: sh, j * dw: j * dw + sw * (Wo - 1) + 1: sw]
             out[..., i, j].copy_(src.permute(0, 2, 3, 1))
     return out.view(n * Ho * Wo, C * kh * kw)
+
+
+def _int_dtype(hw: HardwareConfig) -> torch.dtype:
+    """The integer type that holds a layer's quantised weights (weights.bits <= 16)."""
+    return torch.int8 if hw.weight_qmax <= 127 else torch.int16
 
 
 def _narrow_int(x_int: torch.Tensor, max_int: int) -> torch.Tensor:

@@ -37,9 +37,13 @@ def quantize_weights(W: torch.Tensor, bits: int, granularity: str):
         raise ValueError(f"weight must be finite, got {W[tuple(bad)].item()} at index {tuple(bad)}")
     q = 2 ** (bits - 1) - 1
     W = W.detach().to(torch.float64)
-    amax = W.abs().amax(dim=1) if granularity == "per_channel" else W.abs().amax().expand(W.shape[0])
+    # |W|'s maximum as max(max W, -min W) and the rounding in place: one float64 copy of W
+    # beside W (VGG9's 4096 x 1024 fc layer: 34 MB each) instead of four
+    amax = torch.maximum(W.amax(dim=1), -W.amin(dim=1))
+    if granularity != "per_channel":
+        amax = amax.amax().expand(W.shape[0])
     scale = torch.where(amax > 0, amax / q, torch.ones_like(amax))
-    w_int = torch.clamp(torch.round(W / scale[:, None]), -q, q)
+    w_int = (W / scale[:, None]).round_().clamp_(-q, q)
     return w_int, scale.clone()
 
 

@@ -384,6 +384,8 @@ def test_whole_convolution_fast_path_equals_the_tile_reads_bits_and_events(mode,
     assert layer.tiles.grid.row_tiles > 1 and layer.tiles.exact_conv_ready(x)
     with torch.no_grad():
         fast = layer(x)
+        t = layer.tiles  # one copy of the weights: the linear read-out's is a view of the convolution's
+        assert t.W_lin.untyped_storage().data_ptr() == t._conv_w.untyped_storage().data_ptr()
         ev_fast = dict(layer.events.counts)
         reset_events(layer)
         monkeypatch.setattr(TiledMatrix, "exact_conv_ready", lambda self, x: False)

@@ -23,6 +23,25 @@ def test_quantization_is_symmetric_round_to_nearest_per_channel():
     assert w_l[0].tolist() == [0.0, -1.0, 0.0]
 
 
+@pytest.mark.parametrize("granularity", ["per_channel", "per_layer"])
+def test_quantization_equals_the_textbook_formula_bit_for_bit(granularity):
+    """quantize_weights (max |W| as max(max W, -min W), rounding in place) against
+    clamp(round(W / (max|W| / q)), -q, q) written out in float64: the same bits, zero rows
+    and rows whose largest magnitude is negative included."""
+    g = torch.Generator().manual_seed(4)
+    W = torch.randn(37, 53, generator=g, dtype=torch.float32) * torch.rand(37, 1, generator=g) * 3
+    W[4] = 0.0
+    W[9] = -W[9].abs()  # all negative: the maximum magnitude is -min
+    q = 2**5 - 1
+    Wd = W.double()
+    amax = Wd.abs().amax(dim=1) if granularity == "per_channel" else Wd.abs().amax().expand(37)
+    scale = torch.where(amax > 0, amax / q, torch.ones_like(amax))
+    want = torch.clamp(torch.round(Wd / scale[:, None]), -q, q)
+    w_int, s = quantize_weights(W, 6, granularity)
+    assert torch.equal(w_int, want) and torch.equal(s, scale) and w_int.dtype == torch.float64
+    assert (w_int[4] == 0).all() and (granularity == "per_layer" or w_int[9].min() == -q)
+
+
 @pytest.mark.parametrize("mapping, bpc, bits", list(itertools.product(["differential", "offset"], [1, 2, 3, 4], [2, 4, 5, 8])))
 def test_round_trip_reconstructs_quantized_weights_exactly(mapping, bpc, bits):
     hw = _hw(mapping, bpc, bits)

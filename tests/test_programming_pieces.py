@@ -160,3 +160,31 @@ def test_a_noisy_chip_holds_its_conductances_and_only_a_pairs_variances(per):
         assert (t.G_sq >= t.G * t.G * (1 - 1e-6)).all() and not torch.allclose(t.G_sq, t.G * t.G)
     quiet = CrossbarLinear(nn.Linear(20, 6), hw.replace(**{"device.read_noise": 0.0}), InputSpec("spike"), seed=5).tiles
     assert quiet.mats.shape[0] == 1 and quiet.G_sq is None and not quiet.needs_keys
+
+
+@pytest.mark.parametrize("drift", [False, True])
+def test_a_linear_chip_holds_no_conductances_and_draws_the_same_ones_when_asked(drift):
+    """A lossless, noise-free chip reads linearly and is installed without its conductance
+    matrices (program_matrices(keep_mats=False)); asked for them (a forced per-read path,
+    a test, a tool) it draws them again from its seed and read time: the same bits as
+    programming them at once, and the per-read path then gives the linear read-out's
+    numbers (to float32 rounding). With drift: the matrices of the time the chip is read at (read_at)."""
+    hw = HardwareConfig.preset("ideal").replace(rows=8, cols=8, **{"device.variation": 0.05})
+    if drift:
+        hw = hw.replace(**{"device.drift": "power", "device.time": 100.0})
+    torch.manual_seed(0)
+    layer = CrossbarLinear(nn.Linear(30, 7), hw, InputSpec("quantized", bits=3), seed=9)
+    t = layer.tiles
+    assert t.read_path == "linear" and t._mats is None and t.W_lin is not None
+    if drift:
+        t.read_at(3600.0)
+        assert t._mats is None
+        hw = hw.replace(**{"device.time": 3600.0})
+    want, _ = programming.program_matrices(t.w_int.to(torch.float64), hw, t.grid, 1, t.seed, t.in_group, 7)
+    x = torch.randint(0, 8, (11, 30)).float() / 7
+    lin = layer(x)
+    assert torch.equal(t.mats, want.mats) and t._mats is not None and t.conversion_columns == want.mats.shape[-1]
+    t.path = "reads"  # float32 reads of the varied conductances against the float64 linear weights
+    assert torch.allclose(layer(x), lin, rtol=1e-5, atol=1e-6)
+    none, _ = programming.program_matrices(t.w_int, hw, t.grid, 1, t.seed, t.in_group, 7, keep_mats=False)
+    assert none.mats is None and none.mats_shape == tuple(want.mats.shape) and torch.equal(none.W_lin, want.W_lin)

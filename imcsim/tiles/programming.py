@@ -27,7 +27,9 @@ class ProgrammedArray:
     read-noise variance of a driven cell is read_noise**2 * G**2: with read noise
     (``noisy``) a read computes G**2 from G (float32 squares, :func:`read_variances`), except
     for column pairs, whose variance G+**2 + G-**2 is not a function of their difference
-    and is held in mats[1] -- so a per-column chip holds one float32 number per cell.
+    and is held in mats[1] -- so a per-column chip holds one float32 number per cell. None
+    where the caller did not keep them (``keep_mats=False``) and the read-out is linear;
+    ``mats_shape`` is their shape either way.
     W_lin: (groups, in_group, out_group) effective integer weights of the linear read-out
     (float64 where float32 sums could be inexact; ``lin_exact32`` says which), or None where
     that read-out cannot run (a lossy ADC or read noise).
@@ -38,7 +40,8 @@ class ProgrammedArray:
     training, or None.
     """
 
-    mats: torch.Tensor
+    mats: torch.Tensor | None
+    mats_shape: tuple[int, ...]
     noisy: bool
     W_lin: torch.Tensor | None
     lin_exact32: bool
@@ -117,8 +120,10 @@ def row_tile_step(grid: TileGrid, groups: int) -> int:
 
 
 def program_matrices(w_int: torch.Tensor, hw: HardwareConfig, grid: TileGrid, groups: int, seed: int, in_group: int,
-                     max_input: int, nominal: NominalArray | None = None, want_attenuation: bool = False):
+                     max_input: int, nominal: NominalArray | None = None, want_attenuation: bool = False,
+                     keep_mats: bool = True):
     """:func:`programmed_conductances` then :func:`read_matrices`: (ProgrammedArray, nominal).
+    ``keep_mats``: as :func:`read_matrices`.
 
     Where it gives the same bits, a few row tiles at a time (:func:`row_tile_step`): their
     cells' levels, draws (:meth:`DeviceModel.program_pieces`), wire solve and read matrices,
@@ -129,7 +134,7 @@ def program_matrices(w_int: torch.Tensor, hw: HardwareConfig, grid: TileGrid, gr
     dev = hw.device
     if groups != 1 or want_attenuation or dev.drifting or (grid.rows * grid.cols) % 64:
         M, nominal, att = programmed_conductances(w_int, hw, grid, groups, seed, nominal, want_attenuation)
-        return read_matrices(lambda a, b: M[:, a:b], hw, grid, groups, in_group, max_input, att), nominal
+        return read_matrices(lambda a, b: M[:, a:b], hw, grid, groups, in_group, max_input, att, keep_mats), nominal
     wired = not hw.wires.is_ideal
     solve_nominal = wired and hw.wire_solve == "nominal"
     if solve_nominal and nominal is not None:
@@ -151,16 +156,19 @@ def program_matrices(w_int: torch.Tensor, hw: HardwareConfig, grid: TileGrid, gr
             return perturbed_effective_conductance(G, nominal.wire_base[:, a:b], hw.wires)
         return effective_conductance(G, hw.wires, precision=hw.wire_precision, in_place=True)
 
-    return read_matrices(block, hw, grid, groups, in_group, max_input), nominal
+    return read_matrices(block, hw, grid, groups, in_group, max_input, keep_mats=keep_mats), nominal
 
 
 def read_matrices(blocks, hw: HardwareConfig, grid: TileGrid, groups: int, in_group: int, max_input: int,
-                  att=None) -> ProgrammedArray:
+                  att=None, keep_mats: bool = True) -> ProgrammedArray:
     """The compute-order matrices of effective conductances M (groups, Tr, Tc, rows, cols)
     in siemens, given as ``blocks(a, b)`` -> ``M[:, a:b]`` (called for consecutive row-tile
     ranges, in order, so M may be computed as it is read); ``max_input``: the largest integer
     input (float32 exactness of the linear read-out); att: (per-cell attenuation, cell
-    levels) shaped like M, or None."""
+    levels) shaped like M, or None. ``keep_mats=False``: where the read-out is linear
+    (lossless, noise-free) the conductance matrices are not built (``mats`` None; the linear
+    read-out never reads them, and for a differential chip of two slices they are four
+    float32 numbers per weight)."""
     dev = hw.device
     pair = hw.adc.per == "pair"
     Tr, S = grid.row_tiles, hw.slices
@@ -179,9 +187,10 @@ def read_matrices(blocks, hw: HardwareConfig, grid: TileGrid, groups: int, in_gr
     stored = noisy and pair  # a pair's variance G+**2 + G-**2 is held; a column's is G**2, computed when read
     K = S if pair else pols * S
     rows = in_group if Tr == 1 else hw.rows  # a single row tile: undriven rows dropped
-    mats = torch.empty(2 if stored else 1, groups * Tr, rows, K * og, dtype=torch.float32)
-    dest = mats.view(mats.shape[0], groups, Tr, rows, K, og)
     linear = hw.adc.lossless and not noisy  # only then is the linear read-out's matrix used
+    shape = (2 if stored else 1, groups * Tr, rows, K * og)
+    mats = torch.empty(shape, dtype=torch.float32) if keep_mats or not linear else None
+    dest = None if mats is None else mats.view(shape[0], groups, Tr, rows, K, og)
     Wl = torch.empty(groups, Tr, hw.rows, og, dtype=torch.float64) if linear else None
     cw_k = cw[:S] if pair else cw
     # Row tiles a few at a time (about 2**20 cells): the float64 intermediates stay small
@@ -196,7 +205,8 @@ def read_matrices(blocks, hw: HardwareConfig, grid: TileGrid, groups: int, in_gr
         else:
             blk = blk.reshape(*blk.shape[:4], pols * S)
         n = blk.shape[1]
-        dest[0, :, t0:t0 + n].copy_(blk[:, :, :rows].permute(0, 1, 2, 4, 3))
+        if dest is not None:
+            dest[0, :, t0:t0 + n].copy_(blk[:, :, :rows].permute(0, 1, 2, 4, 3))
         if sq is not None:
             dest[1, :, t0:t0 + n].copy_(sq[:, :, :rows].permute(0, 1, 2, 4, 3))
         del sq
@@ -212,12 +222,14 @@ def read_matrices(blocks, hw: HardwareConfig, grid: TileGrid, groups: int, in_gr
     # Effective weights for the linear read-out: sum_k cw_k Mn_k - offset, (G, in_g, og).
     exact32 = False
     if linear:
-        Wl = Wl.reshape(groups, Tr * hw.rows, og)[:, :in_group] - input_offset
-        exact32 = float(Wl.abs().sum(1).max()) * max_input < 2**24
+        Wl = Wl.reshape(groups, Tr * hw.rows, og)[:, :in_group].sub_(input_offset)  # (in place: one float64 copy)
+        step_o = max(1, (1 << 18) // max(1, Wl.shape[0] * Wl.shape[1]))  # |Wl| a few outputs at a time
+        l1 = max(float(Wl[..., a:a + step_o].abs().sum(1).max()) for a in range(0, max(og, 1), step_o)) if og else 0.0
+        exact32 = l1 * max_input < 2**24
         Wl = Wl.to(torch.float32 if exact32 else torch.float64).contiguous()
     L = 2**dev.bits_per_cell - 1
     return ProgrammedArray(
-        mats=mats, noisy=noisy,
+        mats=mats, mats_shape=shape, noisy=noisy,
         W_lin=Wl, lin_exact32=exact32,
         col_weights=cw.to(torch.float64), g_off_units=g_off_units, input_offset=input_offset,
         code_bound=Tr * (L * rows + g_off_units * rows) * float(cw.abs().sum()), grad_gain=gain)
