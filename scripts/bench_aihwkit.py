@@ -24,7 +24,7 @@ aihwkit is optional: without it the script says how to install it and exits 2.
         [--tile 64] [--repeat-convert 3] [--malloc default|tuned] [--out results/bench_aihwkit.json]
 
 ``--malloc tuned``: this process (aihwkit and imcsim alike) with the malloc settings of the
-``imcsim`` command (``imcsim.app.allocator``).
+``imcsim`` command (``imcsim.allocator``).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ images. Activity decides how many tile reads are skipped, so a trained model's f
 are the ones to quote. Targets (issue 19, 1 thread): rram <= 10x float, rram-ideal <= 6x,
 ideal <= 2x, memory <= 2x float, new rram instance <= 10 s. ``--malloc tuned``: the whole
 run (children included) with the malloc settings of the ``imcsim`` command
-(``imcsim.app.allocator``); the default keeps the process's own.
+(``imcsim.allocator``); the default keeps the process's own.
 
     python scripts/bench_scale.py [--models vgg9] [--kinds snn,qnn] [--batches 8,64] \\
         [--presets ideal,rram-ideal,rram] [--images 64] [--repeat 3] [--threads 1] \\

@@ -32,14 +32,14 @@ MALLOC_CHOICES = ("default", "tuned")
 def add_malloc_option(ap) -> None:
     ap.add_argument("--malloc", choices=MALLOC_CHOICES, default="default",
                     help="glibc malloc settings of this process (and its children): its own (default), or "
-                         "those the imcsim command and its study workers run with (imcsim.app.allocator)")
+                         "those the imcsim command and its study workers run with (imcsim.allocator)")
 
 
 def apply_malloc(choice: str) -> str:
     """Set the chosen malloc settings; the setting in force, for the JSON ("tuned" falls
     back to "default" where glibc's mallopt is not there)."""
     if choice == "tuned":
-        from imcsim.app.allocator import tune_malloc
+        from imcsim.allocator import tune_malloc
 
         return "tuned" if tune_malloc() else "default"
     return "default"
@@ -101,11 +101,11 @@ def reset_peak_rss() -> bool:
 
 def settle() -> None:
     """Free what is unreachable, hand the freed heap back to the kernel
-    (:func:`imcsim.app.allocator.trim_malloc`) and restart the peak (VmHWM) at the resident
+    (:func:`imcsim.allocator.trim_malloc`) and restart the peak (VmHWM) at the resident
     memory now."""
     import gc
 
-    from imcsim.app.allocator import trim_malloc
+    from imcsim.allocator import trim_malloc
 
     gc.collect()
     trim_malloc()

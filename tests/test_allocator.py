@@ -1,4 +1,4 @@
-"""The command line's malloc settings (imcsim.app.allocator): in a fresh process, a 16 MiB
+"""The command line's malloc settings (imcsim.allocator): in a fresh process, a 16 MiB
 block comes from the heap once they are set, and from its own mmap'd pages (glibc's default)
 with IMCSIM_MALLOC=default."""
 
@@ -10,7 +10,7 @@ import pytest
 
 PROBE = r"""
 import ctypes, sys
-from imcsim.app.allocator import tune_malloc
+from imcsim.allocator import tune_malloc
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
@@ -46,7 +46,7 @@ def test_tuned_malloc_keeps_large_blocks_in_the_heap():
 
 TRIM_PROBE = r"""
 import ctypes
-from imcsim.app.allocator import trim_malloc, tune_malloc
+from imcsim.allocator import trim_malloc, tune_malloc
 tune_malloc()  # the heap's free top is never given back on its own now
 def rss():
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS:")).split()[1])
@@ -72,3 +72,25 @@ def test_trim_malloc_hands_freed_heap_pages_back():
     assert out.returncode == 0, out.stderr
     done, released_kib = (int(v) for v in out.stdout.split())
     assert done == 1 and released_kib > 48 * 1024  # most of the 64 MiB freed blocks left the resident set
+
+
+def test_convert_and_reprogram_hand_their_freed_memory_back(monkeypatch):
+    """convert and reprogram end by trimming the heap, after calibration (programming's
+    float64 pieces and the calibration's reads are freed by then)."""
+    import torch
+    import torch.nn as nn
+
+    import imcsim
+    from imcsim.convert import core
+
+    log = []
+    monkeypatch.setattr(core, "trim_malloc", lambda: log.append("trim") or True)
+    calibrate = core.calibrate
+    monkeypatch.setattr(core, "calibrate", lambda *a, **k: log.append("calibrate") or calibrate(*a, **k))
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 3))
+    x = torch.rand(8, 12)
+    chip = imcsim.convert(net, imcsim.HardwareConfig.preset("rram").replace(rows=8, cols=8), calibration=x)
+    assert log == ["calibrate", "trim"]
+    imcsim.reprogram(chip, 5, calibration=x)
+    assert log == ["calibrate", "trim"] * 2

@@ -407,12 +407,12 @@ def _hardware_arg(value):
 
 def _run(args, OutputDir) -> int:
     from . import workflows as w
-    from .allocator import tune_malloc
+    from ..allocator import tune_malloc
     from ..cost.technology import Technology
     from .engines import make_engine
 
     progress = not args.quiet
-    tune_malloc()  # freed tensor memory kept for reuse, not handed back to the kernel (imcsim.app.allocator)
+    tune_malloc()  # freed tensor memory kept for reuse, not handed back to the kernel (imcsim.allocator)
     device = w.device_of(args.device)
     if args.command == "train":
         with OutputDir(args.out, args.force) as out:

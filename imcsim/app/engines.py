@@ -32,7 +32,7 @@ import torch
 
 from ..errors import ConfigError
 from . import tasks as T
-from .allocator import tune_malloc
+from ..allocator import tune_malloc
 from .procs import started
 
 

@@ -25,6 +25,7 @@ import torch.nn as nn
 from crossbar_models import RangeObserver
 from crossbar_models._checks import check_int
 
+from ..allocator import trim_malloc
 from ..context import default_context
 from ..crossbar import CrossbarConv, CrossbarLinear, InputSpec, TiledMatrix, unsupported_conv
 from ..digital import DigitalModule
@@ -148,6 +149,7 @@ def convert(model: nn.Module, hw: HardwareConfig, *, calibration=None, exclude=(
     out.chip_seed = chip
     if calibration is not None:
         calibrate(out, calibration)
+    trim_malloc()  # programming's and calibration's freed intermediates back to the kernel
     return out
 
 
@@ -181,6 +183,7 @@ def reprogram(model: nn.Module, seed: int, *, calibration=None, batch_size: int 
         if calibration is None:
             raise CalibrationError("reprogram: the model has calibrated ranges; pass calibration data")
         calibrate(out, calibration, batch_size=batch_size, inputs=not ranges_known)
+    trim_malloc()
     return out
 
 

@@ -1,4 +1,5 @@
-"""glibc malloc settings for the command line's long runs (evaluate, timesteps, studies).
+"""glibc malloc settings for the command line's long runs (evaluate, timesteps, studies),
+and handing freed memory back after a conversion.
 
 torch takes every CPU tensor from malloc. glibc serves a block above its mmap threshold
 (128 KiB at start, raised adaptively up to 32 MiB) with fresh pages from the kernel and
@@ -44,7 +45,8 @@ def tune_malloc() -> bool:
 
 def trim_malloc() -> bool:
     """Hand the heap's free pages back to the kernel now (glibc's malloc_trim); True when
-    glibc did it, False where there is no glibc. Used by benchmarks between measurements."""
+    glibc did it, False where there is no glibc. Used by ``convert`` / ``reprogram`` when
+    they finish and by the benchmarks between measurements."""
     trim = _libc_function("malloc_trim")
     if trim is None:
         return False
