@@ -121,33 +121,57 @@ def child_peak(args: list[str], env: dict | None = None) -> dict:
 
 
 def floor_fn(chip, x, batch):
-    """The bare matmuls of every read the chip makes on x: one batched matmul per layer and
-    batch, (tiles, reads, rows) @ (tiles, rows, columns), with the layer's own matrices."""
+    """The bare matmuls of every read the chip makes on x: per layer and batch, (tiles,
+    reads, rows) @ (tiles, rows, columns) with the layer's own matrices, reads = vectors x
+    input planes (or, for a lossless noise-free read-out, vectors @ the mapped weights).
+    Every read is counted, whichever way the layer is entered (``TiledMatrix._compute``:
+    a linear layer's vectors and a convolution's patches; ``conv_units``: an exact
+    convolution's output positions); the random 0/1 inputs are multiplied a few million
+    elements at a time (one buffer per layer), as the chip's own reads are chunked."""
+    from imcsim.crossbar import TiledMatrix
+
+    layers = {id(m) for _, m in crossbar_layers(chip)}
     shapes = []
 
-    def hook(m, args, kwargs, output):
-        V = args[0].shape[0] * kwargs.get("repeat", args[2] if len(args) > 2 else 1)
+    def record(m, V):
         if m.read_path == "linear":  # a lossless, noise-free read-out: one matmul of the mapped weights
             shapes.append((m.W_lin, V))
-            return
-        planes = 1 if m.input_spec.kind == "spike" else m.driver().bits
-        shapes.append((m.G, V * planes))
+        else:
+            planes = 1 if m.input_spec.kind == "spike" else m.driver().bits
+            shapes.append((m.G, V * planes))
 
-    hs = [m.register_forward_hook(hook, with_kwargs=True) for _, m in crossbar_layers(chip)]
-    with torch.no_grad():
-        chip(x[:batch])
-    for h in hs:
-        h.remove()
+    compute, conv_units = TiledMatrix._compute, TiledMatrix.conv_units
+
+    def counted_compute(self, x_int, keys, repeat=1):
+        if id(self) in layers:
+            record(self, x_int.shape[0] * repeat)
+        return compute(self, x_int, keys, repeat)
+
+    def counted_conv(self, x_int, kernel, stride, padding, dilation, repeat=1):
+        units = conv_units(self, x_int, kernel, stride, padding, dilation, repeat)
+        if id(self) in layers:
+            record(self, units.shape[0] * units.shape[2] * units.shape[3] * repeat)
+        return units
+
+    TiledMatrix._compute, TiledMatrix.conv_units = counted_compute, counted_conv
+    try:
+        with torch.no_grad():
+            chip(x[:batch])
+    finally:
+        TiledMatrix._compute, TiledMatrix.conv_units = compute, conv_units
     per_batch = []
     for G, reads in shapes:
-        per_batch.append((G, torch.bernoulli(torch.full((G.shape[0], reads, G.shape[1]), 0.5, dtype=G.dtype,
-                                                        device=G.device))))
+        chunk = max(1, min(reads, (1 << 22) // max(1, G.shape[0] * G.shape[1])))
+        inp = torch.bernoulli(torch.full((G.shape[0], chunk, G.shape[1]), 0.5, dtype=G.dtype, device=G.device))
+        per_batch.append((G, inp, reads))
     n_batches = x.shape[0] / batch
 
     def run():
         for _ in range(max(1, int(round(n_batches)))):
-            for G, inp in per_batch:
-                torch.bmm(inp, G)
+            for G, inp, reads in per_batch:
+                c = inp.shape[1]
+                for s in range(0, reads, c):
+                    torch.bmm(inp[:, :min(c, reads - s)], G)
         if x.is_cuda:
             torch.cuda.synchronize()
     return run
