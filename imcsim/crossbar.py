@@ -409,7 +409,9 @@ class TiledMatrix(nn.Module):
             self._fit_update(x_int, units, repeat)
         units = self.correct(units)
         scale = self.w_scale * step
-        return units * (scale.double() if units.dtype == torch.float64 else scale)
+        # in place: units is this read's own new tensor (a first layer read T times at batch
+        # 64 holds 40 MB of them per copy)
+        return units.mul_(scale.double() if units.dtype == torch.float64 else scale)
 
     # ----------------------------------------------------------------- column correction
     def correct(self, units: torch.Tensor, dim: int = -1) -> torch.Tensor:
