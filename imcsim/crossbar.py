@@ -165,12 +165,17 @@ class TiledMatrix(nn.Module):
         """Draw this instance's programmed conductances (variation, faults) from ``self.seed``
         and install the matrices of the read (:mod:`imcsim.tiles.programming`), as read
         ``time`` seconds after programming (default: ``hw.device.time``)."""
-        hw = self.hw if time is None else self.hw.replace(**{"device.time": float(time)})
+        hw = self._hw_at(time)
         self.read_time = hw.device.time  # seconds since programming of the installed matrices
         with stage("program"):
             arrays, self._nominal = self._draw(w_int, hw, want_attenuation=getattr(self, "chip_training", False),
                                                keep_mats=False)
             self._install(arrays, w_int, scale)
+
+    def _hw_at(self, time: float | None) -> HardwareConfig:
+        """The hardware read ``time`` seconds after programming (None: ``hw.device.time``)."""
+        return self.hw if time is None or time == self.hw.device.time else \
+            self.hw.replace(**{"device.time": float(time)})
 
     def _draw(self, w_int: torch.Tensor, hw: HardwareConfig, want_attenuation: bool = False, keep_mats: bool = True):
         """This instance's programmed matrices on ``hw`` (``self.seed``'s draws):
@@ -232,9 +237,7 @@ class TiledMatrix(nn.Module):
         them (linear read-out) they are drawn again from this instance's seed and read time
         -- the same bits as at programming -- and kept."""
         if self._mats is None:
-            hw = self.hw if self.read_time == self.hw.device.time else \
-                self.hw.replace(**{"device.time": float(self.read_time)})
-            arrays, _ = self._draw(self.w_int.cpu(), hw)
+            arrays, _ = self._draw(self.w_int.cpu(), self._hw_at(self.read_time))
             self._mats = arrays.mats.to(device=self.w_int.device, dtype=self.w_scale.dtype)
         return self._mats
 

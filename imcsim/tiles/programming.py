@@ -224,7 +224,7 @@ def read_matrices(blocks, hw: HardwareConfig, grid: TileGrid, groups: int, in_gr
     if linear:
         Wl = Wl.reshape(groups, Tr * hw.rows, og)[:, :in_group].sub_(input_offset)  # (in place: one float64 copy)
         step_o = max(1, (1 << 18) // max(1, Wl.shape[0] * Wl.shape[1]))  # |Wl| a few outputs at a time
-        l1 = max(float(Wl[..., a:a + step_o].abs().sum(1).max()) for a in range(0, max(og, 1), step_o)) if og else 0.0
+        l1 = max((float(Wl[..., a:a + step_o].abs().sum(1).max()) for a in range(0, og, step_o)), default=0.0)
         exact32 = l1 * max_input < 2**24
         Wl = Wl.to(torch.float32 if exact32 else torch.float64).contiguous()
     L = 2**dev.bits_per_cell - 1
