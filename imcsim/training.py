@@ -11,11 +11,19 @@ Losses on the per-timestep logits (T, B, K) of a :class:`~imcsim.models.Network`
 Options: activity regularisation (``activity_lambda`` x mean spike rate, or mean activation
 of quantised layers, added to the loss) and noise-aware training (every step, weights are
 perturbed multiplicatively by N(0, weight_noise) before the forward pass and restored before
-the update). All randomness comes from ``seed``.
+the update) and random translations (``shift``: every training image moved by up to that many
+pixels along each of its last two axes, uniformly and independently per sample, the uncovered
+border filled with zeros -- more distinct images from a small training set). ``distill``:
+the loss becomes (1 - distill) x the task loss + distill x the distillation loss, the KL
+divergence from the starting model's (frozen, float) mean output to the trained one's at
+temperature 2, times 4 (Hinton et al. 2015; as "Noisy Machines", Zhou et al. 2020, use it for
+noisy analog hardware): for fine-tuning through a chip, the float model teaches its noisy
+twin. All randomness comes from ``seed``.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 
@@ -30,6 +38,7 @@ from .models import Network
 from .neurons import QuantAct, SpikingNeuron
 
 LOSSES = ("mean", "per_timestep", "per_timestep_cumulative")
+DISTILL_TEMPERATURE = 2.0
 
 
 @dataclass
@@ -41,6 +50,8 @@ class TrainConfig:
     loss: str = "mean"
     activity_lambda: float = 0.0
     weight_noise: float = 0.0
+    shift: int = 0
+    distill: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -52,6 +63,10 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr!r}")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if not isinstance(self.shift, int) or self.shift < 0:
+            raise ConfigError(f"shift must be an integer >= 0 (pixels), got {self.shift!r}")
+        if not 0.0 <= self.distill <= 1.0:
+            raise ConfigError(f"distill must be in [0, 1] (the distillation loss's weight), got {self.distill!r}")
         for name in ("activity_lambda", "weight_noise", "weight_decay"):
             v = getattr(self, name)
             if not (v >= 0 and math.isfinite(v)):
@@ -70,12 +85,41 @@ def sequence_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Ten
     return F.cross_entropy(cum.reshape(T * logits.shape[1], -1), y.repeat(T))
 
 
+def distill_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float = DISTILL_TEMPERATURE) -> torch.Tensor:
+    """temperature**2 x KL(softmax(teacher / temperature) || softmax(logits / temperature)),
+    averaged over the batch; logits and teacher (B, K)."""
+    return F.kl_div(F.log_softmax(logits / temperature, -1), F.log_softmax(teacher / temperature, -1),
+                    log_target=True, reduction="batchmean") * temperature ** 2
+
+
 def _activations(model):
     return [m for m in model.modules() if isinstance(m, (SpikingNeuron, QuantAct))]
 
 
 def _weights(model):
     return [m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+def random_shift(x: torch.Tensor, shift: int, batch_dim: int, gen: torch.Generator) -> torch.Tensor:
+    """Each sample of ``x`` (samples along ``batch_dim``, images along the last two axes)
+    translated by (dy, dx), each drawn uniformly from -shift..shift with ``gen``; zeros enter
+    at the border. The draws depend on the batch alone (two per sample, in sample order)."""
+    if x.dim() < batch_dim + 3:
+        raise ConfigError(f"shift needs image inputs (samples, ..., height, width); got a tensor of shape "
+                          f"{tuple(x.shape)} with samples on axis {batch_dim}")
+    H, W = x.shape[-2:]
+    if shift >= min(H, W):
+        raise ConfigError(f"shift must be smaller than the images ({H}x{W}), got {shift}")
+    n = x.shape[batch_dim]
+    d = torch.randint(-shift, shift + 1, (n, 2), generator=gen)
+    padded = torch.nn.functional.pad(x, (shift, shift, shift, shift))
+    out = torch.empty_like(x)
+    for i in range(n):
+        dy, dx = int(d[i, 0]), int(d[i, 1])
+        # the image moves by (dy, dx): output pixel (h, w) shows input pixel (h - dy, w - dx)
+        out.select(batch_dim, i).copy_(padded.select(batch_dim, i)[..., shift - dy:shift - dy + H,
+                                                                     shift - dx:shift - dx + W])
+    return out
 
 
 def train(model: Network, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *, progress: bool = True,
@@ -97,6 +141,12 @@ def train(model: Network, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *,
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    shift_gen = torch.Generator().manual_seed(cfg.seed + 2)
+    teacher = None
+    if cfg.distill > 0:  # the model as it starts, in float, frozen
+        teacher = copy.deepcopy(model).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
     frozen = chip.frozen() if chip is not None else []
     frozen_ids = {id(p) for p in frozen}
     params = [p for p in model.parameters() if id(p) not in frozen_ids]
@@ -118,7 +168,10 @@ def train(model: Network, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *,
                 tot_loss, correct, seen = 0.0, 0, 0
                 for s in range(0, n, cfg.batch_size):
                     idx = perm[s : s + cfg.batch_size]
-                    xb, yb = x.index_select(bd, idx).to(device), y[idx].to(device)
+                    xb, yb = x.index_select(bd, idx), y[idx].to(device)
+                    if cfg.shift:
+                        xb = random_shift(xb, cfg.shift, bd, shift_gen)
+                    xb = xb.to(device)
                     saved = None
                     if cfg.weight_noise > 0:
                         saved = [w.detach().clone() for w in _weights(model)]
@@ -129,8 +182,13 @@ def train(model: Network, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *,
                         chip.program(step, xb)
                     with read_context(idx, read_seed=cfg.seed * 100_003 + epoch):  # rate spikes: fresh each epoch
                         logits = _output_logits(chip(xb)) if chip is not None else model(xb)
+                        if teacher is not None:
+                            with torch.no_grad():
+                                taught = _output_logits(teacher(xb)).mean(0)
                     step += 1
                     loss = sequence_loss(logits, yb, cfg.loss)
+                    if teacher is not None:
+                        loss = (1 - cfg.distill) * loss + cfg.distill * distill_loss(logits.mean(0), taught)
                     if cfg.activity_lambda > 0 and acts:
                         loss = loss + cfg.activity_lambda * torch.stack([m.last_activity for m in acts]).mean()
                     opt.zero_grad(set_to_none=True)

@@ -109,3 +109,93 @@ def test_bad_training_config():
         TrainConfig(epochs=0)
     with pytest.raises(ConfigError, match="loss must be one of mean, per_timestep"):
         TrainConfig(loss="hinge")
+
+
+def test_random_shift_moves_each_image_by_its_drawn_offset():
+    from imcsim.training import random_shift
+    torch.manual_seed(0)
+    x = torch.rand(5, 2, 7, 9)
+    out = random_shift(x, 3, 0, torch.Generator().manual_seed(11))
+    d = torch.randint(-3, 4, (5, 2), generator=torch.Generator().manual_seed(11))  # the same draws
+    for i in range(5):
+        dy, dx = int(d[i, 0]), int(d[i, 1])
+        for h in range(7):
+            for w in range(9):  # pixel by pixel: (h, w) shows (h - dy, w - dx), zero outside
+                src_h, src_w = h - dy, w - dx
+                want = x[i, :, src_h, src_w] if 0 <= src_h < 7 and 0 <= src_w < 9 else torch.zeros(2)
+                assert torch.equal(out[i, :, h, w], want), (i, h, w)
+    # samples on axis 1 (T, B, C, H, W): each sample one offset for all its frames
+    xs = torch.rand(3, 4, 1, 6, 6)
+    ys = random_shift(xs, 2, 1, torch.Generator().manual_seed(4))
+    d = torch.randint(-2, 3, (4, 2), generator=torch.Generator().manual_seed(4))
+    for i in range(4):
+        dy, dx = int(d[i, 0]), int(d[i, 1])
+        rolled = torch.roll(xs[:, i], (dy, dx), dims=(-2, -1))
+        h = torch.arange(6).view(6, 1) - dy
+        w = torch.arange(6).view(1, 6) - dx
+        inside = (h >= 0) & (h < 6) & (w >= 0) & (w < 6)  # the source pixel exists
+        assert torch.equal(ys[:, i], torch.where(inside, rolled, torch.zeros(())))
+
+
+def _conv():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        return imcsim.convnet(in_shape=(1, 8, 8), channels=(4,), hidden=16, kind="qnn", timesteps=4)
+
+
+def test_shift_augmentation_is_seeded_and_checks_its_input(digits):
+    x = digits.x_train[:128].reshape(-1, 1, 8, 8)
+    nets = []
+    for _ in range(2):
+        net = _conv()
+        train(net, x, digits.y_train[:128], TrainConfig(epochs=1, shift=2, seed=1), progress=False)
+        nets.append(net.state_dict())
+    plain = _conv()
+    train(plain, x, digits.y_train[:128], TrainConfig(epochs=1, seed=1), progress=False)
+    for k in nets[0]:
+        assert torch.equal(nets[0][k], nets[1][k]), k  # same seed, same weights
+    assert any(not torch.equal(nets[0][k], v) for k, v in plain.state_dict().items())  # the shift changed training
+    with pytest.raises(ConfigError, match="shift must be an integer >= 0"):
+        TrainConfig(shift=-1)
+    with pytest.raises(ConfigError, match="shift needs image inputs"):
+        train(_net(), x.reshape(128, 64), digits.y_train[:128], TrainConfig(epochs=1, shift=1), progress=False)
+    with pytest.raises(ConfigError, match=r"smaller than the images \(8x8\)"):
+        train(_net(), x, digits.y_train[:128], TrainConfig(epochs=1, shift=8), progress=False)
+
+
+def test_cli_shift_is_recorded(tmp_path):
+    import json
+    from imcsim.app.cli import main
+    out = tmp_path / "shifted"
+    assert main(["train", "--model", "mlp", "--hidden", "16", "--epochs", "1", "--train-limit", "100",
+                 "--test-limit", "20", "--shift", "1", "--quiet", "--out", str(out)]) == 0
+    assert json.loads((out / "train.json").read_text())["train"]["shift"] == 1
+    assert "images shifted by up to 1 px" in (out / "report.md").read_text()
+
+
+def test_distill_loss_by_hand_and_it_holds_the_model_to_its_start(digits):
+    import math
+    from imcsim.training import distill_loss
+    s, t = torch.tensor([[1.0, 0.0, -1.0], [0.5, 0.5, 2.0]]), torch.tensor([[0.0, 2.0, 0.0], [1.0, -1.0, 0.0]])
+    want = 0.0
+    for i in range(2):  # KL(p_t || p_s) at temperature 2, times 4, mean over the batch
+        ps = [math.exp(v / 2) for v in s[i].tolist()]
+        pt = [math.exp(v / 2) for v in t[i].tolist()]
+        ps, pt = [v / sum(ps) for v in ps], [v / sum(pt) for v in pt]
+        want += sum(b * math.log(b / a) for a, b in zip(ps, pt)) * 4 / 2
+    assert distill_loss(s, t).item() == pytest.approx(want, rel=1e-6)
+    # trained on shuffled labels, a model taught by its start stays near it; one that is not drifts away
+    x, y = digits.x_train[:256], digits.y_train[:256][torch.randperm(256, generator=torch.Generator().manual_seed(0))]
+    start = _net("qnn", seed=2).eval()
+    with torch.no_grad():
+        ref = torch.log_softmax(start(x).mean(0), -1)
+    gaps = []
+    for w in (0.0, 1.0):
+        net = _net("qnn", seed=2)
+        train(net, x, y, TrainConfig(epochs=5, lr=1e-2, distill=w), progress=False)
+        with torch.no_grad():
+            out = torch.log_softmax(net(x).mean(0), -1)
+        gaps.append(torch.nn.functional.kl_div(out, ref, log_target=True, reduction="batchmean").item())
+    assert gaps[1] < 0.2 * gaps[0], gaps
+    with pytest.raises(ConfigError, match=r"distill must be in \[0, 1\]"):
+        TrainConfig(distill=1.5)

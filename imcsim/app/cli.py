@@ -217,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the spike-count / activation penalty")
     t.add_argument("--weight-noise", type=_float_in("--weight-noise", 0.0, 10.0), default=0.0,
                    help="noise-aware training: relative weight noise sigma")
+    t.add_argument("--shift", type=_int_in("--shift", 0, 64), default=0,
+                   help="augmentation: move every training image by up to N pixels along each axis (default 0: off)")
     t.add_argument("--holdout", type=_int_in("--holdout", 0), default=None,
                    help="last N training samples held out for theta choice (default: 1/8 of them)")
     t.add_argument("--train-limit", type=_int_in("--train-limit", 1), default=None,
@@ -241,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the spike-count / activation penalty")
     f.add_argument("--weight-noise", type=_float_in("--weight-noise", 0.0, 10.0), default=0.0,
                    help="noise-aware training: relative weight noise sigma")
+    f.add_argument("--shift", type=_int_in("--shift", 0, 64), default=0,
+                   help="augmentation: move every training image by up to N pixels along each axis (default 0: off)")
+    f.add_argument("--distill", type=_float_in("--distill", 0.0, 1.0), default=0.0,
+                   help="weight W of distillation from the checkpoint's own float outputs: loss = (1 - W) task loss "
+                        "+ W KL divergence at temperature 2 (default 0: off; 0.5 helps hardware-aware fine-tuning)")
     hat_opts(f)
 
     i = command("import", "turn a NIR graph into an imcsim checkpoint (for evaluate, energy, timesteps, compare)")
@@ -420,7 +427,8 @@ def _run(args, OutputDir) -> int:
                                timesteps=args.timesteps, bits=args.bits, neuron=args.neuron, hidden=args.hidden,
                                channels=args.channels, width=args.width, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                loss=args.loss if args.kind == "snn" else "mean", activity_lambda=args.activity_lambda,
-                               weight_noise=args.weight_noise, holdout=args.holdout, train_limit=args.train_limit,
+                               weight_noise=args.weight_noise, shift=args.shift, holdout=args.holdout,
+                               train_limit=args.train_limit,
                                test_limit=args.test_limit, encoding=args.encoding, seed=args.seed, device=device,
                                progress=progress, download=args.download, hardware=_hardware_arg(args.hardware),
                                hardware_mode=args.hardware_mode)
@@ -428,7 +436,8 @@ def _run(args, OutputDir) -> int:
         with OutputDir(args.out, args.force) as out:
             text = w.cmd_finetune(out, checkpoint=args.checkpoint, data_dir=args.data_dir, epochs=args.epochs,
                                   batch_size=args.batch_size, lr=args.lr, loss=args.loss,
-                                  activity_lambda=args.activity_lambda, weight_noise=args.weight_noise, seed=args.seed,
+                                  activity_lambda=args.activity_lambda, weight_noise=args.weight_noise,
+                                  shift=args.shift, distill=args.distill, seed=args.seed,
                                   device=device, progress=progress, hardware=_hardware_arg(args.hardware),
                                   hardware_mode=args.hardware_mode)
     elif args.command == "import":

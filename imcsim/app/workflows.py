@@ -255,7 +255,7 @@ def accuracy_table(rows: list[dict]) -> str:
 def cmd_train(out: OutputDir, *, dataset: str, data_dir, model: str, kind: str, timesteps: int | None, bits,
               neuron: str, hidden, channels, epochs: int, batch_size: int, lr: float, loss: str,
               activity_lambda: float, weight_noise: float, holdout: int | None, train_limit, test_limit,
-              encoding: str, seed: int, device, progress: bool, download: bool = False, width=None,
+              encoding: str, seed: int, device, progress: bool, download: bool = False, width=None, shift: int = 0,
               hardware: HardwareConfig | None = None, hardware_mode: str = "chip") -> str:
     if data_dir and dataset in EMBEDDED:
         raise ConfigError(f"--data-dir does not apply to {dataset!r}: it is embedded in the package")
@@ -272,7 +272,7 @@ def cmd_train(out: OutputDir, *, dataset: str, data_dir, model: str, kind: str, 
     holdout = holdout if holdout is not None else n // 8
     net = build_model(model, ds, kind, timesteps, bits, neuron, hidden, channels, seed, encoding, width).to(device)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, activity_lambda=activity_lambda,
-                      weight_noise=weight_noise, seed=seed)
+                      weight_noise=weight_noise, shift=shift, seed=seed)
     meta = dict(dataset=dataset, data_dir=str(Path(data_dir).resolve()) if data_dir else None, n_train=train_limit,
                 n_test=test_limit, holdout=holdout, split=ds.description)
     desc = f"{kind.upper()} {model}" + (f", T={timesteps}" if kind == "snn" else f", {net.arch['bits']}-bit activations")
@@ -282,7 +282,8 @@ def cmd_train(out: OutputDir, *, dataset: str, data_dir, model: str, kind: str, 
 
 def cmd_finetune(out: OutputDir, *, checkpoint, data_dir, epochs: int, batch_size: int, lr: float, loss: str | None,
                  activity_lambda: float, weight_noise: float, seed: int, device, progress: bool,
-                 hardware: HardwareConfig | None, hardware_mode: str = "chip") -> str:
+                 hardware: HardwareConfig | None, hardware_mode: str = "chip", shift: int = 0,
+                 distill: float = 0.0) -> str:
     """Continue training a checkpoint on its own data (fit split), optionally through a chip."""
     net, meta = load_checkpoint(checkpoint)
     ds = checkpoint_data(meta, data_dir, net)
@@ -290,7 +291,7 @@ def cmd_finetune(out: OutputDir, *, checkpoint, data_dir, epochs: int, batch_siz
     prior = meta.get("train") if isinstance(meta.get("train"), dict) else {}
     loss = "mean" if getattr(net, "kind", "snn") == "qnn" else (loss or prior.get("loss", "per_timestep"))
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, activity_lambda=activity_lambda,
-                      weight_noise=weight_noise, seed=seed)
+                      weight_noise=weight_noise, shift=shift, distill=distill, seed=seed)
     keep = {k: meta[k] for k in ("dataset", "data_dir", "n_train", "n_test", "holdout", "split") if k in meta}
     if data_dir:
         keep["data_dir"] = str(Path(data_dir).resolve())
@@ -336,7 +337,9 @@ def _train_and_save(out: OutputDir, net, ds: Dataset, cfg: TrainConfig, meta: di
         hwline = (f"- hardware-aware ({hardware_mode}): {chip.hw.describe()}; training chip seeds {lo}..{hi} "
                   "(evaluate on other seeds)\n")
     out.text("report.md", f"# {title}\n\n- model: {desc}\n- data: {ds.description}; last {holdout} training samples "
-             f"held out\n- loss: {cfg.loss}, epochs {cfg.epochs}, batch {cfg.batch_size}, lr {cfg.lr}, seed {cfg.seed}\n"
+             f"held out\n- loss: {cfg.loss}, epochs {cfg.epochs}, batch {cfg.batch_size}, lr {cfg.lr}, seed {cfg.seed}"
+             f"{f', images shifted by up to {cfg.shift} px' if cfg.shift else ''}"
+             f"{f', distilled from the starting float model (weight {cfg.distill})' if cfg.distill else ''}\n"
              f"{hwline}- test accuracy (float model): {acc:.2f} %\n- time: {wall:.1f} s\n")
     verb = "trained" if title == "Training" else "fine-tuned"
     return (f"{verb} {desc} on {ds.description}{against}\ntest accuracy {acc:.2f} % (float model, {wall:.1f} s); "
