@@ -172,6 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="chip: the whole crossbar path (variation, faults, read noise, wires, ADC); weights: only "
                              "the chip's weight quantiser (QAT of the crossbar weights)")
 
+    def regularisation_opts(sp):
+        """Training options shared by train and finetune."""
+        sp.add_argument("--activity-lambda", type=_float_in("--activity-lambda", 0.0, 1e6), default=0.0,
+                        help="weight of the spike-count / activation penalty")
+        sp.add_argument("--weight-noise", type=_float_in("--weight-noise", 0.0, 10.0), default=0.0,
+                        help="noise-aware training: relative weight noise sigma")
+        sp.add_argument("--shift", type=_int_in("--shift", 0, 64), default=0,
+                        help="augmentation: move every training image by up to N pixels along each axis "
+                             "(default 0: off)")
+
     def tech_opt(sp):
         sp.add_argument("--tech", default=DEFAULT_TECH, help="technology preset name or TOML path (per-event costs, "
                         "areas, static power)")
@@ -213,12 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=_float_in("--lr", 1e-8, 10.0), default=2e-3, help="Adam learning rate (cosine decay)")
     t.add_argument("--loss", choices=("mean", "per_timestep", "per_timestep_cumulative"), default="per_timestep",
                    help="SNN loss over per-timestep logits (QNNs always use mean)")
-    t.add_argument("--activity-lambda", type=_float_in("--activity-lambda", 0.0, 1e6), default=0.0,
-                   help="weight of the spike-count / activation penalty")
-    t.add_argument("--weight-noise", type=_float_in("--weight-noise", 0.0, 10.0), default=0.0,
-                   help="noise-aware training: relative weight noise sigma")
-    t.add_argument("--shift", type=_int_in("--shift", 0, 64), default=0,
-                   help="augmentation: move every training image by up to N pixels along each axis (default 0: off)")
+    regularisation_opts(t)
     t.add_argument("--holdout", type=_int_in("--holdout", 0), default=None,
                    help="last N training samples held out for theta choice (default: 1/8 of them)")
     t.add_argument("--train-limit", type=_int_in("--train-limit", 1), default=None,
@@ -239,12 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Adam learning rate (one-cycle schedule; default 5e-4, a quarter of training's)")
     f.add_argument("--loss", choices=("mean", "per_timestep", "per_timestep_cumulative"), default=None,
                    help="SNN loss (default: the checkpoint's; QNNs always use mean)")
-    f.add_argument("--activity-lambda", type=_float_in("--activity-lambda", 0.0, 1e6), default=0.0,
-                   help="weight of the spike-count / activation penalty")
-    f.add_argument("--weight-noise", type=_float_in("--weight-noise", 0.0, 10.0), default=0.0,
-                   help="noise-aware training: relative weight noise sigma")
-    f.add_argument("--shift", type=_int_in("--shift", 0, 64), default=0,
-                   help="augmentation: move every training image by up to N pixels along each axis (default 0: off)")
+    regularisation_opts(f)
     f.add_argument("--distill", type=_float_in("--distill", 0.0, 1.0), default=0.0,
                    help="weight W of distillation from the checkpoint's own float outputs: loss = (1 - W) task loss "
                         "+ W KL divergence at temperature 2 (default 0: off; 0.5 helps hardware-aware fine-tuning)")
