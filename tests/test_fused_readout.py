@@ -219,14 +219,16 @@ def _sequential_products(X, t, mats):
     return torch.from_numpy(out)
 
 
-def test_row_products_add_the_driven_rows_in_row_order():
+@pytest.mark.parametrize("cols", [37, 64, 150])
+def test_row_products_add_the_driven_rows_in_row_order(cols):
     """The compiled read product (only the rows a read drives, in row order) against an
     element-by-element float32 reference: equal bits, for 0/1 reads (spikes, bit planes),
     all-zero reads and other levels; a read's result does not depend on the reads beside it
-    (any order or subset); near the float64 product; None where it cannot run."""
+    (any order or subset); near the float64 product; None where it cannot run. Widths that
+    take every path of the sums: 64 columns in vector registers, 16, and the last few."""
     assert fused.kernels()
     g = torch.Generator().manual_seed(11)
-    mats = torch.rand(2, 5, 23, 37, generator=g) * 3
+    mats = torch.rand(2, 5, 23, cols, generator=g) * 3
     mats[:, :, 4] = 0.0
     X = (torch.rand(60, 23, generator=g) < 0.2).float()
     X[7] = 0.0
@@ -234,7 +236,7 @@ def test_row_products_add_the_driven_rows_in_row_order():
     t = torch.randint(0, 5, (60,), generator=g)
     got = fused.row_products(X, t, mats)
     assert torch.equal(got, _sequential_products(X, t, mats))
-    assert torch.equal(got[:, 7], torch.zeros(2, 37))
+    assert torch.equal(got[:, 7], torch.zeros(2, cols))
     exact = torch.einsum("ar,marc->mac", X.double(), mats[:, t].double())
     assert float((got.double() - exact).abs().max() / exact.abs().max()) < 23 * 2**-24
     perm = torch.randperm(60, generator=g)[:25]
@@ -277,17 +279,18 @@ def test_products_and_codes_in_one_loop_equal_the_two_steps():
                                           torch.zeros(9, og))
 
 
-def test_variances_from_the_conductances_squares_equal_stored_squares():
+@pytest.mark.parametrize("cols", [24, 148])
+def test_variances_from_the_conductances_squares_equal_stored_squares(cols):
     """``square=True`` (mats holds the conductances only; each read squares them in float32)
     gives the bits of a second matrix holding those squares, in both compiled products."""
     g = torch.Generator().manual_seed(5)
-    G = torch.rand(1, 4, 30, 24, generator=g) * 2
+    G = torch.rand(1, 4, 30, cols, generator=g) * 2
     stored = torch.cat([G, G * G])
     X = (torch.rand(50, 30, generator=g) < 0.3).float()
     X[3] = 0.0
     t = torch.randint(0, 4, (50,), generator=g)
     got = fused.row_products(X, t, G, square=True)
-    assert got.shape == (2, 50, 24)
+    assert got.shape == (2, 50, cols)
     assert torch.equal(got, fused.row_products(X, t, stored))
     assert torch.equal(got, _sequential_products(X, t, stored))
     levels = X * torch.randint(1, 5, X.shape, generator=g) / 4  # x**2 * g**2 for other levels too
@@ -295,7 +298,7 @@ def test_variances_from_the_conductances_squares_equal_stored_squares():
     scale = adc_scale(ADC(bits=5, full_scale=11.0, signed=True))
     keys = torch.randint(-2**31, 2**31 - 1, (50,), generator=g, dtype=torch.int64).to(torch.int32)
     dst, row_w, cw = torch.randint(0, 7, (50,), generator=g), torch.ones(50), [1.0, 2.0, -1.0, -2.0]
-    a, b = torch.zeros(7, 6), torch.zeros(7, 6)
+    a, b = torch.zeros(7, cols // 4), torch.zeros(7, cols // 4)
     assert fused.products_readout_sum(X, t, G, keys, 0.2, scale, dst, row_w, cw, a, square=True)
     assert fused.products_readout_sum(X, t, stored, keys, 0.2, scale, dst, row_w, cw, b)
     assert torch.equal(a, b) and a.abs().sum() > 0

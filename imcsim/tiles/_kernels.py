@@ -145,108 +145,176 @@ def _driven(x_row, idx, xs):
     into xs; returns how many, and whether every one of those inputs is 1."""
     nd = 0
     unit = True
-    for r in range(x_row.shape[0]):
+    for r in range(x_row.shape[0]):  # without branches, as in plane_reads_codes_sum
         x = x_row[r]
-        if x != 0:
-            idx[nd] = r
-            xs[nd] = x
-            unit = unit and x == 1
-            nd += 1
+        idx[nd] = r
+        xs[nd] = x
+        unit &= (x == 0) | (x == 1)
+        nd += x != 0
     return nd, unit
 
 
-@njit(nogil=True, cache=True, inline="always")
-def _sum_rows(g, idx, xs, nd, out):
-    """out[c] = 0 + xs[0] * g[idx[0], c] + xs[1] * g[idx[1], c] + ..., added in row order
-    (each product and each sum rounded to float32). Four rows per pass over the columns:
-    out[c] stays in a register for four additions instead of being stored after each (the
-    same operations in the same order, about 1.3x faster)."""
-    for c in range(out.shape[0]):
-        out[c] = 0.0
-    q = 0
-    while q + 4 <= nd:
-        g0, g1, g2, g3 = g[idx[q]], g[idx[q + 1]], g[idx[q + 2]], g[idx[q + 3]]
-        x0, x1, x2, x3 = xs[q], xs[q + 1], xs[q + 2], xs[q + 3]
-        for c in range(out.shape[0]):
-            out[c] = (((out[c] + x0 * g0[c]) + x1 * g1[c]) + x2 * g2[c]) + x3 * g3[c]
-        q += 4
-    while q < nd:
-        g0, x0 = g[idx[q]], xs[q]
-        for c in range(out.shape[0]):
-            out[c] += x0 * g0[c]
-        q += 1
+_BLOCK = 16  # driven rows summed per pass over a read's columns (sums stored and reloaded between passes)
+
+
+def _row_pass(nv: int, lanes: int, scaled: bool, sq: bool):
+    """An intrinsic ``f(g, idx, xs, q0, q1, cur, var, c0, first)`` that adds driven rows
+    q0 .. q1 - 1 of one read to the nv * lanes columns c0 .. of its sums: for q in order,
+    cur[c] += xs[q] * g[idx[q], c] (``scaled``; else + g[idx[q], c]) and, with ``sq``,
+    var[c] += xs[q]**2 * g[idx[q], c]**2 -- each product and sum rounded to float32, no
+    fused multiply-add: the operations of a scalar loop in the same order -- starting from
+    zero (``first``) or from cur and var. The sums stay in nv (2 nv with ``sq``) vector
+    registers over the rows and are stored once; a scalar loop's compiled form stores and
+    reloads them every few rows, which at 64 columns costs more than the additions. g is
+    float32 in C order (rows of contiguous columns); xs and var, where not used, may be any
+    float32 array."""
+    from llvmlite import ir
+
+    def codegen(context, builder, sig, args):
+        g, ix, xa = (context.make_array(sig.args[i])(context, builder, args[i]) for i in range(3))
+        cur, var = (context.make_array(sig.args[i])(context, builder, args[i]) for i in (5, 6))
+        q0, q1, c0 = (context.cast(builder, args[i], sig.args[i], types.int64) for i in (3, 4, 7))
+        first = context.cast(builder, args[8], sig.args[8], types.boolean)
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        vt = ir.VectorType(ir.FloatType(), lanes)
+        cbytes = builder.mul(c0, ir.Constant(i64, 4))
+        bases = [builder.add(builder.ptrtoint(a.data, i64), cbytes) for a in (cur, var)[: 2 if sq else 1]]
+
+        def vptr(base, k):  # the k-th vector from byte address base
+            return builder.inttoptr(builder.add(base, ir.Constant(i64, 4 * lanes * k)), vt.as_pointer())
+
+        def splat(x):
+            v = builder.insert_element(ir.Constant(vt, ir.Undefined), x, ir.Constant(i32, 0))
+            return builder.shuffle_vector(v, ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+
+        zero = ir.Constant(vt, [0.0] * lanes)
+        start = [builder.select(first, zero, builder.load(vptr(b, k), align=4)) for b in bases for k in range(nv)]
+        pre = builder.block
+        head, body, done = (builder.append_basic_block(f"rows.{n}") for n in ("head", "body", "done"))
+        builder.branch(head)
+        builder.position_at_end(head)
+        q = builder.phi(i64)
+        q.add_incoming(q0, pre)
+        acc = [builder.phi(vt) for _ in start]
+        for a, v in zip(acc, start):
+            a.add_incoming(v, pre)
+        builder.cbranch(builder.icmp_signed("<", q, q1), body, done)
+        builder.position_at_end(body)
+        r = builder.load(builder.gep(ix.data, [q]))
+        row = builder.add(builder.add(builder.ptrtoint(g.data, i64), builder.mul(r, builder.extract_value(g.strides, 0))),
+                          cbytes)
+        if scaled:
+            xq = builder.load(builder.gep(xa.data, [q]))
+            x, s = splat(xq), splat(builder.fmul(xq, xq))
+        vals = [None] * len(acc)
+        for k in range(nv):
+            e = builder.load(vptr(row, k), align=4)
+            vals[k] = builder.fadd(acc[k], builder.fmul(x, e) if scaled else e)
+            if sq:
+                e2 = builder.fmul(e, e)
+                vals[nv + k] = builder.fadd(acc[nv + k], builder.fmul(s, e2) if scaled else e2)
+        q.add_incoming(builder.add(q, ir.Constant(i64, 1)), builder.block)
+        for a, v in zip(acc, vals):
+            a.add_incoming(v, builder.block)
+        builder.branch(head)
+        builder.position_at_end(done)
+        for j, b in enumerate(bases):
+            for k in range(nv):
+                builder.store(acc[j * nv + k], vptr(b, k), align=4)
+        return context.get_dummy_value()
+
+    def typer(typingctx, g, idx, xs, q0, q1, cur, var, c0, first):
+        f32c = types.Array(types.float32, 1, "C")
+        if not (g == types.Array(types.float32, 2, "C") and idx == types.Array(types.int64, 1, "C")
+                and xs == f32c and cur == f32c and var == f32c and isinstance(first, types.Boolean)
+                and all(isinstance(i, types.Integer) for i in (q0, q1, c0))):
+            raise TypeError(f"row sums need float32 C-order g, xs, cur, var and int64 idx; got {g}, {idx}, {xs}, {cur}, {var}")
+        return types.void(g, idx, xs, q0, q1, cur, var, c0, first), codegen
+
+    typer.__name__ = f"_rows{nv}x{lanes}{'_x' if scaled else ''}{'_sq' if sq else ''}"
+    return intrinsic(typer)
+
+
+_FLAGS = ((False, False), (True, False), (False, True), (True, True))  # (scaled, sq)
+_r64, _r64_x, _r64_sq, _r64_x_sq = (_row_pass(4, 16, a, b) for a, b in _FLAGS)
+_r16, _r16_x, _r16_sq, _r16_x_sq = (_row_pass(1, 16, a, b) for a, b in _FLAGS)
+_r8, _r8_x, _r8_sq, _r8_x_sq = (_row_pass(1, 8, a, b) for a, b in _FLAGS)
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _sum_rows_sq(g, idx, xs, nd, cur, var):
-    """:func:`_sum_rows` into cur and, in the same pass, var[c] = 0 + xs[0]**2 * g[idx[0], c]**2
-    + ... (every square rounded to float32): the read-noise variances from the conductances
-    themselves, each loaded once for both sums."""
-    for c in range(cur.shape[0]):
-        cur[c] = 0.0
-        var[c] = 0.0
-    q = 0
-    while q + 4 <= nd:
-        g0, g1, g2, g3 = g[idx[q]], g[idx[q + 1]], g[idx[q + 2]], g[idx[q + 3]]
-        x0, x1, x2, x3 = xs[q], xs[q + 1], xs[q + 2], xs[q + 3]
-        s0, s1, s2, s3 = x0 * x0, x1 * x1, x2 * x2, x3 * x3
-        for c in range(cur.shape[0]):
-            a0, a1, a2, a3 = g0[c], g1[c], g2[c], g3[c]
-            cur[c] = (((cur[c] + x0 * a0) + x1 * a1) + x2 * a2) + x3 * a3
-            var[c] = (((var[c] + s0 * (a0 * a0)) + s1 * (a1 * a1)) + s2 * (a2 * a2)) + s3 * (a3 * a3)
-        q += 4
-    while q < nd:
-        g0, x0 = g[idx[q]], xs[q]
-        s0 = x0 * x0
-        for c in range(cur.shape[0]):
-            a0 = g0[c]
-            cur[c] += x0 * a0
-            var[c] += s0 * (a0 * a0)
-        q += 1
+def _pass(w, g, idx, xs, q0, q1, cur, var, c, first, scaled, sq):
+    """The :func:`_row_pass` of w = 64, 16 or 8 columns with these flags."""
+    if w == 64:
+        if scaled and sq:
+            _r64_x_sq(g, idx, xs, q0, q1, cur, var, c, first)
+        elif scaled:
+            _r64_x(g, idx, xs, q0, q1, cur, var, c, first)
+        elif sq:
+            _r64_sq(g, idx, xs, q0, q1, cur, var, c, first)
+        else:
+            _r64(g, idx, xs, q0, q1, cur, var, c, first)
+    elif w == 16:
+        if scaled and sq:
+            _r16_x_sq(g, idx, xs, q0, q1, cur, var, c, first)
+        elif scaled:
+            _r16_x(g, idx, xs, q0, q1, cur, var, c, first)
+        elif sq:
+            _r16_sq(g, idx, xs, q0, q1, cur, var, c, first)
+        else:
+            _r16(g, idx, xs, q0, q1, cur, var, c, first)
+    elif scaled and sq:
+        _r8_x_sq(g, idx, xs, q0, q1, cur, var, c, first)
+    elif scaled:
+        _r8_x(g, idx, xs, q0, q1, cur, var, c, first)
+    elif sq:
+        _r8_sq(g, idx, xs, q0, q1, cur, var, c, first)
+    else:
+        _r8(g, idx, xs, q0, q1, cur, var, c, first)
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _sum_unit_rows(g, idx, nd, out):
-    """:func:`_sum_rows` where every input is 1 (a spike, a bit of a plane): 1 * g is g
-    exactly, so adding g alone gives the same bits with one operation per term instead of
-    two."""
-    for c in range(out.shape[0]):
-        out[c] = 0.0
-    q = 0
-    while q + 4 <= nd:
-        g0, g1, g2, g3 = g[idx[q]], g[idx[q + 1]], g[idx[q + 2]], g[idx[q + 3]]
-        for c in range(out.shape[0]):
-            out[c] = (((out[c] + g0[c]) + g1[c]) + g2[c]) + g3[c]
-        q += 4
-    while q < nd:
-        g0 = g[idx[q]]
-        for c in range(out.shape[0]):
-            out[c] += g0[c]
-        q += 1
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _sum_unit_rows_sq(g, idx, nd, cur, var):
-    """:func:`_sum_rows_sq` where every input is 1: the same bits (1 * g and 1 * g**2 are
-    exact), three operations per term instead of five."""
-    for c in range(cur.shape[0]):
-        cur[c] = 0.0
-        var[c] = 0.0
-    q = 0
-    while q + 4 <= nd:
-        g0, g1, g2, g3 = g[idx[q]], g[idx[q + 1]], g[idx[q + 2]], g[idx[q + 3]]
-        for c in range(cur.shape[0]):
-            a0, a1, a2, a3 = g0[c], g1[c], g2[c], g3[c]
-            cur[c] = (((cur[c] + a0) + a1) + a2) + a3
-            var[c] = (((var[c] + a0 * a0) + a1 * a1) + a2 * a2) + a3 * a3
-        q += 4
-    while q < nd:
-        g0 = g[idx[q]]
-        for c in range(cur.shape[0]):
-            a0 = g0[c]
-            cur[c] += a0
-            var[c] += a0 * a0
-        q += 1
+def _row_sums(g, idx, xs, nd, cur, var, scaled, sq):
+    """One read's driven rows idx[:nd] added in row order from zero, each product and sum
+    rounded to float32: cur[c] = xs[0] * g[idx[0], c] + xs[1] * g[idx[1], c] + ...
+    (``scaled``; else the rows alone: 1 * g is g exactly, one operation per term instead of
+    two) and, with ``sq``, in the same pass var[c] = xs[0]**2 * g[idx[0], c]**2 + ... (every
+    square rounded to float32: the read-noise variances from the conductances themselves,
+    each loaded once for both sums). Up to _BLOCK rows per pass over the columns (the rows
+    of a pass are streams the CPU prefetches), 64, 16 or 8 columns at a time in vector
+    registers (:func:`_row_pass`), the last few columns one by one. Without ``sq``, var may
+    be any float32 array; unscaled, xs too."""
+    n = cur.shape[0]
+    q0 = 0
+    while True:
+        q1 = min(q0 + _BLOCK, nd)
+        first = q0 == 0
+        c = 0
+        while c + 64 <= n:
+            _pass(64, g, idx, xs, q0, q1, cur, var, c, first, scaled, sq)
+            c += 64
+        while c + 16 <= n:
+            _pass(16, g, idx, xs, q0, q1, cur, var, c, first, scaled, sq)
+            c += 16
+        if c + 8 <= n:
+            _pass(8, g, idx, xs, q0, q1, cur, var, c, first, scaled, sq)
+            c += 8
+        if c < n:
+            if first:
+                cur[c:] = 0.0
+                if sq:
+                    var[c:] = 0.0
+            for q in range(q0, q1):
+                row = g[idx[q]]
+                x = xs[q] if scaled else np.float32(1.0)
+                s = x * x
+                for k in range(c, n):
+                    a = row[k]
+                    cur[k] += x * a if scaled else a
+                    if sq:
+                        var[k] += s * (a * a) if scaled else a * a
+        q0 = q1
+        if q0 >= nd:
+            return
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -255,22 +323,23 @@ def _products(g, g2, square, idx, xs, nd, unit, cur, var, with_var):
     currents into cur and (``with_var``) their variances into var, from the squares of g
     (``square``) or from the matrix g2 of stored variances (xs is then squared in place).
     ``unit``: every xs is 1 (the sums then skip the multiplications by 1; same bits)."""
+    # constant flags at each call: each inlined copy of _row_sums compiles without branches
     if unit:
         if with_var and square:
-            _sum_unit_rows_sq(g, idx, nd, cur, var)
+            _row_sums(g, idx, xs, nd, cur, var, False, True)
             return
-        _sum_unit_rows(g, idx, nd, cur)
+        _row_sums(g, idx, xs, nd, cur, var, False, False)
         if with_var:
-            _sum_unit_rows(g2, idx, nd, var)
+            _row_sums(g2, idx, xs, nd, var, var, False, False)
         return
     if with_var and square:
-        _sum_rows_sq(g, idx, xs, nd, cur, var)
+        _row_sums(g, idx, xs, nd, cur, var, True, True)
         return
-    _sum_rows(g, idx, xs, nd, cur)
+    _row_sums(g, idx, xs, nd, cur, var, True, False)
     if with_var:
         for q in range(nd):
             xs[q] = xs[q] * xs[q]
-        _sum_rows(g2, idx, xs, nd, var)
+        _row_sums(g2, idx, xs, nd, var, var, True, False)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -346,6 +415,8 @@ def plane_reads_codes_sum(Xv, bit_serial, P, groups, in_g, Tr, R, mats, square, 
     idx = np.empty((P, R), np.int64)
     xs = np.empty((P, R), np.float32)
     nds = np.zeros(P, np.int64)
+    nz = np.empty(R, np.int64)
+    nzx = np.empty(R, np.int64)
     active = 0
     for g in range(groups):  # tile by tile: a tile's conductances stay in cache while its reads run
         for t in range(Tr):
@@ -355,21 +426,29 @@ def plane_reads_codes_sum(Xv, bit_serial, P, groups, in_g, Tr, R, mats, square, 
                 xv = Xv[v]
                 nds[:] = 0
                 unit = True  # bit planes are 0/1; spikes usually are
-                for r in range(n):
-                    x = xv[base + r]
-                    if x != 0:
-                        if bit_serial:
-                            xi = np.int64(x)
-                            for p in range(P):
-                                if (xi >> p) & 1:
-                                    idx[p, nds[p]] = r
-                                    xs[p, nds[p]] = 1.0
-                                    nds[p] += 1
-                        else:
-                            idx[0, nds[0]] = r
-                            xs[0, nds[0]] = x
-                            unit = unit and x == 1
-                            nds[0] += 1
+                # Without branches: every row is written at the list's end, which moves on
+                # only where the row is driven (a branch on random bits is mispredicted
+                # about half the time; the half-width VGG9 QNN's plane loop: -10 %).
+                if bit_serial:
+                    m = 0  # the rows with a nonzero input, then plane by plane those with bit p
+                    for r in range(n):
+                        xi = np.int64(xv[base + r])
+                        nz[m] = r
+                        nzx[m] = xi
+                        m += xi != 0
+                    for p in range(P):
+                        nd = 0
+                        for j in range(m):
+                            idx[p, nd] = nz[j]
+                            nd += (nzx[j] >> p) & 1
+                        nds[p] = nd
+                else:
+                    for r in range(n):
+                        x = xv[base + r]
+                        idx[0, nds[0]] = r
+                        xs[0, nds[0]] = x
+                        unit &= (x == 0) | (x == 1)
+                        nds[0] += x != 0
                 ta = g * Tr + t
                 for p in range(P):
                     nd = nds[p]
