@@ -593,9 +593,12 @@ class TiledMatrix(nn.Module):
         yv = y.view(repeat, V, -1)
         kv = None if keys is None else keys.view(repeat, V)
         clip = torch.zeros_like(yv) if self.chip_training and adc is not None else None
-        for s in range(0, V, chunk):
-            self._reads(x_int[s: s + chunk], None if kv is None else kv[:, s: s + chunk], drv, adc, mats,
-                        yv[:, s: s + chunk], tally, offsets, None if clip is None else clip[:, s: s + chunk])
+        # The compiled plane loop keeps nothing per read, so it takes every vector at once (each
+        # tile's conductances then stay in cache for all of them); the other paths go in chunks.
+        if not self._plane_reads(x_int, kv, drv, adc, mats, yv, tally, offsets, clip):
+            for s in range(0, V, chunk):
+                self._reads(x_int[s: s + chunk], None if kv is None else kv[:, s: s + chunk], drv, adc, mats,
+                            yv[:, s: s + chunk], tally, offsets, None if clip is None else clip[:, s: s + chunk])
         if adc is not None:  # the digital shift-add and accumulation summed integer codes: now their value
             y.mul_(code_unit(adc, y.dtype))
         if clip is not None:  # clipped share of each output's conversions, weighted by their digital weight
