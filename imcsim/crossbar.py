@@ -222,6 +222,7 @@ class TiledMatrix(nn.Module):
         self.register_buffer("_mats", p.mats)
         self._noisy = p.noisy  # read noise: every read needs its variances and keys
         self._sq_cache = None  # (key, the conductances' squares) for products in torch (_torch_mats)
+        self._byte_cache = None  # (key, the conductances as bytes or None) for noise-free plane reads (_byte_mats)
         # the linear read-out's weights, there only where that read-out can run (lossless, noise-free)
         self.register_buffer("W_lin", p.W_lin)
         self.register_buffer("w_scale", scale.to(torch.float32))
@@ -750,7 +751,8 @@ class TiledMatrix(nn.Module):
             done = fused.plane_reads_readout_sum(
                 x_int, drv.mode == "bit_serial", drv.n_planes, self.groups, mats, self._square,
                 None if keys is None else keys[0], offsets.view(self.G.shape[0], -1), self.seed,
-                self.hw.device.read_noise, adc_scale(adc), pw, cw, dest[0].view(-1, self.out_group))
+                self.hw.device.read_noise, adc_scale(adc), pw, cw, dest[0].view(-1, self.out_group),
+                None if keys is not None else self._byte_mats(mats))
         if done is None:
             return False
         if tally is not None:
@@ -786,6 +788,15 @@ class TiledMatrix(nn.Module):
         """Whether a read's noise variances are the squares of the conductances it drives,
         computed as it reads (read noise, per-column read-out), not a stored matrix."""
         return self._noisy and self._mats_shape[0] == 1
+
+    def _byte_mats(self, mats: torch.Tensor) -> torch.Tensor | None:
+        """The conductances as bytes for noise-free reads, where they are small integers
+        (:func:`imcsim.tiles.fused.byte_matrices`; an ideal array's levels), built once per
+        programming and kept beside ``mats`` (a quarter of its size); else None."""
+        key = (mats.data_ptr(), mats._version, mats.device, mats.dtype)
+        if self._byte_cache is None or self._byte_cache[0] != key:
+            self._byte_cache = (key, fused.byte_matrices(mats))
+        return self._byte_cache[1]
 
     def _torch_mats(self, mats: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The matrices torch's products multiply with (DAC levels, a GPU, no numba): the

@@ -425,3 +425,56 @@ def test_dac_reads_square_the_conductances_once_and_match_without_numba(small_ne
         assert len(tiles2) == len(tiles)
         assert all(torch.equal(t._sq_cache[1], t.G * t.G) and not torch.equal(t._sq_cache[1], c)
                    for t, c in zip(tiles2, cached))
+
+
+def test_byte_matrices_only_for_small_integer_levels():
+    """fused.byte_matrices: uint8 levels where every conductance is a non-negative integer
+    and rows x the largest level stays <= 255 (so no column sum can wrap); None for
+    programmed (non-integer) conductances, negative entries (column-pair differences) and
+    sums that could pass 255."""
+    levels = torch.randint(0, 4, (1, 3, 64, 20)).float()
+    b = fused.byte_matrices(levels)
+    assert b.dtype == torch.uint8 and torch.equal(b.float(), levels)
+    assert fused.byte_matrices(levels + 0.25) is None
+    late = levels.clone()
+    late[0, 2, 63, 19] = 1.5  # past the first cells: still found
+    assert fused.byte_matrices(late) is None
+    assert fused.byte_matrices(levels - 1) is None
+    assert fused.byte_matrices(levels * 2) is None  # 64 rows x 6 = 384 > 255
+    assert fused.byte_matrices(torch.cat([levels, levels])) is not None  # a second matrix (variances) is ignored
+
+
+@pytest.mark.parametrize("bit_serial,planes,cols", [(True, 3, 300), (True, 8, 130), (False, 1, 256)])
+def test_noise_free_reads_in_bytes_equal_the_float32_sums(bit_serial, planes, cols):
+    """Noise-free reads of an ideal array's integer levels summed in bytes (256 and 64
+    columns per vector pass, then the last few) give the codes of the float32 sums, bit for
+    bit, with the same record of reads; a column sum of 255 (every row of a 51-row tile
+    driven at level 5) is exact; spikes with other levels (counts) take the float32 sums."""
+    g = torch.Generator().manual_seed(41 + planes)
+    R, in_g, V = 51, 120, 36
+    Tr = -(-in_g // R)
+    levels = torch.randint(0, 6, (1, Tr, R, cols), generator=g).float()
+    levels[0, 0, :, 0] = 5.0
+    assert fused.byte_matrices(levels) is not None
+    x = torch.randint(0, 2**planes, (V, in_g), generator=g).float()
+    x[torch.rand(x.shape, generator=g) < 0.5] = 0.0
+    x[3, :R] = float(2**planes - 1)  # a vector driving every row of tile 0 in every plane: 255 in column 0
+    if not bit_serial:
+        x[::4] *= 2.0  # every fourth vector graded: counts, not spikes
+    offsets = torch.randint(0, 2**40, (Tr, planes), generator=g)
+    scale = adc_scale(ADC(bits=9, full_scale=511.0, signed=False))
+    pw, cw = [float(2**p) for p in range(planes)], [1.0, -1.0]
+    og = cols // 2
+    a, b = torch.zeros(V, og), torch.zeros(V, og)
+    got_f = fused.plane_reads_readout_sum(x, bit_serial, planes, 1, levels, False, None, offsets, 5, 0.0, scale, pw,
+                                          cw, a)
+    got_b = fused.plane_reads_readout_sum(x, bit_serial, planes, 1, levels, False, None, offsets, 5, 0.0, scale, pw,
+                                          cw, b, byte_mats=fused.byte_matrices(levels))
+    assert torch.equal(a, b) and a.abs().sum() > 0
+    assert torch.equal(got_f[0], got_b[0]) and got_f[1] == got_b[1]
+    ref, _, _ = _list_of_reads(x, bit_serial, planes, 1, levels, False, None, offsets, 5, 0.0, scale, pw, cw, og)
+    assert torch.equal(b, ref)
+    c = torch.zeros(V, og)  # the bytes are what these reads add: other bytes, other sums
+    fused.plane_reads_readout_sum(x, bit_serial, planes, 1, levels, False, None, offsets, 5, 0.0, scale, pw, cw, c,
+                                  byte_mats=(levels[:1] // 2).to(torch.uint8))
+    assert not torch.equal(c, a)

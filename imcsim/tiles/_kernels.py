@@ -317,6 +317,86 @@ def _row_sums(g, idx, xs, nd, cur, var, scaled, sq):
             return
 
 
+def _byte_pass(nv: int):
+    """An intrinsic ``f(g, idx, nd, out, c0)``: out[c] = g[idx[0], c] + ... + g[idx[nd - 1], c]
+    for the nv * 64 columns c0 .. of a uint8 matrix g (C order), in nv vector registers of
+    64 bytes. The caller makes sure no sum exceeds 255 (the sums are then exact integers, in
+    any order): a quarter of the bytes and additions of float32 sums."""
+    from llvmlite import ir
+
+    def codegen(context, builder, sig, args):
+        g, ix, _, out = (context.make_array(sig.args[i])(context, builder, args[i]) if i != 2 else None
+                         for i in range(4))
+        nd = context.cast(builder, args[2], sig.args[2], types.int64)
+        c0 = context.cast(builder, args[4], sig.args[4], types.int64)
+        i64 = ir.IntType(64)
+        vt = ir.VectorType(ir.IntType(8), 64)
+
+        def vptr(base, k):
+            return builder.inttoptr(builder.add(base, ir.Constant(i64, 64 * k)), vt.as_pointer())
+
+        pre = builder.block
+        head, body, done = (builder.append_basic_block(f"bytes.{n}") for n in ("head", "body", "done"))
+        builder.branch(head)
+        builder.position_at_end(head)
+        q = builder.phi(i64)
+        q.add_incoming(ir.Constant(i64, 0), pre)
+        acc = [builder.phi(vt) for _ in range(nv)]
+        for a in acc:
+            a.add_incoming(ir.Constant(vt, [0] * 64), pre)
+        builder.cbranch(builder.icmp_signed("<", q, nd), body, done)
+        builder.position_at_end(body)
+        r = builder.load(builder.gep(ix.data, [q]))
+        row = builder.add(builder.add(builder.ptrtoint(g.data, i64), builder.mul(r, builder.extract_value(g.strides, 0))), c0)
+        vals = [builder.add(acc[k], builder.load(vptr(row, k), align=1)) for k in range(nv)]
+        q.add_incoming(builder.add(q, ir.Constant(i64, 1)), builder.block)
+        for a, v in zip(acc, vals):
+            a.add_incoming(v, builder.block)
+        builder.branch(head)
+        builder.position_at_end(done)
+        base = builder.add(builder.ptrtoint(out.data, i64), c0)
+        for k in range(nv):
+            builder.store(acc[k], vptr(base, k), align=1)
+        return context.get_dummy_value()
+
+    def typer(typingctx, g, idx, nd, out, c0):
+        if not (g == types.Array(types.uint8, 2, "C") and idx == types.Array(types.int64, 1, "C")
+                and out == types.Array(types.uint8, 1, "C") and isinstance(nd, types.Integer)
+                and isinstance(c0, types.Integer)):
+            raise TypeError(f"byte sums need a uint8 C-order g and out and int64 idx; got {g}, {idx}, {out}")
+        return types.void(g, idx, nd, out, c0), codegen
+
+    typer.__name__ = f"_bytes{nv}"
+    return intrinsic(typer)
+
+
+_b256, _b64 = _byte_pass(4), _byte_pass(1)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _byte_sums(g, idx, nd, sums, cur):
+    """cur[c] = the sum of g[idx[q], c] over a read's nd driven rows, for a uint8 matrix of
+    small integers (levels of an ideal array) whose column sums stay below 256: summed in
+    bytes (``sums``, a uint8 buffer as long as cur), then written as float32 -- exact, so
+    the same numbers as the float32 sums of the same integers in any order."""
+    n = cur.shape[0]
+    c = 0
+    while c + 256 <= n:
+        _b256(g, idx, nd, sums, c)
+        c += 256
+    while c + 64 <= n:
+        _b64(g, idx, nd, sums, c)
+        c += 64
+    if c < n:
+        sums[c:] = 0
+        for q in range(nd):
+            row = g[idx[q]]
+            for k in range(c, n):
+                sums[k] += row[k]
+    for k in range(n):
+        cur[k] = np.float32(sums[k])
+
+
 @njit(nogil=True, cache=True, inline="always")
 def _products(g, g2, square, idx, xs, nd, unit, cur, var, with_var):
     """The products of one read's nd driven rows (idx, xs: :func:`_driven`): its column
@@ -397,8 +477,8 @@ def products_codes_sum(X, t, mats, square, keys, stream, sigma, noisy, inv, lo, 
 
 
 @njit(nogil=True, cache=True, boundscheck=False)
-def plane_reads_codes_sum(Xv, bit_serial, P, groups, in_g, Tr, R, mats, square, noisy, vk, offs, seed, stream, sigma,
-                          inv, lo, hi, pw, cw, acc, any_read):
+def plane_reads_codes_sum(Xv, bit_serial, P, groups, in_g, Tr, R, mats, bmats, square, noisy, vk, offs, seed, stream,
+                          sigma, inv, lo, hi, pw, cw, acc, any_read):
     """Every read of the vectors Xv (V, groups * in_g) (integer values, float32 or uint8): the
     driven rows of plane p of row tile t of group g -- the inputs themselves (spikes) or
     their bit p (``bit_serial``) at rows g*in_g + t*R ... -- their products (as
@@ -406,8 +486,12 @@ def plane_reads_codes_sum(Xv, bit_serial, P, groups, in_g, Tr, R, mats, square, 
     :func:`grid_keys`) and their sum, times pw[p] * cw[k], into acc[v * groups + g]. The
     planes, the tile view and the list of reads are never built. any_read (P, V, groups,
     Tr) is set where a read drives some row; returns the number of driven rows. Only for
-    ADCs whose range holds code 0 (an undriven read adds nothing)."""
+    ADCs whose range holds code 0 (an undriven read adds nothing). ``bmats`` (uint8, the
+    shape of mats[:1], or empty): the same matrices as bytes, for noise-free reads of 0/1
+    inputs whose column sums stay below 256 (:func:`_byte_sums`)."""
     KO = mats.shape[3]
+    use_bytes = bmats.shape[0] > 0 and not noisy
+    sums = np.zeros(KO, np.uint8)
     og = KO // cw.shape[0]
     M = mats.shape[0]
     cur = np.empty(KO, np.float32)
@@ -457,7 +541,10 @@ def plane_reads_codes_sum(Xv, bit_serial, P, groups, in_g, Tr, R, mats, square, 
                         continue
                     any_read[p, v, g, t] = 1
                     active += nd
-                    _products(mats[0, ta], mats[M - 1, ta], square, idx[p], xs[p], nd, unit, cur, var, noisy)
+                    if use_bytes and unit:
+                        _byte_sums(bmats[0, ta], idx[p], nd, sums, cur)
+                    else:
+                        _products(mats[0, ta], mats[M - 1, ta], square, idx[p], xs[p], nd, unit, cur, var, noisy)
                     if noisy:
                         s = np.int64(_hash32(vk[v] ^ offs[ta, p] ^ seed)) & _MASK
                         _add_noisy_codes(acc[v * groups + g], cur, var, s, stream, sigma, inv, lo, hi, pw[p], cw, og)

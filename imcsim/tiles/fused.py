@@ -224,10 +224,33 @@ def products_readout_sum(X: torch.Tensor, t: torch.Tensor, mats: torch.Tensor, k
 
 
 
+_NO_BYTES = np.zeros((0, 0, 0, 0), np.uint8)
+
+
+def byte_matrices(mats: torch.Tensor) -> torch.Tensor | None:
+    """The conductances mats[:1] (1, tiles, rows, KO) as uint8, where they are all small
+    non-negative integers -- an ideal array's levels in units of one level step -- and no
+    column of a tile can sum past 255 over its rows (rows x largest level <= 255): then a
+    read of 0/1 inputs sums bytes, exactly (the same numbers as the float32 sums of these
+    integers in any order), with a quarter of the memory traffic and vector additions.
+    None otherwise (variation, wires, a finite on/off ratio, or a large sum)."""
+    g = mats[0]
+    if mats.device.type != "cpu" or not g.numel():
+        return None
+    head = g.reshape(-1)[:4096]  # a programmed (non-integer) chip shows itself in its first cells
+    if not bool((head == head.round()).all()):
+        return None
+    top = float(g.max())
+    if float(g.min()) < 0 or top * g.shape[-2] > 255 or not bool((g == g.round()).all()):
+        return None
+    return g.to(torch.uint8).unsqueeze(0)
+
+
 def plane_reads_readout_sum(x_int: torch.Tensor, bit_serial: bool, planes: int, groups: int,
                             mats: torch.Tensor, square: bool, keys: torch.Tensor | None, offsets: torch.Tensor,
                             seed: int, sigma: float, adc_scale: tuple[float, float, float], plane_w: list[float],
-                            col_w: list[float], acc: torch.Tensor) -> tuple[torch.Tensor, int] | None:
+                            col_w: list[float], acc: torch.Tensor,
+                            byte_mats: torch.Tensor | None = None) -> tuple[torch.Tensor, int] | None:
     """All reads of integer inputs ``x_int`` (V, groups * in_group; float32 or uint8) in one
     compiled loop: each read's driven rows taken from the inputs themselves (spikes)
     or their bit p (``bit_serial``, ``planes`` bits), then :func:`products_readout_sum` of it, codes
@@ -238,7 +261,9 @@ def plane_reads_readout_sum(x_int: torch.Tensor, bit_serial: bool, planes: int, 
     one of a group may be short); ``offsets`` (groups * Tr, planes) int64
     (:func:`imcsim.tiles.readout.read_offsets`). Returns (any_read (planes, V, groups, Tr)
     bool, driven rows) for the event tally, or None where the loop cannot run (as
-    :func:`row_products`, or an ADC range without code 0): then the caller builds the reads."""
+    :func:`row_products`, or an ADC range without code 0): then the caller builds the reads.
+    ``byte_mats``: mats[:1] as uint8 (:func:`byte_matrices`) or None; noise-free reads of
+    0/1 inputs then add bytes -- the same sums, exact integers."""
     k = _product_kernels(x_int, mats, x_dtypes=(torch.float32, torch.uint8))
     inv, lo, hi = adc_scale
     if k is None or acc.dtype != torch.float32 or not lo <= 0.0 <= hi:
@@ -254,7 +279,8 @@ def plane_reads_readout_sum(x_int: torch.Tensor, bit_serial: bool, planes: int, 
     vk = keys.to(torch.int64).contiguous().numpy() if noisy else np.zeros(1, np.int64)
     active = k["plane_reads_codes_sum"](
         x_int.contiguous().numpy(), bit_serial, planes, groups, x_int.shape[1] // groups, Tr, mats.shape[2],
-        mats.contiguous().numpy(), square, noisy, vk, offsets.to(torch.int64).contiguous().numpy(),
+        mats.contiguous().numpy(), _NO_BYTES if byte_mats is None else byte_mats.contiguous().numpy(), square, noisy,
+        vk, offsets.to(torch.int64).contiguous().numpy(),
         np.int64(seed & 0xFFFFFFFF), normal_stream(x_int.device).numpy(), np.float32(sigma), np.float32(inv),
         np.float32(lo), np.float32(hi), np.asarray(plane_w, dtype=np.float32), np.asarray(col_w, dtype=np.float32),
         acc.numpy(), any_read.view(torch.uint8).numpy())
