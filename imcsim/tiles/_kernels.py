@@ -157,8 +157,9 @@ def _driven(x_row, idx, xs):
 _BLOCK = 16  # driven rows summed per pass over a read's columns (sums stored and reloaded between passes)
 
 
-def _row_pass(nv: int, lanes: int, scaled: bool, sq: bool):
-    """An intrinsic ``f(g, idx, xs, q0, q1, cur, var, c0, first)`` that adds driven rows
+def _row_pass(nv: int, lanes: int):
+    """An intrinsic ``f(g, idx, xs, q0, q1, cur, var, c0, first, scaled, sq)`` (``scaled``
+    and ``sq`` constant booleans: each pair compiles its own loop) that adds driven rows
     q0 .. q1 - 1 of one read to the nv * lanes columns c0 .. of its sums: for q in order,
     cur[c] += xs[q] * g[idx[q], c] (``scaled``; else + g[idx[q], c]) and, with ``sq``,
     var[c] += xs[q]**2 * g[idx[q], c]**2 -- each product and sum rounded to float32, no
@@ -170,106 +171,78 @@ def _row_pass(nv: int, lanes: int, scaled: bool, sq: bool):
     float32 array."""
     from llvmlite import ir
 
-    def codegen(context, builder, sig, args):
-        g, ix, xa = (context.make_array(sig.args[i])(context, builder, args[i]) for i in range(3))
-        cur, var = (context.make_array(sig.args[i])(context, builder, args[i]) for i in (5, 6))
-        q0, q1, c0 = (context.cast(builder, args[i], sig.args[i], types.int64) for i in (3, 4, 7))
-        first = context.cast(builder, args[8], sig.args[8], types.boolean)
-        i64, i32 = ir.IntType(64), ir.IntType(32)
-        vt = ir.VectorType(ir.FloatType(), lanes)
-        cbytes = builder.mul(c0, ir.Constant(i64, 4))
-        bases = [builder.add(builder.ptrtoint(a.data, i64), cbytes) for a in (cur, var)[: 2 if sq else 1]]
+    def make_codegen(scaled: bool, sq: bool):
+        def codegen(context, builder, sig, args):
+            g, ix, xa = (context.make_array(sig.args[i])(context, builder, args[i]) for i in range(3))
+            cur, var = (context.make_array(sig.args[i])(context, builder, args[i]) for i in (5, 6))
+            q0, q1, c0 = (context.cast(builder, args[i], sig.args[i], types.int64) for i in (3, 4, 7))
+            first = context.cast(builder, args[8], sig.args[8], types.boolean)
+            i64, i32 = ir.IntType(64), ir.IntType(32)
+            vt = ir.VectorType(ir.FloatType(), lanes)
+            cbytes = builder.mul(c0, ir.Constant(i64, 4))
+            bases = [builder.add(builder.ptrtoint(a.data, i64), cbytes) for a in (cur, var)[: 2 if sq else 1]]
 
-        def vptr(base, k):  # the k-th vector from byte address base
-            return builder.inttoptr(builder.add(base, ir.Constant(i64, 4 * lanes * k)), vt.as_pointer())
+            def vptr(base, k):  # the k-th vector from byte address base
+                return builder.inttoptr(builder.add(base, ir.Constant(i64, 4 * lanes * k)), vt.as_pointer())
 
-        def splat(x):
-            v = builder.insert_element(ir.Constant(vt, ir.Undefined), x, ir.Constant(i32, 0))
-            return builder.shuffle_vector(v, ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+            def splat(x):
+                v = builder.insert_element(ir.Constant(vt, ir.Undefined), x, ir.Constant(i32, 0))
+                lane0 = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+                return builder.shuffle_vector(v, ir.Constant(vt, ir.Undefined), lane0)
 
-        zero = ir.Constant(vt, [0.0] * lanes)
-        start = [builder.select(first, zero, builder.load(vptr(b, k), align=4)) for b in bases for k in range(nv)]
-        pre = builder.block
-        head, body, done = (builder.append_basic_block(f"rows.{n}") for n in ("head", "body", "done"))
-        builder.branch(head)
-        builder.position_at_end(head)
-        q = builder.phi(i64)
-        q.add_incoming(q0, pre)
-        acc = [builder.phi(vt) for _ in start]
-        for a, v in zip(acc, start):
-            a.add_incoming(v, pre)
-        builder.cbranch(builder.icmp_signed("<", q, q1), body, done)
-        builder.position_at_end(body)
-        r = builder.load(builder.gep(ix.data, [q]))
-        row = builder.add(builder.add(builder.ptrtoint(g.data, i64), builder.mul(r, builder.extract_value(g.strides, 0))),
-                          cbytes)
-        if scaled:
-            xq = builder.load(builder.gep(xa.data, [q]))
-            x, s = splat(xq), splat(builder.fmul(xq, xq))
-        vals = [None] * len(acc)
-        for k in range(nv):
-            e = builder.load(vptr(row, k), align=4)
-            vals[k] = builder.fadd(acc[k], builder.fmul(x, e) if scaled else e)
-            if sq:
-                e2 = builder.fmul(e, e)
-                vals[nv + k] = builder.fadd(acc[nv + k], builder.fmul(s, e2) if scaled else e2)
-        q.add_incoming(builder.add(q, ir.Constant(i64, 1)), builder.block)
-        for a, v in zip(acc, vals):
-            a.add_incoming(v, builder.block)
-        builder.branch(head)
-        builder.position_at_end(done)
-        for j, b in enumerate(bases):
+            zero = ir.Constant(vt, [0.0] * lanes)
+            start = [builder.select(first, zero, builder.load(vptr(b, k), align=4)) for b in bases for k in range(nv)]
+            pre = builder.block
+            head, body, done = (builder.append_basic_block(f"rows.{n}") for n in ("head", "body", "done"))
+            builder.branch(head)
+            builder.position_at_end(head)
+            q = builder.phi(i64)
+            q.add_incoming(q0, pre)
+            acc = [builder.phi(vt) for _ in start]
+            for a, v in zip(acc, start):
+                a.add_incoming(v, pre)
+            builder.cbranch(builder.icmp_signed("<", q, q1), body, done)
+            builder.position_at_end(body)
+            r = builder.load(builder.gep(ix.data, [q]))
+            stride = builder.extract_value(g.strides, 0)
+            row = builder.add(builder.add(builder.ptrtoint(g.data, i64), builder.mul(r, stride)), cbytes)
+            if scaled:
+                xq = builder.load(builder.gep(xa.data, [q]))
+                x, s = splat(xq), splat(builder.fmul(xq, xq))
+            vals = [None] * len(acc)
             for k in range(nv):
-                builder.store(acc[j * nv + k], vptr(b, k), align=4)
-        return context.get_dummy_value()
+                e = builder.load(vptr(row, k), align=4)
+                vals[k] = builder.fadd(acc[k], builder.fmul(x, e) if scaled else e)
+                if sq:
+                    e2 = builder.fmul(e, e)
+                    vals[nv + k] = builder.fadd(acc[nv + k], builder.fmul(s, e2) if scaled else e2)
+            q.add_incoming(builder.add(q, ir.Constant(i64, 1)), builder.block)
+            for a, v in zip(acc, vals):
+                a.add_incoming(v, builder.block)
+            builder.branch(head)
+            builder.position_at_end(done)
+            for j, b in enumerate(bases):
+                for k in range(nv):
+                    builder.store(acc[j * nv + k], vptr(b, k), align=4)
+            return context.get_dummy_value()
+        return codegen
 
-    def typer(typingctx, g, idx, xs, q0, q1, cur, var, c0, first):
+    def typer(typingctx, g, idx, xs, q0, q1, cur, var, c0, first, scaled, sq):
         f32c = types.Array(types.float32, 1, "C")
         if not (g == types.Array(types.float32, 2, "C") and idx == types.Array(types.int64, 1, "C")
                 and xs == f32c and cur == f32c and var == f32c and isinstance(first, types.Boolean)
-                and all(isinstance(i, types.Integer) for i in (q0, q1, c0))):
-            raise TypeError(f"row sums need float32 C-order g, xs, cur, var and int64 idx; got {g}, {idx}, {xs}, {cur}, {var}")
-        return types.void(g, idx, xs, q0, q1, cur, var, c0, first), codegen
+                and all(isinstance(i, types.Integer) for i in (q0, q1, c0))
+                and all(isinstance(f, types.BooleanLiteral) for f in (scaled, sq))):
+            raise TypeError(f"row sums need float32 C-order g, xs, cur, var, int64 idx and constant flags; got {g}, "
+                            f"{idx}, {xs}, {cur}, {var}, {scaled}, {sq}")
+        sig = types.void(g, idx, xs, q0, q1, cur, var, c0, first, scaled, sq)
+        return sig, make_codegen(scaled.literal_value, sq.literal_value)
 
-    typer.__name__ = f"_rows{nv}x{lanes}{'_x' if scaled else ''}{'_sq' if sq else ''}"
-    return intrinsic(typer)
-
-
-_FLAGS = ((False, False), (True, False), (False, True), (True, True))  # (scaled, sq)
-_r64, _r64_x, _r64_sq, _r64_x_sq = (_row_pass(4, 16, a, b) for a, b in _FLAGS)
-_r16, _r16_x, _r16_sq, _r16_x_sq = (_row_pass(1, 16, a, b) for a, b in _FLAGS)
-_r8, _r8_x, _r8_sq, _r8_x_sq = (_row_pass(1, 8, a, b) for a, b in _FLAGS)
+    typer.__name__ = f"_rows{nv}x{lanes}"
+    return intrinsic(prefer_literal=True)(typer)
 
 
-@njit(nogil=True, cache=True, inline="always")
-def _pass(w, g, idx, xs, q0, q1, cur, var, c, first, scaled, sq):
-    """The :func:`_row_pass` of w = 64, 16 or 8 columns with these flags."""
-    if w == 64:
-        if scaled and sq:
-            _r64_x_sq(g, idx, xs, q0, q1, cur, var, c, first)
-        elif scaled:
-            _r64_x(g, idx, xs, q0, q1, cur, var, c, first)
-        elif sq:
-            _r64_sq(g, idx, xs, q0, q1, cur, var, c, first)
-        else:
-            _r64(g, idx, xs, q0, q1, cur, var, c, first)
-    elif w == 16:
-        if scaled and sq:
-            _r16_x_sq(g, idx, xs, q0, q1, cur, var, c, first)
-        elif scaled:
-            _r16_x(g, idx, xs, q0, q1, cur, var, c, first)
-        elif sq:
-            _r16_sq(g, idx, xs, q0, q1, cur, var, c, first)
-        else:
-            _r16(g, idx, xs, q0, q1, cur, var, c, first)
-    elif scaled and sq:
-        _r8_x_sq(g, idx, xs, q0, q1, cur, var, c, first)
-    elif scaled:
-        _r8_x(g, idx, xs, q0, q1, cur, var, c, first)
-    elif sq:
-        _r8_sq(g, idx, xs, q0, q1, cur, var, c, first)
-    else:
-        _r8(g, idx, xs, q0, q1, cur, var, c, first)
+_r64, _r16, _r8 = _row_pass(4, 16), _row_pass(1, 16), _row_pass(1, 8)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -282,7 +255,8 @@ def _row_sums(g, idx, xs, nd, cur, var, scaled, sq):
     each loaded once for both sums). Up to _BLOCK rows per pass over the columns (the rows
     of a pass are streams the CPU prefetches), 64, 16 or 8 columns at a time in vector
     registers (:func:`_row_pass`), the last few columns one by one. Without ``sq``, var may
-    be any float32 array; unscaled, xs too."""
+    be any float32 array; unscaled, xs too. ``scaled`` and ``sq`` are constants at every
+    call (inlined, each pair compiles its own loop without branches)."""
     n = cur.shape[0]
     q0 = 0
     while True:
@@ -290,13 +264,13 @@ def _row_sums(g, idx, xs, nd, cur, var, scaled, sq):
         first = q0 == 0
         c = 0
         while c + 64 <= n:
-            _pass(64, g, idx, xs, q0, q1, cur, var, c, first, scaled, sq)
+            _r64(g, idx, xs, q0, q1, cur, var, c, first, scaled, sq)
             c += 64
         while c + 16 <= n:
-            _pass(16, g, idx, xs, q0, q1, cur, var, c, first, scaled, sq)
+            _r16(g, idx, xs, q0, q1, cur, var, c, first, scaled, sq)
             c += 16
         if c + 8 <= n:
-            _pass(8, g, idx, xs, q0, q1, cur, var, c, first, scaled, sq)
+            _r8(g, idx, xs, q0, q1, cur, var, c, first, scaled, sq)
             c += 8
         if c < n:
             if first:
@@ -347,7 +321,8 @@ def _byte_pass(nv: int):
         builder.cbranch(builder.icmp_signed("<", q, nd), body, done)
         builder.position_at_end(body)
         r = builder.load(builder.gep(ix.data, [q]))
-        row = builder.add(builder.add(builder.ptrtoint(g.data, i64), builder.mul(r, builder.extract_value(g.strides, 0))), c0)
+        stride = builder.extract_value(g.strides, 0)
+        row = builder.add(builder.add(builder.ptrtoint(g.data, i64), builder.mul(r, stride)), c0)
         vals = [builder.add(acc[k], builder.load(vptr(row, k), align=1)) for k in range(nv)]
         q.add_incoming(builder.add(q, ir.Constant(i64, 1)), builder.block)
         for a, v in zip(acc, vals):
