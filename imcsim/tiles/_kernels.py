@@ -502,12 +502,7 @@ def plane_reads_codes_sum(Xv, bit_serial, P, groups, in_g, Tr, R, mats, bmats, s
                             nd += (nzx[j] >> p) & 1
                         nds[p] = nd
                 else:
-                    for r in range(n):
-                        x = xv[base + r]
-                        idx[0, nds[0]] = r
-                        xs[0, nds[0]] = x
-                        unit &= (x == 0) | (x == 1)
-                        nds[0] += x != 0
+                    nds[0], unit = _driven(xv[base:base + n], idx[0], xs[0])
                 ta = g * Tr + t
                 for p in range(P):
                     nd = nds[p]
