@@ -59,12 +59,13 @@ def hash32(x: torch.Tensor) -> torch.Tensor:
     """Bijective 32-bit mix of the low 32 bits of an integer tensor; int64 in [0, 2**32).
 
     Works in int64 with masks, so no operation overflows (well defined on every device)."""
-    x = x.to(torch.int64) & _MASK
-    x = x ^ (x >> 16)
-    x = (x * _M1) & _MASK  # < 2**63: no overflow
-    x = x ^ (x >> 15)
-    x = (x * _M2) & _MASK
-    return x ^ (x >> 16)
+    x = x.to(torch.int64) & _MASK  # a new tensor: the steps below update it in place
+    x ^= x >> 16
+    x.mul_(_M1).bitwise_and_(_MASK)  # < 2**63: no overflow
+    x ^= x >> 15
+    x.mul_(_M2).bitwise_and_(_MASK)
+    x ^= x >> 16
+    return x
 
 
 def fold_key(*parts) -> torch.Tensor:
@@ -151,8 +152,9 @@ def normal_stream(device=None, dtype=torch.float32) -> torch.Tensor:
         n = 1 << STREAM_BITS
         # hash32 is a bijection: sorting the hashes of 0..n-1 gives a fixed permutation,
         # the same on every machine and torch version
-        order = torch.argsort(hash32(torch.arange(n, dtype=torch.int64) ^ 0x2545F491))
-        values = normal_table(None, torch.float64)[order % 65536]
+        order = torch.argsort(hash32(torch.arange(n, dtype=torch.int64).bitwise_xor_(0x2545F491)))
+        values = normal_table(None, torch.float64)[order.remainder_(65536)]
+        del order
         _STREAMS[key] = torch.cat([values, values[:_WINDOW]]).to(dtype).to(device)
     return _STREAMS[key]
 
