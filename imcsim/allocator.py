@@ -55,6 +55,22 @@ def trim_malloc() -> bool:
     return True
 
 
+RELEASE_MIN_BYTES = 16 << 20  # bytes: the least a caller's temporaries make worth a trim (see release_freed)
+
+
+def release_freed(nbytes: int) -> bool:
+    """Hand freed heap pages back (:func:`trim_malloc`) after work whose temporaries came to
+    ``nbytes`` bytes, where that is at least :data:`RELEASE_MIN_BYTES` and this process
+    does not have the settings of :func:`tune_malloc` (whose point is keeping them); True
+    when it trimmed. Once glibc's adaptive mmap threshold has risen, temporaries of a few
+    MiB come from the heap, a smaller one is carved from the hole a larger one left, and a
+    live block above them keeps the freed pages resident: at VGG9 size tens of MB on top of
+    what a forward pass or a programming holds (docs/architecture.md, "Process settings").
+    A trim walks the whole heap (about 1 ms) and the pages it hands back are faulted in
+    again by the next allocations, so below that size it costs more than it saves."""
+    return False if _done or nbytes < RELEASE_MIN_BYTES else trim_malloc()
+
+
 def _libc_function(name: str):
     """glibc's function ``name`` via ctypes, or None (not Linux, musl and other C libraries)."""
     if not sys.platform.startswith("linux"):

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from crossbar_models import ADC, InputDriver, RangeObserver
 
+from .allocator import release_freed
 from .context import current_context, vector_keys
 from .correction import CorrectionFit, apply_correction
 from .errors import CalibrationError
@@ -52,6 +53,7 @@ INPUT_KINDS = ("spike", "quantized", "analog")
 PATHS = ("auto", "reads", "linear")
 _CHUNK_ELEMENTS = 1 << 22  # elements of one read-chunk's column-current buffer (16 MB; 4 MB starved small products,
 #   64 MB left the cache: scripts/bench_scale.py on VGG9)
+_CHECK_ELEMENTS = 1 << 20  # elements per piece of the spike-input check (4 MB of float32)
 _CONV_CHUNK_ELEMENTS = 1 << 20  # patch-row elements per chunk of images (4 MB: read again while still cached;
 #   64 MB chunks were 1.3x slower on VGG9 rram-ideal)
 
@@ -171,6 +173,7 @@ class TiledMatrix(nn.Module):
             arrays, self._nominal = self._draw(w_int, hw, want_attenuation=getattr(self, "chip_training", False),
                                                keep_mats=False)
             self._install(arrays, w_int, scale)
+        release_freed(8 * math.prod(arrays.mats_shape))  # this layer's float64 cells and draws, freed
 
     def _hw_at(self, time: float | None) -> HardwareConfig:
         """The hardware read ``time`` seconds after programming (None: ``hw.device.time``)."""
@@ -331,7 +334,8 @@ class TiledMatrix(nn.Module):
         """Raise a ValueError naming the first value that cannot drive this layer's rows:
         anything but 0 / 1 for spike inputs; non-finite or negative values otherwise."""
         if self.input_spec.kind == "spike":  # one pass when all is well: x * x == x only for 0 and 1
-            if not torch.equal(x * x, x):
+            flat = x.reshape(-1)  # (in pieces: a copy of a VGG9 layer's spikes at batch 256 is 256 MB)
+            if not all(torch.equal(c * c, c) for c in flat.split(_CHECK_ELEMENTS)):
                 self._check_values(x)
                 bad = x[(x != 0) & (x != 1)].reshape(-1)[0].item()
                 raise ValueError(f"crossbar layer {self.name!r} expects binary spikes (0 or 1) from the neuron "
@@ -597,9 +601,12 @@ class TiledMatrix(nn.Module):
         # The compiled plane loop keeps nothing per read, so it takes every vector at once (each
         # tile's conductances then stay in cache for all of them); the other paths go in chunks.
         if not self._plane_reads(x_int, kv, drv, adc, mats, yv, tally, offsets, clip):
+            # one buffer for every chunk's column currents: a fresh 16 MB block per chunk, with the
+            # chunk's smaller temporaries carved from the last one's hole, grew the heap chunk by chunk
+            work = torch.empty(chunk * per_vector, dtype=torch.float32, device=dev) if V > chunk else None
             for s in range(0, V, chunk):
                 self._reads(x_int[s: s + chunk], None if kv is None else kv[:, s: s + chunk], drv, adc, mats,
-                            yv[:, s: s + chunk], tally, offsets, None if clip is None else clip[:, s: s + chunk])
+                            yv[:, s: s + chunk], tally, offsets, None if clip is None else clip[:, s: s + chunk], work)
         if adc is not None:  # the digital shift-add and accumulation summed integer codes: now their value
             y.mul_(code_unit(adc, y.dtype))
         if clip is not None:  # clipped share of each output's conversions, weighted by their digital weight
@@ -611,11 +618,12 @@ class TiledMatrix(nn.Module):
             yv -= off.repeat_interleave(self.out_group, dim=1).to(dtype)
         return y
 
-    def _reads(self, x_int, keys, drv, adc, mats, dest, tally, offsets, clip=None) -> None:
+    def _reads(self, x_int, keys, drv, adc, mats, dest, tally, offsets, clip=None, work=None) -> None:
         """One chunk of vectors: (Vc, in) integer inputs read in r steps -> ``dest``
         (r, Vc, out) in units; keys (r, Vc) or None; ``mats``: the layer's read matrices.
         ``clip`` (r, Vc, out) or None: adds the digital weight (|slice| x |plane|) of each
-        output's conversions that clipped."""
+        output's conversions that clipped. ``work``: float32 buffer for the column currents
+        (:func:`imcsim.tiles.fused.row_products`), or None."""
         if self._plane_reads(x_int, keys, drv, adc, mats, dest, tally, offsets, clip):
             return
         x_int = x_int if x_int.is_floating_point() else x_int.to(torch.float32)
@@ -648,7 +656,7 @@ class TiledMatrix(nn.Module):
             clip.zero_()
             cacc, cw_abs, pw_abs = clip.view(r, Vc, G_, og), [abs(w) for w in cw], plane_w.abs()
         if self.analog_sum:  # the row tiles' currents add on the column lines: convert the sums
-            Y = self._matmul(Xt, mats, drv).view(-1, G_, Tr, P * Vc, KO).sum(2)  # (1|2, G, P*Vc, KO)
+            Y = self._matmul(Xt, mats, drv, work).view(-1, G_, Tr, P * Vc, KO).sum(2)  # (1|2, G, P*Vc, KO)
             gany = rowany.view(G_, Tr, P * Vc).any(1)
             tiles = torch.arange(G_, device=X.device) * Tr  # the noise of a summed read: keyed by its first tile
             mask = gany if self.hw.skip_zero_reads else None
@@ -682,7 +690,7 @@ class TiledMatrix(nn.Module):
                 if self._products_codes(Xa, t_a, mats, rk, adc, dest_rows, row_w, cw, acc[0].view(Vc * G_, og)):
                     return
             with stage("matmul", Xa):  # each tile's products written in place (mats[m, t] and Y0[m, rows] are contiguous)
-                Y0 = None if drv.mode == "dac" else fused.row_products(Xa, t_a, mats, self._square)
+                Y0 = None if drv.mode == "dac" else fused.row_products(Xa, t_a, mats, self._square, work)
                 if Y0 is None:
                     ms = self._torch_mats(mats)
                     Y0 = Xa.new_empty(len(ms), n_active, KO)
@@ -719,7 +727,7 @@ class TiledMatrix(nn.Module):
                                         None if rk is None else rk.reshape(-1), adc, dst, row_w, cw,
                                         acc[0].view(Vc * G_, og)):
                     return
-            Y0 = self._matmul(Xt, mats, drv)  # (1|2, GT, P*Vc, KO)
+            Y0 = self._matmul(Xt, mats, drv, work)  # (1|2, GT, P*Vc, KO)
             mask = rowany if self.hw.skip_zero_reads else None
             summed = self._can_sum_codes(Y0, keys, adc, clip, dest, pw, cw, Tr)
             if summed:  # rows (row tile, plane, vector)
@@ -765,16 +773,17 @@ class TiledMatrix(nn.Module):
         with stage("shift_add"):
             return shift_add(Y, K, og, cw, dtype)
 
-    def _matmul(self, X, mats, drv):
+    def _matmul(self, X, mats, drv, work=None):
         """Column currents (and, with read noise, their variances) of reads X (T, n, rows) of
         T row tiles: (1|2, T, n, KO) = X @ mats, one batched product per matrix written
         straight into its slot (a broadcast X @ mats would first copy X twice); 0/1 planes
-        reuse X for the squares (x**2 == x), DAC levels multiply x**2 with them."""
+        reuse X for the squares (x**2 == x), DAC levels multiply x**2 with them. ``work``: as
+        :func:`imcsim.tiles.fused.row_products`."""
         with stage("matmul", X):
             if drv.mode != "dac":  # 0/1 inputs: only the driven rows added, in one compiled loop where numba runs
                 T, n = X.shape[0], X.shape[1]
                 t = torch.arange(T).repeat_interleave(n) if X.device.type == "cpu" else None
-                out = None if t is None else fused.row_products(X.reshape(T * n, -1), t, mats, self._square)
+                out = None if t is None else fused.row_products(X.reshape(T * n, -1), t, mats, self._square, work)
                 if out is not None:
                     return out.view(out.shape[0], T, n, mats.shape[-1])
             ms = self._torch_mats(mats)
@@ -969,6 +978,7 @@ class CrossbarLinear(nn.Module):
         y = self.tiles(flat[: flat.shape[0] // r], keys, repeat=r)
         if self.bias is not None:
             y = y + self.bias
+        release_freed(y.numel() * y.element_size())  # the reads' temporaries scale with their outputs
         return y.reshape(*lead, self.out_features)
 
 
@@ -1051,6 +1061,7 @@ class CrossbarConv(nn.Module):
         if not self.tiles._digital:  # the values once here, not in every patch that holds them
             self.tiles.check_input(xf[:N1])
         encoded = not self.tiles._digital
+        written = 0  # bytes of outputs read since the heap was last trimmed
         for a in range(0, N1, chunk):
             xc = xf[a: min(a + chunk, N1)]
             n = xc.shape[0]
@@ -1067,6 +1078,10 @@ class CrossbarConv(nn.Module):
                     rows = patch_rows(xc, k, s, p, d)  # (n * L, K)
                 out = self.tiles(rows, kc, repeat=r, checked=True)
             yr[:, a: a + n] = out.view(r, n, L, -1).transpose(2, 3)
+            written += out.numel() * out.element_size()
+            del out
+            if release_freed(written):  # the chunks' temporaries, every few MB of outputs (not only at the end)
+                written = 0
             if self.tiles.last_gate is not None:
                 if self._gate is None:
                     self._gate = torch.ones(N, L, self.out_channels, dtype=y.dtype, device=y.device)

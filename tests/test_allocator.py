@@ -94,3 +94,40 @@ def test_convert_and_reprogram_hand_their_freed_memory_back(monkeypatch):
     assert log == ["calibrate", "trim"]
     imcsim.reprogram(chip, 5, calibration=x)
     assert log == ["calibrate", "trim"] * 2
+
+
+def test_release_freed_trims_after_large_work_unless_the_settings_keep_freed_memory(monkeypatch):
+    from imcsim import allocator
+
+    log = []
+    monkeypatch.setattr(allocator, "trim_malloc", lambda: log.append("trim") or True)
+    monkeypatch.setattr(allocator, "_done", False)  # glibc's own settings (a library user's process)
+    big = allocator.RELEASE_MIN_BYTES
+    assert allocator.release_freed(big - 1) is False and log == []  # a trim would cost more than it saves
+    assert allocator.release_freed(big) is True and log == ["trim"]
+    monkeypatch.setattr(allocator, "_done", True)  # tune_malloc applied: freed blocks are kept for reuse
+    assert allocator.release_freed(10 * big) is False and log == ["trim"]
+
+
+def test_crossbar_layers_release_their_temporaries(monkeypatch):
+    """Each layer's programming and each crossbar layer's read of a batch end by offering
+    the freed heap back (imcsim.allocator.release_freed), with the bytes their temporaries
+    scale with: the layer's float64 cells, the read's outputs."""
+    import torch
+    import torch.nn as nn
+
+    from imcsim import HardwareConfig, crossbar
+    from imcsim.crossbar import CrossbarConv, CrossbarLinear, InputSpec
+
+    log = []
+    monkeypatch.setattr(crossbar, "release_freed", lambda n: log.append(n) or False)
+    torch.manual_seed(0)
+    hw = HardwareConfig.preset("rram").replace(rows=8, cols=8)
+    lin = CrossbarLinear(nn.Linear(12, 6), hw, InputSpec("spike"), name="fc")
+    conv = CrossbarConv(nn.Conv2d(2, 3, 3, padding=1), hw, InputSpec("spike"), name="conv")
+    cells = [8 * lin.tiles.mats.numel(), 8 * conv.tiles.mats.numel()]
+    assert log == cells  # one per programmed layer
+    for layer, x in ((lin, torch.randint(0, 2, (4, 12)).float()), (conv, torch.randint(0, 2, (2, 2, 5, 5)).float())):
+        layer.tiles.adc_full_scale = 8.0
+        layer(x)
+    assert log == cells + [4 * 6 * 4, 2 * 3 * 25 * 4]  # and one per forward: its float32 outputs

@@ -311,6 +311,20 @@ def test_events_are_counted_by_hand():
 # ------------------------------------------------------------------------ bad input
 
 
+def test_spike_check_finds_a_bad_value_past_its_first_piece():
+    """The spike-input check runs in pieces (no copy of a whole layer's spikes): a value
+    that is not 0 / 1 in the last piece is still found and named."""
+    from imcsim.crossbar import _CHECK_ELEMENTS
+
+    spike = CrossbarLinear(nn.Linear(8, 4), HardwareConfig.ideal(), InputSpec("spike"), name="fc")
+    x = torch.ones(2 * _CHECK_ELEMENTS // 8 + 3, 8)
+    assert x.numel() > 2 * _CHECK_ELEMENTS
+    spike(x)  # all 0 / 1: accepted
+    x[-1, -1] = 0.25
+    with pytest.raises(ValueError, match=r"'fc' expects binary spikes \(0 or 1\).*got 0.25"):
+        spike(x)
+
+
 def test_bad_inputs_give_clear_errors():
     lin = nn.Linear(8, 4)
     spike = CrossbarLinear(lin, HardwareConfig.ideal(), InputSpec("spike"), name="fc")

@@ -171,3 +171,32 @@ def test_the_two_draw_modes_differ_only_in_the_draws():
     ya, yb = a.integer_product(x, keys), b.integer_product(x, keys)
     assert not torch.equal(ya, yb)
     assert ya.mean(0).sub(yb.mean(0)).abs().max().item() < 5 * (2 * ya.var(0).max().item() / 2000) ** 0.5
+
+
+def test_chunked_reads_share_one_buffer_and_keep_every_bit(monkeypatch):
+    """Bit-serial inputs read in repeated steps (a direct-encoded first layer) with read
+    noise and an ADC, in many chunks whose column currents share one buffer: the same bits
+    as one chunk, and the buffer is what the products are written into."""
+    import imcsim.crossbar as cb
+    from imcsim.tiles import fused
+
+    torch.manual_seed(4)
+    hw = imcsim.HardwareConfig.preset("rram").replace(rows=16, cols=16)
+    layer = TiledMatrix(torch.randn(24, 40), hw, InputSpec("quantized", 4, 0.25), seed=2, name="probe")
+    layer.adc_full_scale = 6.0
+    x = torch.randint(0, 16, (300, 40)).float()
+    keys = torch.arange(3 * 300, dtype=torch.int64) * 31
+    whole = layer.forward_int(x, 1.0, keys, repeat=3)
+    seen = []
+    products = fused.row_products
+
+    def spy(X, t, mats, square=False, work=None):
+        out = products(X, t, mats, square, work)
+        seen.append(out is not None and work is not None and out.data_ptr() == work.data_ptr())
+        return out
+
+    monkeypatch.setattr(fused, "row_products", spy)
+    monkeypatch.setattr(cb, "_CHUNK_ELEMENTS", 2048)
+    chunked = layer.forward_int(x, 1.0, keys, repeat=3)
+    assert len(seen) > 3 and all(seen)  # every chunk's products went into the shared buffer
+    assert torch.equal(chunked, whole)

@@ -178,18 +178,24 @@ def _product_kernels(X: torch.Tensor, mats: torch.Tensor, x_dtypes=(torch.float3
     return k
 
 
-def row_products(X: torch.Tensor, t: torch.Tensor, mats: torch.Tensor, square: bool = False) -> torch.Tensor | None:
+def row_products(X: torch.Tensor, t: torch.Tensor, mats: torch.Tensor, square: bool = False,
+                 work: torch.Tensor | None = None) -> torch.Tensor | None:
     """Column currents (and their read-noise variances) of the reads ``X`` (n, rows)
     float32, read n on tile t[n]: (M, n, KO) with ``mats`` (1|2, tiles, rows, KO) -- the
     conductances and, in mats[1], stored variances; ``square``: mats holds the conductances
     only and the variances are their float32 squares (M = 2). One compiled loop that adds,
     in row order, only the rows a read drives -- a spiking layer's reads drive ~10-20 % of
     them, which a dense product multiplies by zero. None where it cannot run (not float32
-    on the CPU, a gradient to keep, or no numba): then the caller multiplies with torch."""
+    on the CPU, a gradient to keep, or no numba): then the caller multiplies with torch.
+    ``work``: a float32 buffer the result is written into (a view of its start) where it is
+    large enough, so a caller reading in chunks reuses one block."""
     k = _product_kernels(X, mats)
     if k is None:
         return None
-    out = torch.empty(mats.shape[0] + int(square), X.shape[0], mats.shape[-1], dtype=torch.float32)
+    shape = (mats.shape[0] + int(square), X.shape[0], mats.shape[-1])
+    n = shape[0] * shape[1] * shape[2]
+    fits = work is not None and work.dtype == torch.float32 and work.is_contiguous() and work.numel() >= n
+    out = work[:n].view(shape) if fits else torch.empty(shape, dtype=torch.float32)
     if X.shape[0]:
         k["row_products"](X.contiguous().numpy(), t.to(torch.int64).contiguous().numpy(), mats.contiguous().numpy(),
                           square, out.numpy())

@@ -13,6 +13,7 @@ import torch
 
 from crossbar_models import effective_conductance, nominal_wire_base, perturbed_effective_conductance
 
+from ..allocator import release_freed
 from ..hardware import HardwareConfig
 from ..mapping import TileGrid, level_matrix_u8, slice_weights, tile
 
@@ -196,6 +197,7 @@ def read_matrices(blocks, hw: HardwareConfig, grid: TileGrid, groups: int, in_gr
     # Row tiles a few at a time (about 2**20 cells): the float64 intermediates stay small
     # beside M and mats, and every value is computed as it would be in one pass.
     step = row_tile_step(grid, groups)
+    freed = 0  # bytes of float64 blocks since the heap was last trimmed
     for t0 in range(0, Tr, step):
         blk = weight_order(blocks(t0, min(t0 + step, Tr))) / dev.delta_g  # normalised units (a new tensor)
         sq = None
@@ -212,6 +214,10 @@ def read_matrices(blocks, hw: HardwareConfig, grid: TileGrid, groups: int, in_gr
         del sq
         if linear:
             Wl[:, t0:t0 + n] = torch.einsum("gtrok,k->gtro", blk, cw_k)
+        freed += 8 * blk.numel()
+        del blk
+        if release_freed(freed):  # the blocks' float64 intermediates, a few at a time
+            freed = 0
     cw = cw_k
 
     g_off_units = dev.g_off / dev.delta_g
