@@ -623,9 +623,8 @@ class TiledMatrix(nn.Module):
         (r, Vc, out) in units; keys (r, Vc) or None; ``mats``: the layer's read matrices.
         ``clip`` (r, Vc, out) or None: adds the digital weight (|slice| x |plane|) of each
         output's conversions that clipped. ``work``: float32 buffer for the column currents
-        (:func:`imcsim.tiles.fused.row_products`), or None."""
-        if self._plane_reads(x_int, keys, drv, adc, mats, dest, tally, offsets, clip):
-            return
+        (:func:`imcsim.tiles.fused.row_products`), or None. (The compiled plane loop, where it
+        runs, has already taken the whole batch: :meth:`_reads_all`.)"""
         x_int = x_int if x_int.is_floating_point() else x_int.to(torch.float32)
         with stage("encode", x_int):
             X, pw = self._planes(x_int, drv)  # (P, Vc, in)
