@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -35,10 +36,9 @@ def tune_malloc() -> bool:
         return True
     if os.environ.get("IMCSIM_MALLOC", "").strip().lower() == "default" or not sys.platform.startswith("linux"):
         return False
-    mallopt = _libc_function("mallopt")
+    mallopt = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
     if mallopt is None:
         return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     _done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     return _done
 
@@ -47,10 +47,9 @@ def trim_malloc() -> bool:
     """Hand the heap's free pages back to the kernel now (glibc's malloc_trim); True when
     glibc did it, False where there is no glibc. Used by ``convert`` / ``reprogram`` when
     they finish and by the benchmarks between measurements."""
-    trim = _libc_function("malloc_trim")
+    trim = _libc_function("malloc_trim", [ctypes.c_size_t])
     if trim is None:
         return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     trim(0)
     return True
 
@@ -66,16 +65,29 @@ def release_freed(nbytes: int) -> bool:
     MiB come from the heap, a smaller one is carved from the hole a larger one left, and a
     live block above them keeps the freed pages resident: at VGG9 size tens of MB on top of
     what a forward pass or a programming holds (docs/architecture.md, "Process settings").
-    A trim walks the whole heap (about 1 ms) and the pages it hands back are faulted in
-    again by the next allocations, so below that size it costs more than it saves."""
+    The trim itself takes about 0.02 ms, but the pages it hands back are faulted in and
+    zeroed again by the next allocations, so below that size it costs more than it saves."""
     return False if _done or nbytes < RELEASE_MIN_BYTES else trim_malloc()
 
 
-def _libc_function(name: str):
-    """glibc's function ``name`` via ctypes, or None (not Linux, musl and other C libraries)."""
+def _libc_function(name: str, argtypes: list):
+    """glibc's function ``name`` (int result) via ctypes, or None (not Linux, musl and other
+    C libraries)."""
+    libc = _libc()
+    fn = getattr(libc, name, None) if libc is not None else None
+    if fn is not None:
+        fn.argtypes, fn.restype = argtypes, ctypes.c_int
+    return fn
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    """The C library, looked up once: ``ctypes.util.find_library`` runs ``ldconfig -p`` in
+    a child process (0.9 ms, 50x the trim itself), which a trim every 16 MiB of work
+    must not pay; None where it cannot be loaded (not Linux)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
-    except (OSError, AttributeError):
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
         return None

@@ -131,3 +131,26 @@ def test_crossbar_layers_release_their_temporaries(monkeypatch):
         layer.tiles.adc_full_scale = 8.0
         layer(x)
     assert log == cells + [4 * 6 * 4, 2 * 3 * 25 * 4]  # and one per forward: its float32 outputs
+
+
+def test_the_c_library_is_looked_up_once(monkeypatch):
+    """ctypes.util.find_library runs ``ldconfig -p`` in a child process (about 1 ms, far more
+    than a trim): trims every 16 MiB of work must not pay it each time."""
+    import ctypes
+    import ctypes.util
+
+    from imcsim import allocator
+
+    calls = []
+    find = ctypes.util.find_library
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: calls.append(name) or find(name))
+    allocator._libc.cache_clear()
+    try:
+        for _ in range(5):
+            allocator.trim_malloc()
+        allocator._libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
+        assert len(calls) <= 1  # (0 where there is no C library to find: not Linux)
+        if sys.platform.startswith("linux"):
+            assert calls == ["c"] and allocator.trim_malloc() is True
+    finally:
+        allocator._libc.cache_clear()
