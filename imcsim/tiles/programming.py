@@ -116,8 +116,11 @@ def programmed_conductances(w_int: torch.Tensor, hw: HardwareConfig, grid: TileG
 
 def row_tile_step(grid: TileGrid, groups: int) -> int:
     """Row tiles per block of :func:`read_matrices` and :func:`program_matrices`: about
-    2**20 cells (8 MB in float64), at least one row tile."""
-    return max(1, (1 << 20) // max(1, groups * grid.col_tiles * grid.rows * grid.cols))
+    2**19 cells (4 MB in float64), at least one row tile. A block's draws, wire solve and
+    reordering hold a few float64 copies of it at once: on VGG9's 4096 x 1024 fc layer
+    (64 MB of float32 matrices) the peak above them is 15 MB with blocks of 2**19 cells
+    (and tiled levels per block), 27 MB with 2**20, in the same time."""
+    return max(1, (1 << 19) // max(1, groups * grid.col_tiles * grid.rows * grid.cols))
 
 
 def program_matrices(w_int: torch.Tensor, hw: HardwareConfig, grid: TileGrid, groups: int, seed: int, in_group: int,
@@ -138,16 +141,25 @@ def program_matrices(w_int: torch.Tensor, hw: HardwareConfig, grid: TileGrid, gr
         return read_matrices(lambda a, b: M[:, a:b], hw, grid, groups, in_group, max_input, att, keep_mats), nominal
     wired = not hw.wires.is_ideal
     solve_nominal = wired and hw.wire_solve == "nominal"
-    if solve_nominal and nominal is not None:
-        levels, fresh = nominal.levels, False
-    else:
+    fresh = solve_nominal and nominal is None
+    if fresh:
         levels = tile(level_matrix_u8(w_int, hw).unsqueeze(0), grid)  # (1, Tr, Tc, rows, cols)
-        fresh = solve_nominal
-        nominal = NominalArray(levels, torch.empty(levels.shape, dtype=torch.float32)) if solve_nominal else None
-    program = dev.program_pieces(levels.numel(), torch.Generator().manual_seed(seed))
+        nominal = NominalArray(levels, torch.empty(levels.shape, dtype=torch.float32))
+    elif solve_nominal:
+        levels = nominal.levels
+    else:  # each block's levels are tiled as it is programmed (VGG9's fc layer: 17 MB, and 3 copies while tiling)
+        levels, nominal = None, None
+    program = dev.program_pieces(grid.n_tiles * grid.rows * grid.cols, torch.Generator().manual_seed(seed))
+
+    def block_levels(a: int, b: int) -> torch.Tensor:  # levels[:, a:b] of the whole layer's tiles, uint8
+        if levels is not None:
+            return levels[:, a:b]
+        r0, r1 = a * grid.rows, min(b * grid.rows, grid.in_features)
+        rows = TileGrid(r1 - r0, grid.columns, grid.rows, grid.cols, grid.unit)
+        return tile(level_matrix_u8(w_int[:, r0:r1], hw).unsqueeze(0), rows)
 
     def block(a: int, b: int) -> torch.Tensor:  # M[:, a:b] in siemens, float64
-        G = dev.level_conductance(levels[:, a:b].to(torch.float64), in_place=True)
+        G = dev.level_conductance(block_levels(a, b).to(torch.float64), in_place=True)
         if fresh:
             nominal.wire_base[:, a:b] = nominal_wire_base(G, hw.wires, precision=hw.wire_precision)
         G = program(G)
@@ -194,7 +206,7 @@ def read_matrices(blocks, hw: HardwareConfig, grid: TileGrid, groups: int, in_gr
     dest = None if mats is None else mats.view(shape[0], groups, Tr, rows, K, og)
     Wl = torch.empty(groups, Tr, hw.rows, og, dtype=torch.float64) if linear else None
     cw_k = cw[:S] if pair else cw
-    # Row tiles a few at a time (about 2**20 cells): the float64 intermediates stay small
+    # Row tiles a few at a time (about 2**19 cells): the float64 intermediates stay small
     # beside M and mats, and every value is computed as it would be in one pass.
     step = row_tile_step(grid, groups)
     freed = 0  # bytes of float64 blocks since the heap was last trimmed
