@@ -14,14 +14,16 @@ For each model, kind, batch size and preset:
   ``wire_solve = "nominal"`` (the nominal array's IR-drop solve reused by every instance),
   whose error against the exact float64 solve is measured on every tile of the network
   (``nominal_error``: column currents with every row driven, the largest IR drop);
-* peak memory (``--memory``; ``--memory-only`` skips the timings): each configuration in
-  ``--memory-repeat`` fresh processes at the largest batch (median), each process's peak
-  counted from the moment its model and data are loaded (freed memory handed back, VmHWM
-  reset), against the float model's, both minus a process that loads them and runs
-  nothing. Reported twice: as it is, and with the preset's code set apart -- the resident
-  memory of a process that has also converted and run a 1/8-width stand-in on the preset
-  (numba's compiled kernels, their runtime and LLVM: ~130 MB once per process, whatever
-  the network's size, as torch's own libraries are in every figure's baseline).
+* peak memory (``--memory``; ``--memory-only`` skips the timings): each configuration at
+  each of ``--memory-batches`` (default: ``--batches``) in ``--memory-repeat`` fresh
+  processes (median), each process's peak counted from the moment its model and data are
+  loaded (freed memory handed back, VmHWM reset). Reported as the whole process's peak
+  against the float model's (the measure of issue 19's report), and as what the
+  configuration adds to a process that loads the same and runs nothing, as it is and with
+  the preset's code set apart -- the resident memory of a process that has also converted
+  and run a 1/8-width stand-in on the preset (numba's compiled kernels, their runtime and
+  LLVM: ~130 MB once per process, whatever the network's size, as torch's own libraries
+  are in every figure's baseline). See :func:`memory`.
 
 Inputs: ``--checkpoint`` (a trained zoo model, e.g. ``imcsim train --model vgg9 --dataset
 mnist32``) and its data, or an untrained model (seed 0) on uniform random CIFAR-shaped
@@ -33,7 +35,8 @@ run (children included) with the malloc settings of the ``imcsim`` command
 
     python scripts/bench_scale.py [--models vgg9] [--kinds snn,qnn] [--batches 8,64] \\
         [--presets ideal,rram-ideal,rram] [--images 64] [--repeat 3] [--threads 1] \\
-        [--memory | --memory-only] [--memory-repeat 3] [--malloc default|tuned] \\
+        [--memory | --memory-only] [--memory-repeat 3] [--memory-batches 8,64] \\
+        [--malloc default|tuned] \\
         [--out results/bench_scale.json]
 """
 
@@ -193,38 +196,62 @@ def measure(args, name, kind):
                           f"{row[p]['vs_float_median']:.1f}x; {row[p]['vs_mapped_matmul_floor_min']:.1f}x its floor)"
                           for p in chips), flush=True)
     if args.memory or args.memory_only:
-        common = [__file__, "--threads", str(args.threads), "--width", str(args.width), "--calibration",
-                  str(args.calibration), "--batches", ",".join(map(str, args.batches)),
-                  "--child-batch", str(max(args.batches)), "--malloc", args.malloc]
-        if args.checkpoint:
-            common += ["--checkpoint", args.checkpoint] + (["--data-dir", args.data_dir] if args.data_dir else [])
-        # Each configuration in --memory-repeat fresh processes, interleaved; the median.
-        configs = ["none", "float", *args.presets, *(f"libraries@{p}" for p in args.presets)]
-        runs = {c: [] for c in configs}
-        for _ in range(args.memory_repeat):
-            for c in configs:
-                runs[c].append(child_peak(common + ["--child", f"{name}:{kind}:{c}"])["peak_mb"])
-        peaks = {c: statistics.median(v) for c, v in runs.items()}
-        base = peaks["none"]
-        used_float = max(peaks["float"] - base, 1e-9)
-        mem = {"batch": max(args.batches), "repeats": args.memory_repeat, "peak_mb": peaks, "all_mb": runs,
-               "above_baseline_mb": {c: peaks[c] - base for c in ["float", *args.presets]},
-               "libraries_mb": {p: peaks[f"libraries@{p}"] - base for p in args.presets},
-               "above_libraries_mb": {p: peaks[p] - peaks[f"libraries@{p}"] for p in args.presets}}
-        for p in args.presets:
-            mem[f"{p}_vs_float"] = (peaks[p] - base) / used_float
-            mem[f"{p}_vs_float_libraries_apart"] = (peaks[p] - peaks[f"libraries@{p}"]) / used_float
-        out["memory"] = mem
-        print(f"  {name} {kind} peak memory (batch {mem['batch']}, median of {args.memory_repeat} fresh processes) "
-              f"above one that loads the model and runs nothing: float {mem['above_baseline_mb']['float']:.0f} MB; "
-              + "; ".join(f"{p} {mem['above_baseline_mb'][p]:.0f} MB ({mem[f'{p}_vs_float']:.1f}x)"
-                          for p in args.presets), flush=True)
-        print(f"    of which the preset's code (numba's kernels and runtime, loaded once per process): "
-              + "; ".join(f"{p} {mem['libraries_mb'][p]:.0f} MB" for p in args.presets)
-              + "; the chip above that: "
-              + "; ".join(f"{p} {mem['above_libraries_mb'][p]:.0f} MB ({mem[f'{p}_vs_float_libraries_apart']:.1f}x "
-                          "float)" for p in args.presets), flush=True)
+        out["memory"] = memory(args, name, kind)
     return out
+
+
+def memory(args, name, kind) -> dict:
+    """Peak memory of each configuration at each of ``--memory-batches``, in
+    ``--memory-repeat`` fresh processes (interleaved; the median), measured two ways:
+
+    * whole process: the peak resident memory of the process that loads the model and data
+      and runs the configuration -- Python, torch, the model and data included -- against
+      the float model's (the measure of issue 19's report, 1.69 GB against 0.36 GB at
+      batch 8);
+    * above baseline: minus a process that loads the same and runs nothing, so the figure
+      is what the configuration adds (the chip's state, its code, its forward pass),
+      against what the float model's forward pass adds; and that again with the preset's
+      code (``libraries@PRESET``: numba's kernels and runtime) set apart, like torch's own.
+    """
+    common = [__file__, "--threads", str(args.threads), "--width", str(args.width), "--calibration",
+              str(args.calibration), "--batches", ",".join(map(str, args.batches)), "--malloc", args.malloc]
+    if args.checkpoint:
+        common += ["--checkpoint", args.checkpoint] + (["--data-dir", args.data_dir] if args.data_dir else [])
+    batches = args.memory_batches or args.batches
+    # The baseline and the preset's code do not depend on the batch: once per repeat.
+    shared = ["none", *(f"libraries@{p}" for p in args.presets)]
+    per_batch = ["float", *args.presets]
+    runs = {(c, None): [] for c in shared} | {(c, b): [] for b in batches for c in per_batch}
+    for _ in range(args.memory_repeat):
+        for c, b in runs:
+            batch = max(batches) if b is None else b
+            runs[(c, b)].append(child_peak(common + ["--child-batch", str(batch), "--child", f"{name}:{kind}:{c}"])
+                                ["peak_mb"])
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    base = med[("none", None)]
+    libs = {p: med[(f"libraries@{p}", None)] for p in args.presets}
+    mem = {"repeats": args.memory_repeat, "baseline_mb": base, "baseline_all_mb": runs[("none", None)],
+           "libraries_mb": {p: libs[p] - base for p in args.presets}, "batches": {}}
+    print(f"  {name} {kind} peak memory, median of {args.memory_repeat} fresh processes; a process that loads the "
+          f"model and data and runs nothing: {base:.0f} MB; the preset's code (numba's kernels and runtime, once per "
+          "process): " + "; ".join(f"{p} {libs[p] - base:.0f} MB" for p in args.presets), flush=True)
+    for b in batches:
+        fl = med[("float", b)]
+        used_float = max(fl - base, 1e-9)
+        row = {"peak_mb": {c: med[(c, b)] for c in per_batch}, "all_mb": {c: runs[(c, b)] for c in per_batch},
+               "above_baseline_mb": {c: med[(c, b)] - base for c in per_batch}}
+        for p in args.presets:
+            row[f"{p}_vs_float_whole_process"] = med[(p, b)] / fl
+            row[f"{p}_vs_float"] = (med[(p, b)] - base) / used_float
+            row[f"{p}_vs_float_libraries_apart"] = (med[(p, b)] - libs[p]) / used_float
+        mem["batches"][str(b)] = row
+        print(f"    batch {b}: whole process float {fl:.0f} MB; "
+              + "; ".join(f"{p} {med[(p, b)]:.0f} MB ({row[f'{p}_vs_float_whole_process']:.2f}x)" for p in args.presets)
+              + f"\n      above the baseline float {fl - base:.0f} MB; "
+              + "; ".join(f"{p} {med[(p, b)] - base:.0f} MB ({row[f'{p}_vs_float']:.1f}x; "
+                          f"{row[f'{p}_vs_float_libraries_apart']:.1f}x with its code apart)" for p in args.presets),
+              flush=True)
+    return mem
 
 
 def main(argv=None):
@@ -245,6 +272,7 @@ def main(argv=None):
     ap.add_argument("--memory", action="store_true", help="peak memory in fresh processes (slow)")
     ap.add_argument("--memory-only", action="store_true", help="--memory without the timings")
     ap.add_argument("--memory-repeat", type=int, default=3, help="fresh processes per configuration (median)")
+    ap.add_argument("--memory-batches", type=_list(int), help="batch sizes of the memory figures (default: --batches)")
     add_malloc_option(ap)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-batch", type=int, default=64, help=argparse.SUPPRESS)
