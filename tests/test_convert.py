@@ -268,6 +268,36 @@ def test_calibration_sets_ranges_and_same_seed_same_outputs():
         assert not torch.equal(a(x), c(x))
 
 
+@pytest.mark.parametrize("kind", ["snn", "qnn"])
+def test_calibration_gives_the_same_ranges_whatever_its_batch(kind):
+    """Calibration reads its images CALIBRATION_BATCH at a time by default (its memory grows
+    with the batch): the input and ADC ranges, and so the chip's outputs, are the same bits
+    in one pass, the default passes, or passes of 7 images (read noise keyed per image)."""
+    from imcsim.convert.core import CALIBRATION_BATCH
+
+    torch.manual_seed(0)
+    net = imcsim.convnet(in_shape=(1, 10, 10), channels=(6,), hidden=12, kind=kind, timesteps=3).eval()
+    with torch.no_grad():  # an untrained net, made to spike
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.mul_(4.0)
+    hw = HardwareConfig.preset("rram").replace(rows=16, cols=16)
+    x = torch.rand(2 * CALIBRATION_BATCH + 5, 1, 10, 10, generator=torch.Generator().manual_seed(3))
+    chips, ranges = [], []
+    for batch in (x.shape[0], None, 7):
+        chip = imcsim.calibrate(imcsim.convert(net, hw), x, batch_size=batch)
+        layers = [m for _, m in imcsim.crossbar_layers(chip)]
+        ranges.append([(m.input_spec.scale, m.adc_full_scale) for m in layers])
+        chips.append(chip)
+    assert all(s > 0 for s, _ in ranges[0][1:] if s) and all(f and f > 0 for _, f in ranges[0])
+    assert ranges[1] == ranges[0] and ranges[2] == ranges[0]
+    with torch.no_grad():
+        y = [c(x[:9]) for c in chips]
+    assert torch.equal(y[1], y[0]) and torch.equal(y[2], y[0])
+    with pytest.raises(ValueError, match="calibrate: batch_size must be >= 1, got 0"):
+        imcsim.calibrate(chips[0], x, batch_size=0)
+
+
 def test_events_collected_per_layer():
     net = imcsim.mlp(in_shape=(1, 4, 4), hidden=(8,), kind="snn", timesteps=2).eval()
     xnet = imcsim.convert(net, IDEAL, calibration=torch.rand(4, 1, 4, 4))

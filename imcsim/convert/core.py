@@ -159,7 +159,7 @@ def layer_seed(chip: int, index: int) -> int:
     return chip * 1_000_003 + index
 
 
-def reprogram(model: nn.Module, seed: int, *, calibration=None, batch_size: int = 256) -> nn.Module:
+def reprogram(model: nn.Module, seed: int, *, calibration=None, batch_size: int | None = None) -> nn.Module:
     """Another chip instance of a converted model: a copy whose crossbar layers are
     programmed with chip seed ``seed`` (new variation, faults and read-noise key), equal to
     ``convert(original, hw, seed=seed, calibration=calibration)`` but without mapping the
@@ -351,8 +351,20 @@ def _run(model, data, batch_size):
             offset += x.shape[bd]
 
 
-def calibrate(model: nn.Module, data, *, batch_size: int = 256, inputs: bool = True) -> nn.Module:
-    """Set analog input ranges (max seen) and calibrated ADC full scales from ``data``.
+CALIBRATION_BATCH = 16
+"""Images per calibration pass (``calibrate`` / ``reprogram`` without ``batch_size``). The
+ranges are the same bits whatever the batch (histograms of powers-of-two bins, read noise
+keyed per image), but the reads' memory grows with it, and their time per image does not
+fall: full-width VGG9 on ``rram``, 128 calibration images (the command line's default),
+1 thread, in passes of 256 / 32 / 16 / 8: the conversion's peak 541 / 376 / 361 / 370 MB
+above the loaded model for the SNN, 442 / 366 / 337 / 310 MB for its QNN twin;
+calibration 11.2 / 11.2 / 10.6 / 10.0 s and 9.9 / 8.9 / 8.8 / 9.2 s
+(``scripts/bench_calibration.py``, min of 2)."""
+
+
+def calibrate(model: nn.Module, data, *, batch_size: int | None = None, inputs: bool = True) -> nn.Module:
+    """Set analog input ranges (max seen) and calibrated ADC full scales from ``data``, read
+    ``batch_size`` images at a time (default :data:`CALIBRATION_BATCH`).
 
     Two passes: first the layers run digitally to see their inputs, then through the
     crossbars (ADC off) to see their column currents (of the reads performed: skipped
@@ -366,6 +378,7 @@ def calibrate(model: nn.Module, data, *, batch_size: int = 256, inputs: bool = T
     layers = [m for _, m in crossbar_layers(model)]
     if not layers:
         raise ValueError("calibrate: the model has no crossbar layers (did you call imcsim.convert?)")
+    batch_size = CALIBRATION_BATCH if batch_size is None else check_int("calibrate: batch_size", batch_size, low=1)
     early = [m for m in layers if _calibrated_before_drift(m)]
     for m in early:
         if m.read_time != 0.0:
