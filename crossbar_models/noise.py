@@ -151,11 +151,16 @@ def normal_stream(device=None, dtype=torch.float32) -> torch.Tensor:
     if key not in _STREAMS:
         n = 1 << STREAM_BITS
         # hash32 is a bijection: sorting the hashes of 0..n-1 gives a fixed permutation,
-        # the same on every machine and torch version
-        order = torch.argsort(hash32(torch.arange(n, dtype=torch.int64).bitwise_xor_(0x2545F491)))
-        values = normal_table(None, torch.float64)[order.remainder_(65536)]
+        # the same on every machine and torch version. Shifted into int32 (the same order)
+        # the sort moves half the bytes; the values are gathered straight into the stream.
+        h = hash32(torch.arange(n, dtype=torch.int64).bitwise_xor_(0x2545F491))
+        order = torch.argsort(h.sub_(1 << 31).to(torch.int32))
+        del h
+        stream = torch.empty(n + _WINDOW, dtype=dtype)
+        torch.index_select(normal_table(None, dtype), 0, order.remainder_(65536), out=stream[:n])
         del order
-        _STREAMS[key] = torch.cat([values, values[:_WINDOW]]).to(dtype).to(device)
+        stream[n:] = stream[:_WINDOW]
+        _STREAMS[key] = stream.to(device)
     return _STREAMS[key]
 
 

@@ -97,6 +97,21 @@ def test_the_stream_holds_every_quantile_equally_often():
     assert torch.equal(s[:n].sort().values, normal_table(dtype=torch.float64).repeat_interleave(n // 65536))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_stream_is_the_hashed_order_of_the_quantiles(dtype):
+    """The stream's order is its definition (every read-noise number depends on it):
+    position k holds quantile i mod 65536, where hash32(i ^ 0x2545F491) is the k-th smallest
+    of the n hashes of i = 0..n-1, built here the plain way -- a stable sort of the int64 hashes, the float64 table, then
+    rounded once to ``dtype`` -- against the library's leaner construction."""
+    n = 1 << STREAM_BITS
+    h = hash32(torch.arange(n, dtype=torch.int64) ^ 0x2545F491)
+    assert torch.unique(h).numel() == n  # a bijection: no ties, so the order is unique
+    order = torch.sort(h, stable=True).indices
+    ref = normal_table(dtype=torch.float64)[order % 65536].to(dtype)
+    s = normal_stream(dtype=dtype)
+    assert s.dtype == dtype and torch.equal(s[:n], ref) and torch.equal(s[n:], ref[:65536])
+
+
 def test_stream_draws_are_standard_normal_and_uncorrelated():
     keys = hash32(fold_key(7, torch.arange(4096)))  # 4096 reads x 512 columns: 2.1e6 draws
     e = keyed_stream_normal(keys, 512).double()
