@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -72,13 +74,35 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def machine_info() -> dict:
-    """Where a result was measured: Python, torch, cores, threads, processor."""
+    """Where a result was measured: Python, torch, cores, threads, processor, and the
+    imcsim source it ran (:func:`source_revision`)."""
     import platform
 
     import torch
 
     return {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine()}
+            "torch_threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine(),
+            "imcsim_source": source_revision()}
+
+
+@functools.lru_cache(maxsize=None)
+def source_revision(root: str | None = None) -> dict | None:
+    """The git commit of the checkout imcsim runs from (``root``: default, the folder above
+    the package) and whether its tracked files differ from it: ``{"commit": sha, "modified":
+    bool}``, so that a benchmark's JSON names the code it measured; None for an installed
+    copy (no ``.git``) or where git is not there. Looked up once per process."""
+    top = Path(root) if root is not None else Path(__file__).resolve().parents[1]
+    if not (top / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(top), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
+        diff = subprocess.run(["git", "-C", str(top), "status", "--porcelain", "--untracked-files=no"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode or diff.returncode:
+        return None
+    return {"commit": head.stdout.strip(), "modified": bool(diff.stdout.strip())}
 
 
 def write_text(path, text: str) -> Path:

@@ -225,3 +225,37 @@ def test_a_swallowed_interrupt_still_cancels(tmp_path):
 
 def test_csv():
     assert to_csv([{"a": 1, "b": 0.5}, {"a": 2, "c": "x"}]) == "a,b,c\n1,0.5,\n2,,x\n"
+
+
+def test_results_name_the_source_they_ran(tmp_path):
+    """machine_info (every benchmark JSON, run.json) records the git commit imcsim runs from
+    and whether tracked files differ from it; None outside a checkout."""
+    import shutil
+    import subprocess
+
+    from imcsim.io import source_revision
+
+    assert source_revision(str(tmp_path)) is None  # no .git: an installed copy
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    if shutil.which("git") is None:
+        (repo / ".git").mkdir()
+        assert source_revision(str(repo)) is None  # a checkout, but no git to ask
+        return
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+    git("init", "-q")
+    (repo / "a.txt").write_text("one\n")
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first")
+    sha = git("rev-parse", "HEAD").strip()
+    assert source_revision(str(repo)) == {"commit": sha, "modified": False}
+    (repo / "b.txt").write_text("untracked\n")  # untracked files are not the measured code
+    source_revision.cache_clear()
+    assert source_revision(str(repo)) == {"commit": sha, "modified": False}
+    (repo / "a.txt").write_text("two\n")
+    source_revision.cache_clear()
+    assert source_revision(str(repo)) == {"commit": sha, "modified": True}
+    source_revision.cache_clear()
