@@ -30,7 +30,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import child_peak, floor_fn, interleaved, peak_rss_mb, pin_threads, run_batches  # noqa: E402
+from benchlib import (child_peak, floor_fn, interleaved, load_mnist_or_exit, peak_rss_mb, pin_threads,  # noqa: E402
+                      run_batches)
 
 import imcsim  # noqa: E402
 from crossbar_models import WireModel  # noqa: E402
@@ -48,11 +49,11 @@ def hardware(name: str):
     return hw.replace(wires=WireModel()) if name == "rram_no_wires" else hw
 
 
-def load(args):
+def load(args, ap=None):
     from imcsim.datasets import load_dataset
     from imcsim.training import TrainConfig, load_checkpoint, train
 
-    ds = load_dataset("mnist", args.data_dir)
+    ds = load_dataset("mnist", args.data_dir) if ap is None else load_mnist_or_exit(ap, args.data_dir)
     if args.checkpoint:
         net, _ = load_checkpoint(args.checkpoint)
         how = f"checkpoint {args.checkpoint}"
@@ -95,7 +96,7 @@ def main(argv=None):
         return child(args)
     threads = pin_threads(args.threads)
     dev = torch.device(args.device)
-    net, ds, how = load(args)
+    net, ds, how = load(args, ap)
     net = net.to(dev)
     x = ds.x_test[: args.images].to(dev)
     cal = ds.x_train[:128].to(dev)

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import pin_threads  # noqa: E402
+from benchlib import load_mnist_or_exit, pin_threads  # noqa: E402
 
 import imcsim  # noqa: E402
 from imcsim import CrossbarLinear, HardwareConfig, InputSpec  # noqa: E402
@@ -61,6 +61,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
+    ds = load_mnist_or_exit(ap, args.data_dir)
     threads = pin_threads(args.threads)
     res = {"script": "bench_programming", **machine_info(), "threads": threads, "repeat": args.repeat}
 
@@ -90,10 +91,8 @@ def main(argv=None):
                         "nominal_max_output_error_relative_to_max_output": err_near}
 
     # (b) the MNIST conv SNN
-    from imcsim.datasets import load_dataset
     from imcsim.training import load_checkpoint
 
-    ds = load_dataset("mnist", args.data_dir)
     if args.checkpoint:
         net, _ = load_checkpoint(args.checkpoint)
     else:

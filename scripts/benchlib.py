@@ -187,6 +187,18 @@ def run_batches(model, x, batch: int) -> None:
         torch.cuda.synchronize()
 
 
+def load_mnist_or_exit(ap, data_dir):
+    """The MNIST test split from ``data_dir``, or one line naming the problem and exit 2
+    (``ap.error``) -- before any work, instead of a traceback after it."""
+    from imcsim.datasets import load_dataset
+    from imcsim.errors import DataError
+
+    try:
+        return load_dataset("mnist", data_dir)
+    except DataError as e:
+        ap.error(f"{e}; pass --data-dir DIR, the MNIST test split's IDX files (this project's: ../shared/data/mnist-test)")
+
+
 def zoo_or_checkpoint(checkpoint, data_dir, name: str, kind: str, width: float, calibration: int, n_images: int):
     """(float model in eval mode, calibration images, test images, what it is): a trained
     checkpoint with its recorded dataset, or the untrained zoo model ``name`` (seed 0) on
