@@ -226,3 +226,21 @@ def test_accuracy_tasks_count_no_events_and_priced_tasks_still_do():
     finally:
         tasks._CHIPS.clear()
         tasks.set_context(None)
+
+
+def test_quiet_stderr_hides_what_the_block_writes_unless_it_raises(capfd):
+    """A stopped Ray run shuts its local instance down inside _quiet_stderr: what Ray's C++
+    core writes to file descriptor 2 meanwhile is dropped, unless the shutdown itself fails."""
+    import os
+
+    from imcsim.app.engines import _quiet_stderr
+
+    with _quiet_stderr():
+        os.write(2, b"task_manager.cc: Failed to push error to driver\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
+    with pytest.raises(RuntimeError, match="shutdown failed"):
+        with _quiet_stderr():
+            os.write(2, b"what went wrong\n")
+            raise RuntimeError("shutdown failed")
+    assert capfd.readouterr().err == "what went wrong\n"

@@ -18,10 +18,12 @@ tasks that still failed.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
 import sys
+import tempfile
 import threading
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -274,7 +276,8 @@ class RayEngine:
             if local:  # the local instance this run started ends with its processes. No ray.cancel
                 # first: a reply that crosses a forced cancel aborts the driver inside Ray's core
                 # worker ("Tried to complete task that was not pending", exit 1, seen in CI).
-                ray.shutdown()
+                with _quiet_stderr():
+                    ray.shutdown()
             else:
                 for f in futures:
                     ray.cancel(f, force=True)
@@ -303,6 +306,30 @@ class RayEngine:
                 else:
                     done(task, result)
         return failures
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """File descriptor 2 into a temporary file for the block, shown only if the block
+    raises. Ray's C++ core worker logs its own teardown there when a stopped run shuts its
+    local instance down (e.g. "task_manager.cc: Failed to push error to driver for task",
+    under load, seen in CI), and a user who sent Ctrl-C or SIGTERM gets one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield
+            except BaseException:
+                os.dup2(saved, 2)
+                tmp.seek(0)
+                sys.stderr.write(tmp.read().decode("utf-8", "replace"))
+                raise
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 # A local Ray instance's processes outlive a main process killed with SIGKILL: its raylet
