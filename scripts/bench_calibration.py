@@ -30,11 +30,11 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import child_peak, current_rss_mb, interleaved, peak_rss_mb, pin_threads, reset_peak_rss, settle, \
-    zoo_or_checkpoint  # noqa: E402
+from benchlib import (check_models, child_peak, current_rss_mb, interleaved, measure_each, peak_rss_mb,  # noqa: E402
+                      pin_threads, reset_peak_rss, settle, zoo_or_checkpoint)
 
 import imcsim  # noqa: E402
-from imcsim.io import machine_info, write_json  # noqa: E402
+from imcsim.io import machine_info  # noqa: E402
 
 
 def _ints(s: str) -> list[int]:
@@ -128,6 +128,7 @@ def main(argv=None) -> int:
                     ("--calibration", args.calibration)):
         if v < 1:
             ap.error(f"{flag} must be >= 1, got {v}")
+    check_models(ap, args.models)
     if not args.batches or min(args.batches) < 1:
         ap.error(f"--batches must be positive integers, got {args.batches}")
     if args.child:
@@ -140,11 +141,7 @@ def main(argv=None) -> int:
            "memory_repeat": args.memory_repeat, "results": []}
     print(f"{threads} thread(s), {args.repeat} interleaved repeats (min, median); memory: median of "
           f"{args.memory_repeat} fresh processes", flush=True)
-    for name in ([args.checkpoint] if args.checkpoint else args.models):
-        for kind in ([None] if args.checkpoint else args.kinds):
-            res["results"].append(measure(args, name, kind))
-            write_json(args.out, res)  # what is measured so far survives an interrupted run
-    print(f"wrote {args.out}")
+    measure_each(args, res, measure)
     return 0
 
 

@@ -53,11 +53,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (add_malloc_option, apply_malloc, child_peak, current_rss_mb, floor_fn, interleaved, peak_rss_mb,  # noqa: E402
-                      pin_threads, run_batches, settle, zoo_or_checkpoint)
+from benchlib import (add_malloc_option, apply_malloc, check_models, child_peak, current_rss_mb, floor_fn,  # noqa: E402
+                      interleaved, measure_each, peak_rss_mb, pin_threads, run_batches, settle, zoo_or_checkpoint)
 
 import imcsim  # noqa: E402
-from imcsim.io import machine_info, write_json  # noqa: E402
+from imcsim.io import machine_info  # noqa: E402
 
 TARGETS = {"ideal": 2.0, "rram-ideal": 6.0, "rram": 10.0, "rram@nominal": 10.0}
 
@@ -279,9 +279,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.memory_repeat < 1:
         ap.error(f"--memory-repeat must be >= 1, got {args.memory_repeat}")
-    unknown = [m for m in args.models if m not in ("vgg9", "vgg16", "resnet19")]
-    if unknown:
-        ap.error(f"--models: unknown {unknown[0]!r}; choose from vgg9, vgg16, resnet19")
+    check_models(ap, args.models)
     malloc = apply_malloc(args.malloc)
     if args.child:
         return child(args)
@@ -289,12 +287,7 @@ def main(argv=None):
     res = {"script": "bench_scale", **machine_info(), "threads": threads, "malloc": malloc, "repeat": args.repeat,
            "targets_vs_float": TARGETS, "results": []}
     print(f"{threads} thread(s), {args.repeat} interleaved repeats; min and median", flush=True)
-    models = [args.checkpoint] if args.checkpoint else args.models
-    for name in models:
-        for kind in ([None] if args.checkpoint else args.kinds):
-            res["results"].append(measure(args, name, kind))
-            write_json(args.out, res)  # what is measured so far survives an interrupted run
-    print(f"wrote {args.out}")
+    measure_each(args, res, measure)
     return 0
 
 

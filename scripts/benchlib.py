@@ -199,6 +199,29 @@ def load_mnist_or_exit(ap, data_dir):
         ap.error(f"{e}; pass --data-dir DIR, the MNIST test split's IDX files (this project's: ../shared/data/mnist-test)")
 
 
+CIFAR_ZOO = ("vgg9", "vgg16", "resnet19")
+
+
+def check_models(ap, models) -> None:
+    """Exit 2 with one line (``ap.error``) if ``--models`` names a network outside the CIFAR-size zoo."""
+    unknown = [m for m in models if m not in CIFAR_ZOO]
+    if unknown:
+        ap.error(f"--models: unknown {unknown[0]!r}; choose from {', '.join(CIFAR_ZOO)}")
+
+
+def measure_each(args, res: dict, measure) -> None:
+    """``measure(args, name, kind)`` for every ``--models`` x ``--kinds`` (a ``--checkpoint``:
+    itself, its kind recorded), each result appended to ``res["results"]`` and ``res``
+    written to ``--out`` at once, so what is measured survives an interrupted run."""
+    from imcsim.io import write_json
+
+    for name in ([args.checkpoint] if args.checkpoint else args.models):
+        for kind in ([None] if args.checkpoint else args.kinds):
+            res["results"].append(measure(args, name, kind))
+            write_json(args.out, res)
+    print(f"wrote {args.out}")
+
+
 def zoo_or_checkpoint(checkpoint, data_dir, name: str, kind: str, width: float, calibration: int, n_images: int):
     """(float model in eval mode, calibration images, test images, what it is): a trained
     checkpoint with its recorded dataset, or the untrained zoo model ``name`` (seed 0) on
