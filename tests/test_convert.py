@@ -385,3 +385,47 @@ def test_zoo_resnet_converts_with_the_inputs_of_its_style(style, after_add, kind
     with torch.no_grad():
         out, ref = chip(x), net(x)
     assert out.shape == ref.shape == ((3 if kind == "snn" else 1), 6, 10)
+
+
+def _storages(model):
+    return {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()] if t.numel()}
+
+
+class _Tied(nn.Module):
+    """fc2 on crossbars; fc3 and fc4 kept digital (excluded), their weights tied to fc2's;
+    a BatchNorm folded into fc1."""
+
+    def __init__(self, branchy=False):
+        super().__init__()
+        self.fc1, self.bn = nn.Linear(6, 6), nn.BatchNorm1d(6)
+        self.fc2, self.fc3, self.fc4 = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 6)
+        self.fc3.weight = self.fc4.weight = self.fc2.weight
+        self.branchy = branchy
+
+    def forward(self, x):
+        if self.branchy and x.sum() > 0:  # torch.fx cannot trace this: the module walk converts it
+            x = x * 1.0
+        return self.fc4(self.fc3(self.fc2(F.relu(self.bn(self.fc1(x))))))
+
+
+@pytest.mark.parametrize("branchy", [False, True])
+def test_converted_model_owns_its_tensors(branchy):
+    """The converter takes the float layers it maps without copying them (converting_copy),
+    then copies what the converted model still holds of them (unshare): afterwards no
+    tensor is shared with the original, tied weights stay tied, and changing the original
+    changes nothing in the converted model."""
+    model = _Tied(branchy).eval()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+    x = torch.rand(5, 6)
+    xm = imcsim.convert(model, IDEAL, exclude=["fc3", "fc4"], calibration=x)
+    assert xm.conversion_report.traced is not branchy
+    assert not _storages(xm) & _storages(model)
+    assert isinstance(xm.fc3, DigitalModule) and isinstance(xm.fc4, DigitalModule)
+    assert xm.fc3.module.weight is xm.fc4.module.weight  # still tied to each other
+    torch.testing.assert_close(xm.fc3.module.weight, model.fc2.weight, rtol=0, atol=0)
+    with torch.no_grad():
+        y = xm(x)
+        for p in model.parameters():
+            p.add_(1.0)
+        torch.testing.assert_close(xm(x), y, rtol=0, atol=0)

@@ -218,13 +218,13 @@ def _convert_module(module: nn.Module, hw, placeholder, exclude, seed_of, prefix
         graph = G.trace(module)
     except Exception as e:  # noqa: BLE001 - any tracing failure: say why, fall back
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        out = G.detached_deepcopy(module)
+        out, shared = G.converting_copy(module)
         report.traced = False
         report.note = (f"not traceable by torch.fx ({reason[:160]}); converted by walking its submodules in order: "
                        "each layer's input kind is taken from the module defined before it, and functional calls in "
                        "forward() are not seen")
         report.entries = _walk(out, hw, exclude, seed_of, placeholder)
-        return out, report
+        return G.unshare(out, shared), report
     out, entries = G.convert_graph(module, graph, hw, placeholder=placeholder, exclude=set(exclude), seed_of=seed_of,
                                    fold_bn=True, prefix=prefix)
     report.entries = entries

@@ -40,16 +40,61 @@ from .frameworks import adapt, framework_of, is_framework_neuron, output_arity
 _BN = nn.modules.batchnorm._BatchNorm
 
 
-def detached_deepcopy(model: nn.Module) -> nn.Module:
+def detached_deepcopy(model: nn.Module, memo: dict | None = None) -> nn.Module:
     """``copy.deepcopy`` of a model whose modules may hold state tensors that are part of an
     autograd graph (an snnTorch ``init_hidden`` neuron's ``mem`` after training): those are
-    copied detached (torch refuses to deep-copy non-leaf tensors)."""
-    memo = {}
+    copied detached (torch refuses to deep-copy non-leaf tensors). ``memo``: objects to take
+    as they are (id -> object), as ``copy.deepcopy``'s."""
+    memo = {} if memo is None else memo
     for m in model.modules():
         for v in [*vars(m).values(), *m._buffers.values()]:
             if isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter) and v.grad_fn is not None:
                 memo[id(v)] = v.detach().clone()
     return copy.deepcopy(model, memo)
+
+
+_MAPPED = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def converting_copy(model: nn.Module) -> tuple[nn.Module, dict[int, torch.Tensor]]:
+    """:func:`detached_deepcopy` of a model about to be converted, whose Linear / Conv
+    weights and biases are the original's tensors, not copies: the layers that go onto
+    crossbars quantise them and keep none, so a copy would only be held until the whole
+    network is programmed (VGG9: 24 MB of float weights, its fc layer 17 MB of them).
+    Returns (copy, the shared tensors by id); :func:`unshare` then gives whatever the
+    converted model still holds of them (a layer kept digital) its own copy."""
+    shared = {}
+    for m in model.modules():
+        if isinstance(m, _MAPPED):
+            for p in (m.weight, m.bias):
+                if isinstance(p, torch.Tensor):
+                    shared[id(p)] = p
+    return detached_deepcopy(model, dict(shared)), shared
+
+
+def unshare(root: nn.Module, shared: dict[int, torch.Tensor]) -> nn.Module:
+    """Replace every tensor of ``shared`` (:func:`converting_copy`) that a module of ``root``
+    still holds -- as a parameter, a buffer or a plain attribute -- by a deep copy (one per
+    tensor, so tied weights stay tied): the converted model then owns all its tensors, as
+    after a deep copy, and changing the original model later does not change it."""
+    copies: dict[int, torch.Tensor] = {}
+
+    def own(v):
+        if id(v) not in copies:
+            copies[id(v)] = copy.deepcopy(v)
+        return copies[id(v)]
+
+    for m in root.modules():
+        for store in (m._parameters, m._buffers):
+            for k, v in store.items():
+                if v is not None and id(v) in shared:
+                    store[k] = own(v)
+        for k, v in list(vars(m).items()):
+            if isinstance(v, torch.Tensor) and id(v) in shared:
+                setattr(m, k, own(v))
+    return root
+
+
 _FREE_MODULES = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
 _POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
           nn.AdaptiveMaxPool2d, SumPool2d)
@@ -348,7 +393,7 @@ def convert_graph(model: nn.Module, graph: fx.Graph, hw: HardwareConfig, *, plac
     """Apply the conversion to a deep copy of ``model`` following its traced ``graph``."""
     from .core import fold_batchnorm
 
-    root = detached_deepcopy(model)
+    root, shared = converting_copy(model)
     mods = dict(root.named_modules())
     kinds = propagate(root, graph, placeholder)
     uses = _module_users(graph)
@@ -372,10 +417,7 @@ def convert_graph(model: nn.Module, graph: fx.Graph, hw: HardwareConfig, *, plac
             folded_into[node.target] = src.target
             remove_nodes[node] = src
 
-    folded_params = {}
-    for bn_name, layer_name in folded_into.items():
-        layer, bn = mods[layer_name], mods[bn_name]
-        folded_params[layer_name] = fold_batchnorm(layer.weight, layer.bias, bn)
+    bn_of = {layer_name: bn_name for bn_name, layer_name in folded_into.items()}
 
     # one decision per module (a module used at several nodes is converted once)
     order = [n for n in graph.nodes if n.op == "call_module"]
@@ -390,8 +432,11 @@ def convert_graph(model: nn.Module, graph: fx.Graph, hw: HardwareConfig, *, plac
             a = n.args[0] if n.args else None
             ka = kinds.get(a, ANALOG) if isinstance(a, fx.Node) else ANALOG
             k = ka if k is None else join(k, ka)
-        new, entry = decide(name, mods[name], k or ANALOG, hw, exclude, seed_of, folded_params, folded_into,
+        # a layer's BatchNorm is folded as it is converted: one layer's folded weights held at a time
+        folded = {name: fold_batchnorm(mods[name].weight, mods[name].bias, mods[bn_of[name]])} if name in bn_of else {}
+        new, entry = decide(name, mods[name], k or ANALOG, hw, exclude, seed_of, folded, folded_into,
                             len(uses[name]), prefix)
+        del folded
         if new is not None:
             replace[name] = new
         entries.append((node, entry))
@@ -404,7 +449,7 @@ def convert_graph(model: nn.Module, graph: fx.Graph, hw: HardwareConfig, *, plac
     if not functional:  # only modules to swap: keep the model's own class and forward
         for name, new in replace.items():
             _set_module(root, name, new)
-        return root, _ordered(graph, entries)
+        return unshare(root, shared), _ordered(graph, entries)
 
     # rewrite the graph: counted functional ops become DigitalOp modules, folded BN nodes go
     new_graph = fx.Graph()
@@ -433,7 +478,7 @@ def convert_graph(model: nn.Module, graph: fx.Graph, hw: HardwareConfig, *, plac
         _set_module(root, name, new)
     root.add_module("digital", digital)
     gm = fx.GraphModule(root, new_graph, class_name=f"{type(model).__name__}OnCrossbars")
-    return gm, _ordered(graph, entries)
+    return unshare(gm, shared), _ordered(graph, entries)
 
 
 def _ordered(graph, entries):
@@ -494,7 +539,7 @@ def decide(name, m, k, hw, exclude, seed_of, folded_params=None, folded_into=Non
 def convert_dataflow(body: nn.Module, hw, *, placeholder: Kind, exclude, seed_of) -> tuple[nn.Module, list]:
     """Convert a body that describes its own dataflow (a NIR graph executor): kinds follow
     its edges (several inputs are summed; a cycle's back edges are resolved by a second pass)."""
-    root = detached_deepcopy(body)
+    root, shared = converting_copy(body)
     flow = root.dataflow()
     kinds: dict = {}
     for _ in range(2):
@@ -530,7 +575,7 @@ def convert_dataflow(body: nn.Module, hw, *, placeholder: Kind, exclude, seed_of
         if new is not None:
             root.nodes[root.key[n]] = new
         entries.append(entry)
-    return root, entries
+    return unshare(root, shared), entries
 
 
 def unsupported_conv_or_none(m) -> str | None:
