@@ -442,6 +442,12 @@ def test_byte_matrices_only_for_small_integer_levels():
     assert fused.byte_matrices(levels - 1) is None
     assert fused.byte_matrices(levels * 2) is None  # 64 rows x 6 = 384 > 255
     assert fused.byte_matrices(torch.cat([levels, levels])) is not None  # a second matrix (variances) is ignored
+    big = torch.randint(0, 4, (1, 5, 64, 4096)).float()  # checked a piece of 2**20 cells at a time: past the first
+    assert torch.equal(fused.byte_matrices(big).float(), big)
+    big[0, 4, 63, 4095] = 2.5
+    assert fused.byte_matrices(big) is None
+    big[0, 4, 63, 4095] = float("nan")
+    assert fused.byte_matrices(big) is None
 
 
 @pytest.mark.parametrize("bit_serial,planes,cols", [(True, 3, 300), (True, 8, 130), (False, 1, 256)])
