@@ -53,6 +53,8 @@ INPUT_KINDS = ("spike", "quantized", "analog")
 PATHS = ("auto", "reads", "linear")
 _CHUNK_ELEMENTS = 1 << 22  # elements of one read-chunk's column-current buffer (16 MB; 4 MB starved small products,
 #   64 MB left the cache: scripts/bench_scale.py on VGG9)
+_OBSERVE_CHUNK_ELEMENTS = 1 << 21  # the same for calibration's reads (8 MB): the peak of converting full-width VGG9
+#   on rram and a forward at batch 8, 607 -> 571 MB for the SNN, in about 4 % more calibration time (1 % for its QNN)
 _CHECK_ELEMENTS = 1 << 20  # elements per piece of the spike-input check (4 MB of float32)
 _CONV_CHUNK_ELEMENTS = 1 << 20  # patch-row elements per chunk of images (4 MB: read again while still cached;
 #   64 MB chunks were 1.3x slower on VGG9 rram-ideal)
@@ -380,7 +382,9 @@ class TiledMatrix(nn.Module):
     def digital_product(self, x: torch.Tensor) -> torch.Tensor:
         """Exact digital ``x @ (w_int * scale).T`` (block-diagonal over groups), x's dtype."""
         V = x.shape[0]
-        w = (self.w_int.to(x.dtype) * self.w_scale.to(x.dtype).unsqueeze(1)).view(self.groups, self.out_group, self.in_group)
+        # scaled in place: one float copy of the weights (VGG9's fc: 17 MB), not two
+        w = self.w_int.to(x.dtype, copy=True).mul_(self.w_scale.to(x.dtype).unsqueeze(1)).view(self.groups, self.out_group,
+                                                                                  self.in_group)
         return torch.einsum("vgi,goi->vgo", x.view(V, self.groups, self.in_group), w).reshape(V, self.out_features)
 
     @torch.no_grad()
@@ -593,7 +597,7 @@ class TiledMatrix(nn.Module):
         if V == 0:
             return y
         per_vector = self.G.shape[0] * P * (2 if self._noisy else 1) * mats.shape[-1]
-        chunk = max(1, _CHUNK_ELEMENTS // per_vector)
+        chunk = max(1, (_CHUNK_ELEMENTS if self._observer is None else _OBSERVE_CHUNK_ELEMENTS) // per_vector)
         offsets = read_offsets(self.G.shape[0] * P, device=dev)
         yv = y.view(repeat, V, -1)
         kv = None if keys is None else keys.view(repeat, V)

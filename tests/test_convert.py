@@ -269,10 +269,12 @@ def test_calibration_sets_ranges_and_same_seed_same_outputs():
 
 
 @pytest.mark.parametrize("kind", ["snn", "qnn"])
-def test_calibration_gives_the_same_ranges_whatever_its_batch(kind):
+def test_calibration_gives_the_same_ranges_whatever_its_batch(kind, monkeypatch):
     """Calibration reads its images CALIBRATION_BATCH at a time by default (its memory grows
     with the batch): the input and ADC ranges, and so the chip's outputs, are the same bits
-    in one pass, the default passes, or passes of 7 images (read noise keyed per image)."""
+    in one pass, the default passes, passes of 7 images (read noise keyed per image), or
+    with each layer's calibration reads split into chunks of a few vectors."""
+    import imcsim.crossbar as xb
     from imcsim.convert.core import CALIBRATION_BATCH
 
     torch.manual_seed(0)
@@ -284,16 +286,18 @@ def test_calibration_gives_the_same_ranges_whatever_its_batch(kind):
     hw = HardwareConfig.preset("rram").replace(rows=16, cols=16)
     x = torch.rand(2 * CALIBRATION_BATCH + 5, 1, 10, 10, generator=torch.Generator().manual_seed(3))
     chips, ranges = [], []
-    for batch in (x.shape[0], None, 7):
+    for batch, chunk in ((x.shape[0], None), (None, None), (7, None), (None, 64)):
+        if chunk:  # a layer's calibration reads in chunks of ~64 / (2 x columns) vectors
+            monkeypatch.setattr(xb, "_OBSERVE_CHUNK_ELEMENTS", chunk)
         chip = imcsim.calibrate(imcsim.convert(net, hw), x, batch_size=batch)
         layers = [m for _, m in imcsim.crossbar_layers(chip)]
         ranges.append([(m.input_spec.scale, m.adc_full_scale) for m in layers])
         chips.append(chip)
     assert all(s > 0 for s, _ in ranges[0][1:] if s) and all(f and f > 0 for _, f in ranges[0])
-    assert ranges[1] == ranges[0] and ranges[2] == ranges[0]
+    assert ranges[1] == ranges[0] and ranges[2] == ranges[0] and ranges[3] == ranges[0]
     with torch.no_grad():
         y = [c(x[:9]) for c in chips]
-    assert torch.equal(y[1], y[0]) and torch.equal(y[2], y[0])
+    assert torch.equal(y[1], y[0]) and torch.equal(y[2], y[0]) and torch.equal(y[3], y[0])
     with pytest.raises(ValueError, match="calibrate: batch_size must be >= 1, got 0"):
         imcsim.calibrate(chips[0], x, batch_size=0)
 
