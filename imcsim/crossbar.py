@@ -132,8 +132,8 @@ class TiledMatrix(nn.Module):
         self.path = "auto"
         pair = hw.adc.per == "pair"
 
-        w_int, scale = quantize_weights(weight, hw.weight_bits, hw.granularity)
-        w_int = w_int.to(_int_dtype(hw))  # as held (programming computes levels in int32 anyway)
+        # as held (programming computes levels in int32 anyway)
+        w_int, scale = quantize_weights(weight, hw.weight_bits, hw.granularity, dtype=_int_dtype(hw))
         cpw = hw.columns_per_weight
         self.grid = TileGrid(in_g, self.out_group * cpw, hw.rows, hw.cols, unit=cpw if pair else 1)
         self._program(w_int, scale)
@@ -159,8 +159,9 @@ class TiledMatrix(nn.Module):
             self.seed = int(seed)
         device = self.w_int.device
         self._nominal = None  # the nominal array changed with the weights
-        w_int, scale = quantize_weights(weight.detach().cpu(), self.hw.weight_bits, self.hw.granularity)
-        self._program(w_int.to(_int_dtype(self.hw)), scale)
+        w_int, scale = quantize_weights(weight.detach().cpu(), self.hw.weight_bits, self.hw.granularity,
+                                        dtype=_int_dtype(self.hw))
+        self._program(w_int, scale)
         self.to(device)
         if self.hw.adc.range == "calibrated":
             self.adc_full_scale = None

@@ -40,6 +40,19 @@ def test_quantization_equals_the_textbook_formula_bit_for_bit(granularity):
     w_int, s = quantize_weights(W, 6, granularity)
     assert torch.equal(w_int, want) and torch.equal(s, scale) and w_int.dtype == torch.float64
     assert (w_int[4] == 0).all() and (granularity == "per_layer" or w_int[9].min() == -q)
+    # a layer quantised a few rows at a time (2**18 weights: 131 rows of 2000), into int8
+    W = torch.randn(300, 2000, generator=g) * torch.rand(300, 1, generator=g)
+    W[250] = -W[250].abs() * 9  # the layer's largest magnitude, in the last piece
+    Wd = W.double()
+    amax = Wd.abs().amax(dim=1) if granularity == "per_channel" else Wd.abs().amax().expand(300)
+    scale = torch.where(amax > 0, amax / q, torch.ones_like(amax))
+    want = torch.clamp(torch.round(Wd / scale[:, None]), -q, q)
+    for dtype in (torch.float64, torch.int8):
+        w_int, s = quantize_weights(W, 6, granularity, dtype=dtype)
+        assert w_int.dtype == dtype and torch.equal(w_int.double(), want) and torch.equal(s, scale)
+    W[299, 5] = float("inf")
+    with pytest.raises(ValueError, match=r"weight must be finite, got inf at index \(299, 5\)"):
+        quantize_weights(W, 6, granularity)
 
 
 @pytest.mark.parametrize("mapping, bpc, bits", list(itertools.product(["differential", "offset"], [1, 2, 3, 4], [2, 4, 5, 8])))
