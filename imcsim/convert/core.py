@@ -351,15 +351,16 @@ def _run(model, data, batch_size):
             offset += x.shape[bd]
 
 
-CALIBRATION_BATCH = 16
+CALIBRATION_BATCH = 8
 """Images per calibration pass (``calibrate`` / ``reprogram`` without ``batch_size``). The
 ranges are the same bits whatever the batch (histograms of powers-of-two bins, read noise
 keyed per image), but the reads' memory grows with it, and their time per image does not
 fall: full-width VGG9 on ``rram``, 128 calibration images (the command line's default),
-1 thread, in passes of 256 / 32 / 16 / 8: the conversion's peak 541 / 376 / 361 / 370 MB
-above the loaded model for the SNN, 442 / 366 / 337 / 310 MB for its QNN twin;
-calibration 11.2 / 11.2 / 10.6 / 10.0 s and 9.9 / 8.9 / 8.8 / 9.2 s
-(``scripts/bench_calibration.py``, min of 2)."""
+1 thread, ``scripts/bench_calibration.py``: at stop 45, in passes of 256 / 32 / 16 / 8, the
+conversion's peak 541 / 376 / 361 / 370 MB above the loaded model for the SNN, 442 / 366 /
+337 / 310 MB for its QNN twin, calibration 11.2 / 11.2 / 10.6 / 10.0 s and 9.9 / 8.9 / 8.8 /
+9.2 s (min of 2); at stop 46, with programming and calibration leaner, passes of 16 / 8:
+319 / 304 MB and 291 / 278 MB, 10.9 / 11.3 s and 9.7 / 9.4 s (median of 3 processes)."""
 
 
 def calibrate(model: nn.Module, data, *, batch_size: int | None = None, inputs: bool = True) -> nn.Module:
