@@ -384,3 +384,23 @@ def test_mnist32_is_mnist_padded_and_repeated(tmp_path):
     border = m32.x_train.clone()
     border[:, :, 2:30, 2:30] = 0
     assert float(border.abs().sum()) == 0.0 and torch.equal(m32.y_test, m.y_test)
+
+
+# ------------------------------------------------------------------------------ event frames
+
+
+@pytest.mark.parametrize("name", ["event-digits", "event-mnist"])
+def test_event_frames_of_the_first_samples_equal_those_of_the_whole_set(tmp_path, name):
+    """load_dataset turns only the samples kept into frames (10,000 MNIST images took 10 s):
+    the same frames, labels and description as converting everything and keeping the first."""
+    from imcsim.datasets import to_events
+
+    _fake_mnist(tmp_path, n_test=20)
+    whole = to_events(load_digits() if name == "event-digits" else load_mnist(tmp_path, "mnist"), 10)
+    for n_train, n_test in ((7, 3), (None, 2), (5, None)):
+        got = load_dataset(name, None if name == "event-digits" else tmp_path, n_train=n_train, n_test=n_test)
+        want = whole.subset(n_train, n_test)
+        assert got.x_train.shape[:2] == (10, n_train or whole.x_train.shape[1])
+        assert torch.equal(got.x_train, want.x_train) and torch.equal(got.x_test, want.x_test)
+        assert torch.equal(got.y_train, want.y_train) and torch.equal(got.y_test, want.y_test)
+        assert got.description == want.description and got.sample_dim == 1
