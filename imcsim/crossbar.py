@@ -941,7 +941,21 @@ def _repeated_steps(x: torch.Tensor) -> int:
     return blocks.shape[0] if torch.equal(blocks[1:], blocks[:1].expand_as(blocks[1:])) else 1
 
 
-class CrossbarLinear(nn.Module):
+class _NoFloatWeight:
+    """A crossbar layer keeps its weights as conductances, not as a float ``weight``: a model
+    whose forward reads one (``F.linear(x, self.fc.weight)``, in a model the converter could
+    not trace) gets an error that says so and how to keep that layer digital."""
+
+    def __getattr__(self, name: str):
+        if name == "weight":
+            layer = self.__dict__.get("source") or "?"
+            raise AttributeError(f"crossbar layer {layer!r} holds no float weight (it is programmed onto tiles); "
+                                 f"a forward that reads {layer}.weight needs that layer digital: "
+                                 f"convert(..., exclude=[{layer!r}])")
+        return super().__getattr__(name)
+
+
+class CrossbarLinear(_NoFloatWeight, nn.Module):
     """Crossbar twin of ``nn.Linear``: y = hardware(W x) + b, for inputs (..., in).
 
     ``weight`` / ``bias`` override the module's (e.g. after BatchNorm folding)."""
@@ -986,7 +1000,7 @@ class CrossbarLinear(nn.Module):
         return y.reshape(*lead, self.out_features)
 
 
-class CrossbarConv(nn.Module):
+class CrossbarConv(_NoFloatWeight, nn.Module):
     """Crossbar twin of ``nn.Conv1d`` / ``nn.Conv2d`` (any groups, zero padding):
     unfold -> tiles (one set per group) -> fold, in chunks of samples to bound memory."""
 

@@ -106,6 +106,17 @@ class DigitalModule(nn.Module):
             self.events.add(values=out.numel(), **module_counts(self.module, args[0] if args else None, out))
         return out
 
+    def __getattr__(self, name: str):
+        # a forward that reads the original layer's tensors (``F.linear(x, self.fc.weight)``)
+        # finds them on the module kept digital, as before conversion
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            inner = self.__dict__["_modules"].get("module")
+            if inner is None or name.startswith("__"):
+                raise
+            return getattr(inner, name)
+
     def extra_repr(self) -> str:
         return f"{self.kind}{': ' + self.reason if self.reason else ''}"
 

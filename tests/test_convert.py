@@ -433,3 +433,47 @@ def test_converted_model_owns_its_tensors(branchy):
         for p in model.parameters():
             p.add_(1.0)
         torch.testing.assert_close(xm(x), y, rtol=0, atol=0)
+
+
+class _ReadsItsWeights(nn.Module):
+    """fc is called and its weight read directly; bn follows fc and its bias is read too."""
+
+    def __init__(self, branchy=False):
+        super().__init__()
+        self.a, self.fc, self.bn, self.branchy = nn.Linear(6, 6), nn.Linear(6, 4), nn.BatchNorm1d(4), branchy
+
+    def forward(self, x):
+        if self.branchy and x.sum() > 0:  # data-dependent control flow: not traceable
+            x = x * 1.0
+        h = self.bn(self.fc(torch.relu(self.a(x))))
+        return F.linear(h, self.fc.weight[:, :4]) + self.bn.bias
+
+
+def test_layers_whose_tensors_the_forward_reads_stay_digital():
+    model = _ReadsItsWeights().eval()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+        model.bn.bias.uniform_(-0.5, 0.5)
+    xm = imcsim.convert(model, IDEAL, calibration=torch.rand(8, 6))
+    rep = {e.name: (e.status, e.detail) for e in xm.conversion_report.entries}
+    assert rep["a"][0] == "crossbar"
+    assert rep["fc"] == ("digital", "fc.weight is read directly by the forward; priced as digital MACs")
+    assert rep["bn"][0] == "digital" and rep["bn"][1].startswith("not folded: bn.bias is read directly")
+    x = torch.rand(3, 6)
+    with torch.no_grad():  # the reference: the chip's own first layer, then the float model's operations
+        h = model.bn(model.fc(torch.relu(xm.a(x))))
+        want = F.linear(h, model.fc.weight[:, :4]) + model.bn.bias
+        assert torch.equal(xm(x), want)
+    assert not any(k.startswith(("fc.weight", "bn.bias")) for k in xm.state_dict())  # no second copy registered
+
+
+def test_an_untraced_forward_reading_a_crossbar_layers_weight_is_told_how_to_keep_it_digital():
+    model = _ReadsItsWeights(branchy=True).eval()
+    with pytest.raises(AttributeError, match=r"crossbar layer 'fc' holds no float weight .* exclude=\['fc'\]"):
+        imcsim.convert(model, IDEAL, calibration=torch.rand(8, 6))
+    xm = imcsim.convert(model, IDEAL, exclude=["fc"], calibration=torch.rand(8, 6))
+    assert not xm.conversion_report.traced
+    x = torch.rand(3, 6)
+    with torch.no_grad():
+        h = model.bn(model.fc(torch.relu(xm.a(x))))
+        assert torch.equal(xm(x), F.linear(h, model.fc.weight[:, :4]) + model.bn.bias)

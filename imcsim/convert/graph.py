@@ -401,6 +401,7 @@ def convert_graph(model: nn.Module, graph: fx.Graph, hw: HardwareConfig, *, plac
     replace: dict[str, nn.Module] = {}
     remove_nodes: dict = {}  # folded BN node -> node to use instead
     folded_into: dict[str, str] = {}
+    direct = _read_directly(graph, mods)
 
     # BatchNorm folding: a BN whose only input is a Linear / Conv used once, with no other users
     if fold_bn:
@@ -413,6 +414,9 @@ def convert_graph(model: nn.Module, graph: fx.Graph, hw: HardwareConfig, *, plac
                 continue
             layer, bn = mods[src.target], mods[node.target]
             if bn.num_features != layer.weight.shape[0] or src.target in exclude or unsupported_conv_or_none(layer):
+                continue
+            if src.target in direct or node.target in direct:  # folding would change what the forward reads
+                direct.setdefault(node.target, direct.get(src.target))
                 continue
             folded_into[node.target] = src.target
             remove_nodes[node] = src
@@ -435,7 +439,7 @@ def convert_graph(model: nn.Module, graph: fx.Graph, hw: HardwareConfig, *, plac
         # a layer's BatchNorm is folded as it is converted: one layer's folded weights held at a time
         folded = {name: fold_batchnorm(mods[name].weight, mods[name].bias, mods[bn_of[name]])} if name in bn_of else {}
         new, entry = decide(name, mods[name], k or ANALOG, hw, exclude, seed_of, folded, folded_into,
-                            len(uses[name]), prefix)
+                            len(uses[name]), prefix, direct.get(name))
         del folded
         if new is not None:
             replace[name] = new
@@ -474,6 +478,10 @@ def convert_graph(model: nn.Module, graph: fx.Graph, hw: HardwareConfig, *, plac
             entries.append((node, Entry(node.name, kind, "digital", f"{label}; events counted, input {in_kind.describe()}")))
             continue
         env[node] = new_graph.node_copy(node, lambda a: env[a])
+        if node.op == "get_attr":  # a tensor of a module kept digital lives in its wrapper's .module
+            owner = max((n for n in replace if node.target.startswith(n + ".")), key=len, default=None)
+            if owner is not None and isinstance(replace[owner], DigitalModule):
+                env[node].target = f"{owner}.module.{node.target[len(owner) + 1:]}"
     for name, new in replace.items():
         _set_module(root, name, new)
     root.add_module("digital", digital)
@@ -481,18 +489,36 @@ def convert_graph(model: nn.Module, graph: fx.Graph, hw: HardwareConfig, *, plac
     return unshare(gm, shared), _ordered(graph, entries)
 
 
+def _read_directly(graph: fx.Graph, mods: dict) -> dict[str, str]:
+    """{module name: the first of its attributes the forward reads directly} (``get_attr``
+    nodes, e.g. ``F.linear(x, self.fc.weight)``), for the Linear / Conv / BatchNorm modules."""
+    out: dict[str, str] = {}
+    for node in graph.nodes:
+        if node.op == "get_attr":
+            owner = node.target.rsplit(".", 1)[0] if "." in node.target else ""
+            while owner:
+                if isinstance(mods.get(owner), (*_MAPPED, _BN)):
+                    out.setdefault(owner, node.target)
+                owner = owner.rsplit(".", 1)[0] if "." in owner else ""
+    return out
+
+
 def _ordered(graph, entries):
     pos = {n: i for i, n in enumerate(graph.nodes)}
     return [e for _, e in sorted(entries, key=lambda ne: pos[ne[0]])]
 
 
-def decide(name, m, k, hw, exclude, seed_of, folded_params=None, folded_into=None, n_uses=1, prefix=""):
-    """The replacement of one module given the kind of its input: (new module or None, Entry)."""
+def decide(name, m, k, hw, exclude, seed_of, folded_params=None, folded_into=None, n_uses=1, prefix="", read=None):
+    """The replacement of one module given the kind of its input: (new module or None, Entry).
+    read: the attribute (e.g. ``fc.weight``) the model's forward reads from this module
+    directly, if any -- a Linear / Conv so read stays digital, as a crossbar layer holds no
+    float weights."""
     folded_params, folded_into = folded_params or {}, folded_into or {}
     tname = type(m).__name__
     where = f" (used {n_uses} times)" if n_uses > 1 else ""
     if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)) and not isinstance(m, (CrossbarLinear, CrossbarConv)):
-        problem = "excluded by the user" if name in exclude else unsupported_conv_or_none(m)
+        problem = ("excluded by the user" if name in exclude else
+                   f"{prefix}{read} is read directly by the forward" if read else unsupported_conv_or_none(m))
         if problem:
             return DigitalModule(m, problem), Entry(name, tname, "digital", f"{problem}; priced as digital MACs{where}")
         spec = input_spec(k, hw)
@@ -510,6 +536,9 @@ def decide(name, m, k, hw, exclude, seed_of, folded_params=None, folded_into=Non
     if isinstance(m, _BN):
         if name in folded_into:
             return nn.Identity(), Entry(name, tname, "folded", f"into {prefix}{folded_into[name]}")
+        if read:
+            return DigitalModule(m, "not folded"), Entry(name, tname, "digital", f"not folded: {prefix}{read} is read "
+                                                         "directly by the forward; priced as digital multiply-adds")
         return DigitalModule(m, "not directly after a Linear / Conv used once"), Entry(
             name, tname, "digital", "not foldable (its input is not a Linear / Conv used once with no other users); "
             "priced as digital multiply-adds")
