@@ -404,3 +404,16 @@ def test_event_frames_of_the_first_samples_equal_those_of_the_whole_set(tmp_path
         assert torch.equal(got.x_train, want.x_train) and torch.equal(got.x_test, want.x_test)
         assert torch.equal(got.y_train, want.y_train) and torch.equal(got.y_test, want.y_test)
         assert got.description == want.description and got.sample_dim == 1
+
+
+def test_each_images_event_frames_are_its_own_whatever_the_batch():
+    """One sampling grid serves every image of a batch: each image's frames equal those it
+    gets alone, and the frames are 0/1 spikes of both polarities."""
+    from imcsim.datasets import saccade_events
+
+    x = load_digits().x_test[:12]
+    together = saccade_events(x, 5)
+    assert together.shape == (5, 12, 2, 14, 14) and set(together.unique().tolist()) == {0.0, 1.0}
+    assert float(together[:, :, 0].sum()) > 0 and float(together[:, :, 1].sum()) > 0
+    for i in range(12):
+        assert torch.equal(saccade_events(x[i:i + 1], 5)[:, 0], together[:, i])

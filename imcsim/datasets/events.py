@@ -37,8 +37,9 @@ def saccade_events(images: torch.Tensor, timesteps: int, *, margin: int = 3, sub
     frames = torch.zeros(timesteps, N, 2, S_h, S_w)
     prev = None
     for k, (dy, dx) in enumerate(pos):
-        theta = torch.tensor([[1.0, 0.0, 2 * dx / S_w], [0.0, 1.0, 2 * dy / S_h]]).expand(N, 2, 3)
-        grid = F.affine_grid(theta, (N, 1, S_h, S_w), align_corners=False)
+        # every image moves alike: one image's sampling grid, shared by all (half the time)
+        theta = torch.tensor([[[1.0, 0.0, 2 * dx / S_w], [0.0, 1.0, 2 * dy / S_h]]])
+        grid = F.affine_grid(theta, (1, 1, S_h, S_w), align_corners=False).expand(N, -1, -1, -1)
         cur = F.grid_sample(canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
         if prev is not None:
             d = cur - prev
