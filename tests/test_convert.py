@@ -270,9 +270,9 @@ def test_calibration_sets_ranges_and_same_seed_same_outputs():
 
 @pytest.mark.parametrize("kind", ["snn", "qnn"])
 def test_calibration_gives_the_same_ranges_whatever_its_batch(kind, monkeypatch):
-    """Calibration reads its images CALIBRATION_BATCH at a time by default (its memory grows
-    with the batch): the input and ADC ranges, and so the chip's outputs, are the same bits
-    in one pass, the default passes, passes of 7 images (read noise keyed per image), or
+    """Calibration reads its images a few at a time (its memory grows with the batch): the
+    input and ADC ranges, and so the chip's outputs, are the same bits in one pass, the
+    default passes, passes of CALIBRATION_BATCH or 7 images (read noise keyed per image), or
     with each layer's calibration reads split into chunks of a few vectors."""
     import imcsim.crossbar as xb
     from imcsim.convert.core import CALIBRATION_BATCH
@@ -286,7 +286,7 @@ def test_calibration_gives_the_same_ranges_whatever_its_batch(kind, monkeypatch)
     hw = HardwareConfig.preset("rram").replace(rows=16, cols=16)
     x = torch.rand(2 * CALIBRATION_BATCH + 5, 1, 10, 10, generator=torch.Generator().manual_seed(3))
     chips, ranges = [], []
-    for batch, chunk in ((x.shape[0], None), (None, None), (7, None), (None, 64)):
+    for batch, chunk in ((x.shape[0], None), (None, None), (7, None), (CALIBRATION_BATCH, None), (None, 64)):
         if chunk:  # a layer's calibration reads in chunks of ~64 / (2 x columns) vectors
             monkeypatch.setattr(xb, "_OBSERVE_CHUNK_ELEMENTS", chunk)
         chip = imcsim.calibrate(imcsim.convert(net, hw), x, batch_size=batch)
@@ -294,12 +294,25 @@ def test_calibration_gives_the_same_ranges_whatever_its_batch(kind, monkeypatch)
         ranges.append([(m.input_spec.scale, m.adc_full_scale) for m in layers])
         chips.append(chip)
     assert all(s > 0 for s, _ in ranges[0][1:] if s) and all(f and f > 0 for _, f in ranges[0])
-    assert ranges[1] == ranges[0] and ranges[2] == ranges[0] and ranges[3] == ranges[0]
+    assert all(r == ranges[0] for r in ranges[1:])
     with torch.no_grad():
         y = [c(x[:9]) for c in chips]
-    assert torch.equal(y[1], y[0]) and torch.equal(y[2], y[0]) and torch.equal(y[3], y[0])
+    assert all(torch.equal(v, y[0]) for v in y[1:])
     with pytest.raises(ValueError, match="calibrate: batch_size must be >= 1, got 0"):
         imcsim.calibrate(chips[0], x, batch_size=0)
+
+
+def test_calibration_pass_size_follows_the_size_of_a_sample():
+    from imcsim.convert.core import CALIBRATION_BATCH, CALIBRATION_BATCH_MAX, CALIBRATION_PASS_VALUES, calibration_batch
+
+    assert (CALIBRATION_BATCH, CALIBRATION_BATCH_MAX, CALIBRATION_PASS_VALUES) == (8, 128, 16384)
+    assert calibration_batch(torch.zeros(128, 3, 32, 32)) == 8  # 3,072 values a sample: 5, at least 8
+    assert calibration_batch(torch.zeros(128, 1, 28, 28)) == 16384 // 784 == 20
+    assert calibration_batch(torch.zeros(128, 1, 8, 8)) == 128  # 256, at most 128
+    assert calibration_batch(torch.zeros(10, 128, 2, 34, 34), batch_dim=1) == 8  # (T, B, ...) event frames
+    assert calibration_batch(torch.zeros(4, 128, 16), batch_dim=1) == 128  # 64 values a sample (4 steps x 16)
+    assert calibration_batch(torch.zeros(4, 128, 64), batch_dim=1) == 16384 // 256 == 64
+    assert calibration_batch([torch.zeros(4, 64)]) == 8 and calibration_batch(torch.zeros(0, 5)) == 8
 
 
 def test_events_collected_per_layer():

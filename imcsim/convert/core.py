@@ -352,7 +352,8 @@ def _run(model, data, batch_size):
 
 
 CALIBRATION_BATCH = 8
-"""Images per calibration pass (``calibrate`` / ``reprogram`` without ``batch_size``). The
+"""The fewest images per calibration pass (``calibrate`` / ``reprogram`` without
+``batch_size``; see :func:`calibration_batch`), the number for CIFAR-size inputs. The
 ranges are the same bits whatever the batch (histograms of powers-of-two bins, read noise
 keyed per image), but the reads' memory grows with it, and their time per image does not
 fall: full-width VGG9 on ``rram``, 128 calibration images (the command line's default),
@@ -361,11 +362,27 @@ conversion's peak 541 / 376 / 361 / 370 MB above the loaded model for the SNN, 4
 337 / 310 MB for its QNN twin, calibration 11.2 / 11.2 / 10.6 / 10.0 s and 9.9 / 8.9 / 8.8 /
 9.2 s (min of 2); at stop 46, with programming and calibration leaner, passes of 16 / 8:
 319 / 304 MB and 291 / 278 MB, 10.9 / 11.3 s and 9.7 / 9.4 s (median of 3 processes)."""
+CALIBRATION_PASS_VALUES = 1 << 14
+"""Input values per calibration pass by default: small inputs are read many images at a
+time, as a pass costs each layer a fixed overhead (the digits conv SNN on ``rram``, 128
+images: 0.30 s in passes of 8, 0.12 s in one pass of 128), CIFAR-size ones 8 at a time."""
+CALIBRATION_BATCH_MAX = 128
+
+
+def calibration_batch(data, batch_dim: int = 0) -> int:
+    """Images per calibration pass for ``data`` (a tensor of samples along ``batch_dim``):
+    :data:`CALIBRATION_PASS_VALUES` over the values per sample, within
+    [:data:`CALIBRATION_BATCH`, :data:`CALIBRATION_BATCH_MAX`] (3x32x32: 8; 1x28x28: 20;
+    8x8: 128). The ranges are the same bits whatever it is; it sets time and memory only."""
+    if not isinstance(data, torch.Tensor) or data.dim() <= batch_dim or data.shape[batch_dim] == 0:
+        return CALIBRATION_BATCH
+    per_sample = data.numel() // data.shape[batch_dim]
+    return min(CALIBRATION_BATCH_MAX, max(CALIBRATION_BATCH, CALIBRATION_PASS_VALUES // max(1, per_sample)))
 
 
 def calibrate(model: nn.Module, data, *, batch_size: int | None = None, inputs: bool = True) -> nn.Module:
     """Set analog input ranges (max seen) and calibrated ADC full scales from ``data``, read
-    ``batch_size`` images at a time (default :data:`CALIBRATION_BATCH`).
+    ``batch_size`` images at a time (default: :func:`calibration_batch`).
 
     Two passes: first the layers run digitally to see their inputs, then through the
     crossbars (ADC off) to see their column currents (of the reads performed: skipped
@@ -379,7 +396,10 @@ def calibrate(model: nn.Module, data, *, batch_size: int | None = None, inputs: 
     layers = [m for _, m in crossbar_layers(model)]
     if not layers:
         raise ValueError("calibrate: the model has no crossbar layers (did you call imcsim.convert?)")
-    batch_size = CALIBRATION_BATCH if batch_size is None else check_int("calibrate: batch_size", batch_size, low=1)
+    if batch_size is None:
+        batch_size = calibration_batch(data, getattr(model, "batch_dim", 0))
+    else:
+        batch_size = check_int("calibrate: batch_size", batch_size, low=1)
     early = [m for m in layers if _calibrated_before_drift(m)]
     for m in early:
         if m.read_time != 0.0:
