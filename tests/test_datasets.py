@@ -417,3 +417,21 @@ def test_each_images_event_frames_are_its_own_whatever_the_batch():
     assert float(together[:, :, 0].sum()) > 0 and float(together[:, :, 1].sum()) > 0
     for i in range(12):
         assert torch.equal(saccade_events(x[i:i + 1], 5)[:, 0], together[:, i])
+
+
+def test_digits_read_from_the_csv_file_equal_scikit_learns_loader(monkeypatch):
+    """load_digits reads the CSV file scikit-learn ships instead of importing sklearn.datasets
+    (over a second at every command's start): the same images and labels, in the same split."""
+    import importlib.util
+
+    from sklearn.datasets import load_digits as sk
+
+    d, ref = load_digits(), sk()
+    x = torch.tensor(ref.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(ref.target, dtype=torch.int64)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))  # the split the docstring states
+    assert torch.equal(d.x_test, x[perm[:359]]) and torch.equal(d.x_train, x[perm[359:]])
+    assert torch.equal(d.y_test, y[perm[:359]]) and torch.equal(d.y_train, y[perm[359:]])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(DataError, match=r"the embedded 'digits' dataset needs scikit-learn \(pip install scikit-learn\)"):
+        load_digits()

@@ -68,15 +68,37 @@ def _first(ds: Dataset, n_train, n_test) -> Dataset:
 
 
 def load_digits(seed: int = 0, test_fraction: float = 0.2) -> Dataset:
-    try:
-        from sklearn.datasets import load_digits as _sk
-    except ImportError:  # pragma: no cover
-        raise DataError("the embedded 'digits' dataset needs scikit-learn (pip install scikit-learn)") from None
-    d = _sk()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.tensor(d.target, dtype=torch.int64)
+    images, target = _digits_arrays()
+    x = torch.tensor(images, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
+    y = torch.tensor(target, dtype=torch.int64)
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     n_test = int(round(test_fraction * len(y)))
     te, tr = perm[:n_test], perm[n_test:]
     desc = f"8x8 digits (scikit-learn, embedded): {len(tr)} train / {len(te)} test, seeded shuffle (seed {seed})"
     return Dataset("digits", x[tr], y[tr], x[te], y[te], desc)
+
+
+def _digits_arrays():
+    """scikit-learn's digits as (1797, 64) pixel values 0..16 and (1797,) labels, read from
+    the CSV file it ships (digits.csv.gz: 64 pixels then the label per row), as its
+    ``load_digits`` reads them: importing ``sklearn.datasets`` alone takes over a second,
+    which every command on the embedded data paid."""
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the embedded 'digits' dataset needs scikit-learn (pip install scikit-learn)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    try:
+        with gzip.open(path, "rt") as f:
+            data = np.loadtxt(f, delimiter=",", dtype=np.float64)
+    except FileNotFoundError:  # another layout: ask scikit-learn itself
+        from sklearn.datasets import load_digits as _sk
+
+        d = _sk()
+        return d.data, d.target
+    return data[:, :-1], data[:, -1].astype(np.int64)
