@@ -13,7 +13,8 @@ For each kind and batch size, with ``--calibration`` images (the command line's 
 
 Why: calibration reads its images through the chip like a forward pass, and a forward
 pass's memory grows with its batch while a chip's time per image hardly does; the default
-(``imcsim.convert.core.CALIBRATION_BATCH``) is chosen from these figures.
+for CIFAR-size inputs (``imcsim.convert.core.CALIBRATION_BATCH``, the fewest images per pass
+``calibration_batch`` picks) is chosen from these figures.
 
     python scripts/bench_calibration.py [--models vgg9] [--kinds snn,qnn] [--preset rram] \\
         [--batches 256,32,16,8] [--calibration 128] [--repeat 3] [--memory-repeat 3] [--threads 1] \\
