@@ -384,8 +384,8 @@ class TiledMatrix(nn.Module):
         """Exact digital ``x @ (w_int * scale).T`` (block-diagonal over groups), x's dtype."""
         V = x.shape[0]
         # scaled in place: one float copy of the weights (VGG9's fc: 17 MB), not two
-        w = self.w_int.to(x.dtype, copy=True).mul_(self.w_scale.to(x.dtype).unsqueeze(1)).view(self.groups, self.out_group,
-                                                                                  self.in_group)
+        w = self.w_int.to(x.dtype, copy=True).mul_(self.w_scale.to(x.dtype).unsqueeze(1))
+        w = w.view(self.groups, self.out_group, self.in_group)
         return torch.einsum("vgi,goi->vgo", x.view(V, self.groups, self.in_group), w).reshape(V, self.out_features)
 
     @torch.no_grad()
