@@ -112,7 +112,7 @@ class DigitalModule(nn.Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            inner = self.__dict__["_modules"].get("module")
+            inner = self.__dict__.get("_modules", {}).get("module")
             if inner is None or name.startswith("__"):
                 raise
             return getattr(inner, name)

@@ -478,6 +478,9 @@ def test_layers_whose_tensors_the_forward_reads_stay_digital():
         want = F.linear(h, model.fc.weight[:, :4]) + model.bn.bias
         assert torch.equal(xm(x), want)
     assert not any(k.startswith(("fc.weight", "bn.bias")) for k in xm.state_dict())  # no second copy registered
+    assert torch.equal(copy.deepcopy(xm.fc).weight, model.fc.weight)  # copies hand the wrapped tensors out too
+    with pytest.raises(AttributeError):  # a bare instance (as unpickling makes one) has nothing to hand out
+        DigitalModule.__new__(DigitalModule).weight
 
 
 def test_an_untraced_forward_reading_a_crossbar_layers_weight_is_told_how_to_keep_it_digital():
